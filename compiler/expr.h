@@ -1,0 +1,87 @@
+// The predicate / schema-map IR and its interpreter: the reference semantics of CEL.md §3.
+//
+// A typed expression (compiler/typed.h) is lowered into a compact bytecode `Program` whose
+// attribute references are already resolved to (row, slot offset): row 0 is the instance (or the
+// single row of a FILTER/SELECT), row 1 the incoming event. The automaton compiler decides the
+// layout and passes a `RefMapper`. The interpreter is the reference the JIT must match bit for bit.
+//
+// Semantics that are easy to get wrong, and are tested in tests/unit/expr_test.cpp:
+//  - INT arithmetic wraps in two's complement (+, -, *, unary -, ABS); `/` truncates toward zero,
+//    `%` takes the dividend's sign; INT64_MIN / -1 wraps to INT64_MIN and INT64_MIN % -1 is 0.
+//  - An INT `/` or `%` by zero anywhere in a predicate makes the whole predicate false, whatever
+//    its AND/OR/NOT structure: every atom of such a predicate is evaluated (no short-circuit past
+//    a possible division by zero). In a value (SELECT item, FOLD aggregate) it makes the value 0
+//    (0, 0.0, or "" for a STRING). Each occurrence is counted in EvalStats.
+//  - FLOAT follows IEEE 754: x/0.0 is ±inf or NaN, comparisons with NaN are false except `!=`.
+//  - `^` is C pow on doubles. Strings compare bytewise; `=`/`!=` on strings compare interned ids.
+#pragma once
+
+#include <cstdint>
+#include <functional>
+#include <string>
+#include <vector>
+
+#include "compiler/typed.h"
+
+namespace cayuga {
+
+struct SlotRef {
+  uint8_t row;      // 0: instance / single row, 1: incoming event
+  uint32_t offset;  // slot index within that row
+};
+
+using RefMapper = std::function<SlotRef(Side side, uint32_t index)>;
+
+// Maps First(i) → row 0 slot i; the mapper for FILTER and SELECT over one row.
+SlotRef single_row_ref(Side side, uint32_t index);
+
+struct EvalInput {
+  const Slot* rows[2] = {nullptr, nullptr};
+  int64_t dur = 0;
+};
+
+struct EvalStats {
+  uint64_t div_by_zero = 0;
+};
+
+class Program {
+ public:
+  enum class Kind : uint8_t { Predicate, Value };
+
+  static Program predicate(const TExpr& e, const RefMapper& refs);
+  static Program value(const TExpr& e, const RefMapper& refs);
+
+  bool eval_predicate(const EvalInput& in, EvalStats& stats) const;
+  Slot eval_value(const EvalInput& in, EvalStats& stats) const;
+
+  Kind kind() const { return kind_; }
+  Type result_type() const { return result_type_; }
+  bool always_true() const { return always_true_; }  // an empty / TRUE predicate
+  std::string disassemble() const;
+
+  // Bytecode; the layout is documented in expr.cpp next to the interpreter loop.
+  struct Instr {
+    uint8_t op;
+    uint8_t a;
+    uint16_t b;
+    uint32_t c;
+    Slot k;
+  };
+
+ private:
+  Kind kind_ = Kind::Predicate;
+  Type result_type_ = Type::Int;
+  bool always_true_ = false;
+  bool may_divide_by_zero_ = false;
+  std::vector<Instr> code_;
+  friend struct ProgramBuilder;
+};
+
+// The built-in functions of CEL.md §3, exposed for tests and the JIT's runtime calls.
+int64_t fn_contains(uint64_t s, uint64_t pattern);
+double fn_similarity(uint64_t a, uint64_t b);
+int64_t fn_length(uint64_t s);
+uint64_t fn_lower(uint64_t s);
+uint64_t fn_upper(uint64_t s);
+
+}  // namespace cayuga

@@ -1,0 +1,82 @@
+#include "compiler/types.h"
+
+namespace cayuga {
+
+const char* to_string(Type t) {
+  switch (t) {
+    case Type::Int: return "INT";
+    case Type::Float: return "FLOAT";
+    case Type::String: return "STRING";
+  }
+  return "?";
+}
+
+std::optional<size_t> Schema::find(std::string_view name) const {
+  for (size_t i = 0; i < attrs.size(); ++i)
+    if (attrs[i].name == name) return i;
+  return std::nullopt;
+}
+
+std::string Schema::names() const {
+  std::string out;
+  for (const auto& a : attrs) {
+    if (!out.empty()) out += ", ";
+    out += a.name;
+  }
+  return out;
+}
+
+std::string Schema::to_string() const {
+  std::string out = "(";
+  for (size_t i = 0; i < attrs.size(); ++i) {
+    if (i) out += ", ";
+    out += attrs[i].name;
+    out += ' ';
+    out += cayuga::to_string(attrs[i].type);
+  }
+  return out + ")";
+}
+
+Interner::Interner() { intern(""); }
+
+uint64_t Interner::intern(std::string_view s) {
+  std::lock_guard lock(mu_);
+  if (auto it = ids_.find(s); it != ids_.end()) return it->second;
+  uint64_t id = strings_.size();
+  strings_.emplace_back(s);
+  ids_.emplace(strings_.back(), id);
+  return id;
+}
+
+std::string_view Interner::view(uint64_t id) const {
+  std::lock_guard lock(mu_);
+  return id < strings_.size() ? std::string_view(strings_[id]) : std::string_view();
+}
+
+size_t Interner::size() const {
+  std::lock_guard lock(mu_);
+  return strings_.size();
+}
+
+Interner& Interner::global() {
+  static Interner* table = new Interner();  // never destroyed: ids outlive static destructors
+  return *table;
+}
+
+int64_t units_per_second(EngineUnit u) {
+  switch (u) {
+    case EngineUnit::Us: return 1000000;
+    case EngineUnit::Ms: return 1000;
+    case EngineUnit::S: return 1;
+  }
+  return 1000;
+}
+
+std::optional<EngineUnit> parse_engine_unit(std::string_view s) {
+  if (s == "us") return EngineUnit::Us;
+  if (s == "ms") return EngineUnit::Ms;
+  if (s == "s") return EngineUnit::S;
+  return std::nullopt;
+}
+
+}  // namespace cayuga
