@@ -14,6 +14,15 @@
 //    (0, 0.0, or "" for a STRING). Each occurrence is counted in EvalStats.
 //  - FLOAT follows IEEE 754: x/0.0 is ±inf or NaN, comparisons with NaN are false except `!=`.
 //  - `^` is C pow on doubles. Strings compare bytewise; `=`/`!=` on strings compare interned ids.
+//  - A trapping INT `/` or `%` yields 0 and evaluation goes on; every executed division or modulo
+//    by zero adds 1 to EvalStats::div_by_zero (so `1/0 + 2/0` counts 2).
+//  - MIN(x, y) is `y < x ? y : x` and MAX(x, y) is `y > x ? y : x` for INT, FLOAT and STRING
+//    (bytewise): the first argument wins unless the second is strictly smaller (larger). For
+//    FLOAT this means a NaN second argument yields x, a NaN first argument yields NaN, and
+//    MIN(0.0, -0.0) is 0.0. ABS(INT64_MIN) wraps to INT64_MIN; FLOAT ABS is fabs.
+//  - LENGTH counts bytes; LOWER/UPPER map ASCII letters only; CONTAINS(s, '') is 1;
+//    SIMILARITY is the overlap coefficient of byte 3-gram sets (a string shorter than 3 bytes is
+//    its own single gram; an empty string on either side gives 0.0).
 #pragma once
 
 #include <cstdint>
@@ -61,11 +70,12 @@ class Program {
 
   // Bytecode; the layout is documented in expr.cpp next to the interpreter loop.
   struct Instr {
-    uint8_t op;
-    uint8_t a;
-    uint16_t b;
-    uint32_t c;
-    Slot k;
+    uint16_t op;      // opcode (enum Op in expr.cpp)
+    uint16_t dst;     // destination register
+    uint32_t x;       // first operand: register number, or row << 31 | slot offset
+    uint32_t y;       // second operand: register number, or row << 31 | slot offset
+    uint32_t target;  // jump target (instruction index)
+    Slot k;           // immediate constant
   };
 
  private:
@@ -73,6 +83,8 @@ class Program {
   Type result_type_ = Type::Int;
   bool always_true_ = false;
   bool may_divide_by_zero_ = false;
+  bool jump_mode_ = false;  // predicate lowered to compare-and-branch code (no possible trap)
+  uint32_t num_regs_ = 0;   // registers the code uses; sized at compile time
   std::vector<Instr> code_;
   friend struct ProgramBuilder;
 };

@@ -1,0 +1,168 @@
+// End-to-end benchmark sweep: queries × workload → events/s, latency, state, memory, compile time.
+//
+//   cayuga-bench --queries 1,100,10000 --workload walk,stock --events 1000000
+//
+// Events are pushed from memory straight into the engine (no parsing), one run per cell.
+#include <sys/resource.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <chrono>
+#include <cstdio>
+#include <cstdlib>
+#include <fstream>
+#include <iostream>
+#include <sstream>
+#include <string>
+#include <vector>
+
+#include "bench/workload.h"
+#include "runtime/engine.h"
+
+namespace {
+
+using namespace cayuga;
+using Clock = std::chrono::steady_clock;
+
+constexpr const char* kUsage =
+    "usage: cayuga-bench [options]\n"
+    "  --queries LIST     comma-separated query counts (default 1,100,10000)\n"
+    "  --workload LIST    walk (synthetic random walk) and/or stock (real bars) (default both)\n"
+    "  --events N         events per run (default 1000000)\n"
+    "  --symbols N        symbol universe of the random walk (default 2000)\n"
+    "  --copies N         relabelled copies of each real ticker (default 100)\n"
+    "  --per-epoch N      simultaneous events per epoch in the random walk (default 4)\n"
+    "  --overlap F        fraction of queries sharing an earlier START filter (default 0)\n"
+    "  --data FILE        stock bars CSV (default tests/data/stocks/bars_1min_2024_slice.csv.gz)\n";
+
+std::vector<size_t> parse_list(const std::string& s) {
+  std::vector<size_t> out;
+  std::stringstream ss(s);
+  std::string item;
+  while (std::getline(ss, item, ',')) out.push_back(std::stoull(item));
+  return out;
+}
+
+long current_rss_bytes() {
+  std::ifstream statm("/proc/self/statm");
+  long pages = 0, resident = 0;
+  statm >> pages >> resident;
+  return resident * sysconf(_SC_PAGESIZE);
+}
+
+struct Result {
+  double compile_ms, events_per_s, p50_ns, p99_ns;
+  uint64_t outputs, peak_instances;
+  long rss_bytes;
+};
+
+Result run_one(const std::string& script, const std::vector<bench::StockEvent>& events) {
+  Result r{};
+  auto t0 = Clock::now();
+  Engine engine;
+  Diagnostics ds = engine.add_script(script);
+  if (!ds.empty()) {
+    std::cerr << "generated script does not compile: " << ds[0].line << ":" << ds[0].column
+              << ": " << ds[0].message << "\n";
+    std::exit(1);
+  }
+  auto t1 = Clock::now();
+  r.compile_ms = std::chrono::duration<double, std::milli>(t1 - t0).count();
+  const uint32_t stock = static_cast<uint32_t>(engine.automaton().find_stream("Stock"));
+  std::vector<uint32_t> samples;
+  samples.reserve(events.size() / 16 + 1);
+  auto start = Clock::now();
+  for (size_t i = 0; i < events.size(); ++i) {
+    const auto& e = events[i];
+    if ((i & 15) == 0) {
+      auto a = Clock::now();
+      engine.push(stock, e.t, e.t, e.values);
+      samples.push_back(static_cast<uint32_t>(
+          std::min<int64_t>(UINT32_MAX, std::chrono::nanoseconds(Clock::now() - a).count())));
+    } else {
+      engine.push(stock, e.t, e.t, e.values);
+    }
+  }
+  engine.finish();
+  double secs = std::chrono::duration<double>(Clock::now() - start).count();
+  r.events_per_s = events.size() / secs;
+  std::sort(samples.begin(), samples.end());
+  if (!samples.empty()) {
+    r.p50_ns = samples[samples.size() / 2];
+    r.p99_ns = samples[samples.size() * 99 / 100];
+  }
+  r.outputs = engine.stats().outputs;
+  r.peak_instances = engine.stats().peak_instances;
+  r.rss_bytes = current_rss_bytes();
+  return r;
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  std::vector<size_t> queries = {1, 100, 10000};
+  std::vector<std::string> workloads = {"walk", "stock"};
+  size_t events = 1000000, symbols = 2000, copies = 100, per_epoch = 4;
+  double overlap = 0;
+  std::string data = std::string(CAYUGA_SOURCE_DIR) + "/tests/data/stocks/bars_1min_2024_slice.csv.gz";
+  for (int i = 1; i < argc; ++i) {
+    std::string a = argv[i];
+    auto value = [&]() -> std::string {
+      if (i + 1 >= argc) {
+        std::cerr << a << " needs a value\n" << kUsage;
+        std::exit(2);
+      }
+      return argv[++i];
+    };
+    if (a == "--help" || a == "-h") return std::cout << kUsage, 0;
+    if (a == "--queries") queries = parse_list(value());
+    else if (a == "--workload") {
+      workloads.clear();
+      std::stringstream ss(value());
+      for (std::string w; std::getline(ss, w, ',');) workloads.push_back(w);
+    } else if (a == "--events") events = std::stoull(value());
+    else if (a == "--symbols") symbols = std::stoull(value());
+    else if (a == "--copies") copies = std::stoull(value());
+    else if (a == "--per-epoch") per_epoch = std::stoull(value());
+    else if (a == "--overlap") overlap = std::stod(value());
+    else if (a == "--data") data = value();
+    else {
+      std::cerr << "unknown option " << a << "\n" << kUsage;
+      return 2;
+    }
+  }
+
+  std::printf("%-7s %9s %10s %12s %9s %9s %10s %10s %9s\n", "load", "queries", "compile_ms",
+              "events/s", "p50_ns", "p99_ns", "outputs", "peak_inst", "rss_MiB");
+  for (const auto& w : workloads) {
+    std::vector<std::string> universe;
+    std::vector<bench::StockEvent> stream;
+    if (w == "walk") {
+      universe = bench::synthetic_symbols(symbols);
+      stream = bench::random_walk(events, universe, per_epoch, 7);
+    } else if (w == "stock") {
+      std::string error;
+      stream = bench::replay_bars(data, events, copies, universe, error);
+      if (stream.empty()) {
+        std::cerr << "cannot load stock bars: " << error << "\n";
+        return 1;
+      }
+    } else {
+      std::cerr << "unknown workload " << w << " (walk or stock)\n";
+      return 2;
+    }
+    for (size_t q : queries) {
+      bench::QueryMix mix;
+      mix.queries = q;
+      mix.overlap = overlap;
+      std::string script = bench::generate_queries(mix, universe);
+      Result r = run_one(script, stream);
+      std::printf("%-7s %9zu %10.1f %12.0f %9.0f %9.0f %10llu %10llu %9.1f\n", w.c_str(), q,
+                  r.compile_ms, r.events_per_s, r.p50_ns, r.p99_ns,
+                  static_cast<unsigned long long>(r.outputs),
+                  static_cast<unsigned long long>(r.peak_instances), r.rss_bytes / 1048576.0);
+      std::fflush(stdout);
+    }
+  }
+  return 0;
+}

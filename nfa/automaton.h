@@ -1,0 +1,116 @@
+// The automaton program: Cayuga's NFA for a set of queries (CEL.md §7).
+//
+// A node holds instances of one layout and reads one input stream. An event e affects an
+// instance I when `I.t1 < e.t0` and the node's filter predicate holds on (I, e); I is then
+// consumed. A FOLD node first tries its rebind predicate θ2: if it fails, I dies; otherwise the
+// rebound copy (aggregates updated, last values := e) survives and the forward edges fire with
+// it. A NEXT node fires its forward edges with the concatenation (I, e). A START node has no
+// instances: every event of its stream fires its forward edges with the event itself.
+//
+// A forward edge ("emit") carries the produced row through a chain of stages (the FILTERs and
+// SELECTs written around the operator, kept in order so each predicate keeps its own
+// division-by-zero scope) and then either creates an instance at another node or publishes the
+// row on a stream (a user-visible PUBLISH name or an internal stream that feeds the right-hand
+// side of an outer NEXT/FOLD). Publishing is how resubscription works: a stream's readers
+// receive the row in the same epoch.
+//
+// Row layouts: a NEXT instance is the left row as is. A FOLD instance is
+//   [ S1 first values (n1) | aggregates of S1-only attributes | S2 last values (n2) ]
+// so `$1.a`, `$.a` and the output row are all plain slot reads.
+#pragma once
+
+#include <cstdint>
+#include <limits>
+#include <string>
+#include <vector>
+
+#include "compiler/expr.h"
+#include "compiler/typed.h"
+
+namespace cayuga::nfa {
+
+inline constexpr int64_t kNoDurBound = std::numeric_limits<int64_t>::max();
+
+enum class StreamKind : uint8_t { Input, Published, Internal };
+
+struct Stream {
+  std::string name;
+  Schema schema;
+  StreamKind kind = StreamKind::Input;
+  std::vector<uint32_t> readers;  // nodes whose input is this stream
+};
+
+struct Stage {
+  enum class Kind : uint8_t { Filter, Map } kind = Kind::Filter;
+  Program pred;                // Filter: over the produced row (row 0); DUR = t1 - t0
+  std::vector<Program> items;  // Map: one value program per output attribute
+  std::vector<Type> types;     // Map: item types, for explain
+  int64_t max_dur = kNoDurBound;  // Filter: the DUR upper bound its predicate implies
+};
+
+struct Emit {
+  enum class Kind : uint8_t { ToNode, ToStream } kind = Kind::ToNode;
+  uint32_t target = 0;  // node id or stream id
+  std::vector<Stage> stages;
+};
+
+enum class NodeKind : uint8_t { Start, Next, Fold };
+
+struct Node {
+  NodeKind kind = NodeKind::Start;
+  uint32_t stream = 0;  // the stream it reads
+  uint32_t query = 0;   // 1-based query number that created it (explain, stats)
+  std::string label;    // e.g. "q1.n2 NEXT"
+
+  // Instances (Next/Fold): `width` slots; built from an incoming row by `init`
+  // (instance slot k := incoming slot init[k], or zero when init[k] < 0).
+  uint32_t width = 0;
+  std::vector<int32_t> init;
+
+  Program filter;  // θ (NEXT) or θ1 (FOLD), AND the FILTERs on a bare right-hand stream
+
+  // FOLD: the rebind edge. aggregates: instance slot := value over (I, e);
+  // then instance slots [last_base, last_base + n2) := the event's slots.
+  Program rebind;
+  std::vector<std::pair<uint32_t, Program>> aggregates;
+  uint32_t last_base = 0;
+
+  // The produced row: slot k := read(output[k]). NEXT reads row 0 = I and row 1 = e;
+  // FOLD reads row 0 = the rebound instance. START copies the event.
+  std::vector<SlotRef> output;
+  Schema output_schema;
+
+  std::vector<Emit> emits;
+
+  // An instance whose t0 is more than `max_dur` before every future event's t1 can never
+  // produce anything again (every path out of the node bounds DUR from above): free it.
+  int64_t max_dur = kNoDurBound;
+};
+
+struct QueryInfo {
+  uint32_t number = 0;
+  std::string publish;
+  uint32_t stream = 0;  // the stream id it publishes
+};
+
+// The whole program: streams and nodes. Immutable once built; the runtime keeps the state.
+struct Automaton {
+  std::vector<Stream> streams;
+  std::vector<Node> nodes;
+  std::vector<QueryInfo> queries;
+
+  // Stream id by name, or -1.
+  int64_t find_stream(std::string_view name) const;
+};
+
+// Builds the automaton of an analyzed script (appending to `into`, so several scripts can share
+// one program and one stream table; streams already in `into` are reused by name).
+// Returns an error message when the script cannot be added (e.g. a schema clash with an existing
+// stream); the automaton is unchanged in that case.
+std::string build(const AnalyzedScript& script, Automaton& into);
+
+// `cayuga explain`: a text listing and a Graphviz DOT graph.
+std::string to_text(const Automaton& a);
+std::string to_dot(const Automaton& a);
+
+}  // namespace cayuga::nfa

@@ -1,0 +1,54 @@
+// k-way merge of readers by t1; ties go to the earlier reader.
+#include <algorithm>
+
+#include "runtime/io.h"
+
+namespace cayuga {
+
+MergeReader::MergeReader(std::vector<std::unique_ptr<EventReader>> readers)
+    : readers_(std::move(readers)), head_(readers_.size()) {
+  error_.file = "merge";
+  heap_.reserve(readers_.size());
+  for (size_t i = 0; i < readers_.size(); ++i) refill_.push_back(i);
+}
+
+bool MergeReader::less(size_t a, size_t b) const {
+  const int64_t ta = head_[a].row.t1, tb = head_[b].row.t1;
+  return ta != tb ? ta < tb : a < b;
+}
+
+EventReader::Status MergeReader::next(InputEvent& out) {
+  // std heap algorithms build a max-heap: invert the order.
+  auto greater = [this](size_t a, size_t b) { return less(b, a); };
+  // Read the next event of every reader whose head was handed out (all of them at the start).
+  while (refill_pos_ < refill_.size()) {
+    const size_t i = refill_[refill_pos_];
+    Status s = readers_[i]->next(head_[i]);
+    if (s == Status::Error) {
+      error_ = readers_[i]->error();  // the next call asks the same reader again
+      return Status::Error;
+    }
+    ++refill_pos_;
+    if (s == Status::Event) {
+      heap_.push_back(i);
+      std::push_heap(heap_.begin(), heap_.end(), greater);
+    }
+  }
+  refill_.clear();
+  refill_pos_ = 0;
+  if (heap_.empty()) return Status::End;
+  std::pop_heap(heap_.begin(), heap_.end(), greater);
+  const size_t i = heap_.back();
+  heap_.pop_back();
+  std::swap(out, head_[i]);  // swap, not copy: both keep their value capacity
+  refill_.push_back(i);
+  return Status::Event;
+}
+
+uint64_t MergeReader::skipped() const {
+  uint64_t n = 0;
+  for (const auto& r : readers_) n += r->skipped();
+  return n;
+}
+
+}  // namespace cayuga

@@ -1,0 +1,171 @@
+// Regex line reader (RE2): named groups become attributes, one group is the time.
+#include <re2/re2.h>
+
+#include <map>
+
+#include "runtime/io_internal.h"
+
+namespace cayuga::io_detail {
+namespace {
+
+std::string group_names(const std::map<std::string, int>& groups) {
+  std::string out;
+  for (const auto& [name, idx] : groups) {
+    if (!out.empty()) out += ", ";
+    out += name;
+  }
+  return out.empty() ? "none" : out;
+}
+
+class RegexReader final : public LineBasedReader {
+ public:
+  RegexReader(const InputSpec& spec, std::unique_ptr<ByteSource> src, const StreamDef& def,
+              EngineUnit unit, TimeFormat tf)
+      : LineBasedReader(spec.path, std::move(src)),
+        def_(def),
+        unit_(unit),
+        tf_(std::move(tf)),
+        skip_(spec.skip_unmatched),
+        re_(spec.regex, RE2::Quiet) {}
+
+  std::string open(const InputSpec& spec) {
+    if (!re_.ok()) return "bad regex: " + re_.error();
+    const auto& groups = re_.NamedCapturingGroups();
+    auto find = [&](std::string_view name) -> int {
+      auto it = groups.find(std::string(name));
+      return it == groups.end() ? -1 : it->second;
+    };
+    for (const auto& a : def_.schema->attrs) {
+      std::string_view g = mapped_name(spec, a.name);
+      int idx = find(g);
+      if (idx < 0)
+        return "the regex has no named group " + quote_for_message(g) + " for attribute " + a.name +
+               " of stream " + def_.name + " (groups: " + group_names(groups) + ")";
+      groups_.push_back(idx);
+    }
+    if (!spec.time_column.empty()) {
+      t0_ = t1_ = find(spec.time_column);
+      if (t0_ < 0)
+        return "the regex has no named group " + quote_for_message(spec.time_column) +
+               " for the time (groups: " + group_names(groups) + ")";
+    } else if (int t = find("t"); t >= 0) {
+      t0_ = t1_ = t;
+    } else if (int a = find("t0"), b = find("t1"); a >= 0 && b >= 0) {
+      t0_ = a;
+      t1_ = b;
+    } else {
+      return "the regex has no time group: name it (?P<t>...) or use --time-column (groups: " +
+             group_names(groups) + ")";
+    }
+    match_.resize(static_cast<size_t>(re_.NumberOfCapturingGroups()) + 1);
+    return {};
+  }
+
+  Status next(InputEvent& out) override {
+    if (ended_) return Status::End;
+    for (;;) {
+      char* data;
+      size_t size;
+      switch (next_line(data, size)) {
+        case LineReader::Result::End:
+          ended_ = true;
+          return Status::End;
+        case LineReader::Result::Error:
+          return io_error();
+        case LineReader::Result::Line:
+          break;
+      }
+      const uint64_t ln = lines_.line_no();
+      re2::StringPiece line(data, size);
+      if (!re_.Match(line, 0, size, RE2::UNANCHORED, match_.data(),
+                     static_cast<int>(match_.size()))) {
+        if (skip_) {
+          ++skipped_;
+          continue;
+        }
+        return fail(ln, "line does not match the regex");
+      }
+      int64_t t0, t1;
+      if (std::string e = parse_time_value(group(t0_), tf_, unit_, t0); !e.empty())
+        return fail(ln, "group " + name_of(t0_) + ": " + e);
+      if (t1_ == t0_) {
+        t1 = t0;
+      } else {
+        if (std::string e = parse_time_value(group(t1_), tf_, unit_, t1); !e.empty())
+          return fail(ln, "group " + name_of(t1_) + ": " + e);
+        if (t0 > t1)
+          return fail(ln,
+                      "t0 (" + std::to_string(t0) + ") is after t1 (" + std::to_string(t1) + ")");
+      }
+      const Schema& schema = *def_.schema;
+      out.row.values.resize(schema.size());
+      for (size_t i = 0; i < schema.size(); ++i)
+        if (std::string e = convert_value(group(groups_[i]), schema.attrs[i], out.row.values[i]);
+            !e.empty())
+          return fail(ln, e);
+      out.stream = def_.id;
+      out.row.t0 = t0;
+      out.row.t1 = t1;
+      return Status::Event;
+    }
+  }
+
+  uint64_t skipped() const override { return skipped_; }
+
+ private:
+  // A group that did not take part in the match reads as "".
+  std::string_view group(int idx) const {
+    const re2::StringPiece& g = match_[static_cast<size_t>(idx)];
+    return g.data() ? std::string_view(g.data(), g.size()) : std::string_view();
+  }
+  std::string name_of(int idx) const {
+    for (const auto& [name, i] : re_.NamedCapturingGroups())
+      if (i == idx) return name;
+    return std::to_string(idx);
+  }
+
+  const StreamDef& def_;
+  EngineUnit unit_;
+  TimeFormat tf_;
+  bool skip_;
+  RE2 re_;
+  std::vector<int> groups_;  // attribute i ← capturing group groups_[i]
+  int t0_ = -1, t1_ = -1;
+  std::vector<re2::StringPiece> match_;
+  uint64_t skipped_ = 0;
+};
+
+}  // namespace
+
+std::unique_ptr<EventReader> make_regex_reader(const InputSpec& spec,
+                                               std::unique_ptr<ByteSource> src,
+                                               const StreamTable& streams, EngineUnit unit,
+                                               std::string* error) {
+  if (spec.regex.empty()) {
+    *error = spec.path + ": a regex input needs --regex";
+    return nullptr;
+  }
+  if (spec.stream.empty()) {
+    *error = spec.path + ": a regex input needs its stream: --input Stream=" + spec.path;
+    return nullptr;
+  }
+  const StreamDef* def = streams.find(spec.stream);
+  if (!def) {
+    *error = spec.path + ": unknown stream " + quote_for_message(spec.stream) +
+             " (input streams: " + streams.names() + ")";
+    return nullptr;
+  }
+  TimeFormat tf;
+  if (std::string e = make_time_format(spec.time_format, unit, spec.year, tf); !e.empty()) {
+    *error = spec.path + ": " + e;
+    return nullptr;
+  }
+  auto r = std::make_unique<RegexReader>(spec, std::move(src), *def, unit, std::move(tf));
+  if (std::string e = r->open(spec); !e.empty()) {
+    *error = spec.path + ": " + e;
+    return nullptr;
+  }
+  return r;
+}
+
+}  // namespace cayuga::io_detail

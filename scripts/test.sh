@@ -1,0 +1,21 @@
+#!/usr/bin/env bash
+# Installs everything, builds and runs the whole test suite: the release build, the
+# AddressSanitizer + UndefinedBehaviorSanitizer build, and a bounded parser fuzzing run.
+# Set CAYUGA_SKIP_SANITIZE=1 or CAYUGA_FUZZ_SECONDS=0 to skip those parts locally.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+jobs="$(nproc)"
+
+./scripts/build.sh release
+ctest --test-dir build --output-on-failure -j "$jobs"
+
+if [ "${CAYUGA_SKIP_SANITIZE:-0}" != 1 ]; then
+  ./scripts/build.sh sanitize
+  ctest --test-dir build-sanitize --output-on-failure -j "$jobs"
+fi
+
+fuzz_seconds="${CAYUGA_FUZZ_SECONDS:-60}"
+if [ "$fuzz_seconds" -gt 0 ] && [ -x scripts/fuzz.sh ]; then
+  ./scripts/fuzz.sh "$fuzz_seconds"
+fi
+echo "test.sh: all suites passed"

@@ -1,0 +1,804 @@
+// Input readers, merge, input options and output writers (runtime/io.h).
+#include "runtime/io.h"
+
+#include <gtest/gtest.h>
+#include <unistd.h>
+
+#include <cmath>
+#include <cstring>
+#include <filesystem>
+#include <limits>
+
+namespace cayuga {
+namespace {
+
+const Schema kStock{{{"Name", Type::String}, {"Price", Type::Float}, {"Volume", Type::Int}}};
+const Schema kTrade{{{"Sym", Type::String}, {"Qty", Type::Int}}};
+const Schema kLogin{{{"User", Type::String}, {"Host", Type::String}}};
+
+StreamTable make_streams() {
+  StreamTable t;
+  t.add({0, "Stock", &kStock});
+  t.add({1, "Trade", &kTrade});
+  t.add({2, "Logins", &kLogin});
+  return t;
+}
+
+// One line per event ("Stock[1,1] IBM 10 1") or error ("ERR file:line: message").
+std::string render(const StreamTable& streams, const InputEvent& ev) {
+  const StreamDef* def = streams.find_id(ev.stream);
+  std::string out =
+      def->name + "[" + std::to_string(ev.row.t0) + "," + std::to_string(ev.row.t1) + "]";
+  for (size_t i = 0; i < def->schema->size(); ++i) {
+    out += ' ';
+    Slot v = ev.row.values[i];
+    switch (def->schema->attrs[i].type) {
+      case Type::Int:
+        out += std::to_string(v.i);
+        break;
+      case Type::Float:
+        append_double(out, v.f);
+        break;
+      case Type::String:
+        out += interned(v.s);
+        break;
+    }
+  }
+  return out;
+}
+
+std::vector<std::string> drain(EventReader& r, const StreamTable& streams) {
+  std::vector<std::string> out;
+  InputEvent ev;
+  for (int guard = 0; guard < 100000; ++guard) {
+    switch (r.next(ev)) {
+      case EventReader::Status::Event:
+        out.push_back(render(streams, ev));
+        break;
+      case EventReader::Status::Error:
+        out.push_back("ERR " + r.error().to_string());
+        break;
+      case EventReader::Status::End:
+        return out;
+    }
+  }
+  ADD_FAILURE() << "reader did not end";
+  return out;
+}
+
+InputSpec spec_of(InputFormat f, std::string stream = "", std::string path = "mem") {
+  InputSpec s;
+  s.path = std::move(path);
+  s.stream = std::move(stream);
+  s.format = f;
+  return s;
+}
+
+std::unique_ptr<EventReader> mem_reader(const InputSpec& spec, const std::string& text,
+                                        const StreamTable& streams, std::string* err,
+                                        EngineUnit unit = EngineUnit::Ms) {
+  return open_reader(spec, memory_byte_source(text), streams, unit, err);
+}
+
+std::vector<std::string> read_text(const InputSpec& spec, const std::string& text,
+                                   EngineUnit unit = EngineUnit::Ms) {
+  StreamTable streams = make_streams();
+  std::string err;
+  auto r = mem_reader(spec, text, streams, &err, unit);
+  if (!r) return {"OPEN " + err};
+  return drain(*r, streams);
+}
+
+std::string open_error(const InputSpec& spec, const std::string& text) {
+  StreamTable streams = make_streams();
+  std::string err;
+  auto r = mem_reader(spec, text, streams, &err);
+  return r ? "opened" : err;
+}
+
+std::string temp_path(const std::string& name) {
+  return (std::filesystem::temp_directory_path() /
+          ("cayuga_io_test_" + std::to_string(::getpid()) + "_" + name))
+      .string();
+}
+
+// ---------------------------------------------------------------------------------------------
+// Streams and values
+
+TEST(StreamTable, AddFindAndDuplicates) {
+  StreamTable t = make_streams();
+  EXPECT_EQ(t.find("Stock")->id, 0u);
+  EXPECT_EQ(t.find_id(1)->name, "Trade");
+  EXPECT_EQ(t.find("stock"), nullptr);  // case-sensitive
+  EXPECT_FALSE(t.add({7, "Stock", &kStock}));
+  EXPECT_FALSE(t.add({1, "Other", &kStock}));
+  EXPECT_EQ(t.names(), "Stock, Trade, Logins");
+}
+
+TEST(Values, Int) {
+  int64_t v = 0;
+  EXPECT_EQ(parse_int_value("42", v), "");
+  EXPECT_EQ(v, 42);
+  EXPECT_EQ(parse_int_value("+7", v), "");
+  EXPECT_EQ(v, 7);
+  EXPECT_EQ(parse_int_value("-9223372036854775808", v), "");
+  EXPECT_EQ(v, INT64_MIN);
+  EXPECT_EQ(parse_int_value("9223372036854775808", v),
+            "'9223372036854775808' is out of the INT range (64-bit)");
+  EXPECT_EQ(parse_int_value("1.5", v), "'1.5' is not an integer");
+  EXPECT_EQ(parse_int_value("1e3", v), "'1e3' is not an integer");
+  EXPECT_EQ(parse_int_value("+-1", v), "'+-1' is not an integer");
+  EXPECT_EQ(parse_int_value("", v), "empty value is not an integer");
+}
+
+TEST(Values, Float) {
+  double v = 0;
+  EXPECT_EQ(parse_float_value("10", v), "");
+  EXPECT_EQ(v, 10.0);
+  EXPECT_EQ(parse_float_value("-2.5e-3", v), "");
+  EXPECT_EQ(v, -2.5e-3);
+  EXPECT_EQ(parse_float_value("inf", v), "");
+  EXPECT_TRUE(std::isinf(v) && v > 0);
+  EXPECT_EQ(parse_float_value("-Infinity", v), "");
+  EXPECT_TRUE(std::isinf(v) && v < 0);
+  EXPECT_EQ(parse_float_value("NaN", v), "");
+  EXPECT_TRUE(std::isnan(v));
+  EXPECT_EQ(parse_float_value("4.9e-324", v), "");  // subnormal: fine
+  EXPECT_EQ(v, std::numeric_limits<double>::denorm_min());
+  EXPECT_EQ(parse_float_value("1e400", v), "'1e400' is out of the FLOAT range");
+  EXPECT_EQ(parse_float_value("abc", v), "'abc' is not a number");
+  EXPECT_EQ(parse_float_value("0x10", v), "'0x10' is not a number");
+  EXPECT_EQ(parse_float_value("1.5x", v), "'1.5x' is not a number");
+}
+
+TEST(Time, NumbersConvertToTheEngineUnit) {
+  auto conv = [](std::string_view text, std::string_view fmt, EngineUnit engine) {
+    TimeFormat tf;
+    EXPECT_EQ(make_time_format(fmt, engine, 1970, tf), "");
+    int64_t v = 0;
+    std::string e = parse_time_value(text, tf, engine, v);
+    return e.empty() ? std::to_string(v) : e;
+  };
+  EXPECT_EQ(conv("5", "", EngineUnit::Ms), "5");
+  EXPECT_EQ(conv("1.5", "s", EngineUnit::Ms), "1500");
+  EXPECT_EQ(conv("1704205740000", "ms", EngineUnit::Us), "1704205740000000");
+  EXPECT_EQ(conv("1999", "us", EngineUnit::Ms), "1");  // rounds down
+  EXPECT_EQ(conv("-1", "us", EngineUnit::Ms), "-1");   // floor, not toward zero
+  EXPECT_EQ(conv("1704205740123", "ms", EngineUnit::S), "1704205740");
+  EXPECT_EQ(conv("9223372036854775807", "s", EngineUnit::Ms),
+            "time '9223372036854775807' is out of range");
+  EXPECT_EQ(conv("12a", "ms", EngineUnit::Ms), "time '12a' is not a number of ms");
+  EXPECT_EQ(conv("", "ms", EngineUnit::Ms), "time '' is not a number of ms");
+}
+
+TEST(Time, Datetimes) {
+  auto conv = [](std::string_view text, std::string_view fmt, int year = 1970,
+                 EngineUnit engine = EngineUnit::Ms) {
+    TimeFormat tf;
+    if (std::string e = make_time_format(fmt, engine, year, tf); !e.empty()) return e;
+    int64_t v = 0;
+    std::string e = parse_time_value(text, tf, engine, v);
+    return e.empty() ? std::to_string(v) : e;
+  };
+  // date -u -d '2024-01-02 14:29:00' +%s → 1704205740
+  EXPECT_EQ(conv("2024-01-02 14:29:00", "%Y-%m-%d %H:%M:%S"), "1704205740000");
+  EXPECT_EQ(conv("2024-01-02T14:29:00.123", "%Y-%m-%dT%H:%M:%S"), "1704205740123");
+  EXPECT_EQ(conv("2024-01-02T14:29:00.5Z", "%Y-%m-%dT%H:%M:%S.%fZ", 1970, EngineUnit::Us),
+            "1704205740500000");
+  EXPECT_EQ(conv("2024-01-02 14:29:00", "%Y-%m-%d %T", 1970, EngineUnit::S), "1704205740");
+  // date -u -d '1970-12-10 06:55:46' +%s → 29660146 (syslog lines have no year: --year)
+  EXPECT_EQ(conv("Dec 10 06:55:46", "%b %d %H:%M:%S"), "29660146000");
+  EXPECT_EQ(conv("december  5 00:00:00", "%b %e %H:%M:%S", 2024), "1733356800000");
+  EXPECT_EQ(conv("1969-12-31 23:59:59", "%Y-%m-%d %H:%M:%S"), "-1000");
+  EXPECT_EQ(conv("2024-02-30 00:00:00", "%Y-%m-%d %H:%M:%S"),
+            "time '2024-02-30 00:00:00': day 30 is out of range");
+  EXPECT_EQ(conv("2024-01-02 24:00:00", "%Y-%m-%d %H:%M:%S"),
+            "time '2024-01-02 24:00:00': hour 24 is out of range");
+  EXPECT_EQ(conv("Foo 10 06:55:46", "%b %d %H:%M:%S"),
+            "time 'Foo 10 06:55:46' does not match the format '%b %d %H:%M:%S'");
+  EXPECT_EQ(conv("2024-01-02 14:29:00 extra", "%Y-%m-%d %H:%M:%S"),
+            "time '2024-01-02 14:29:00 extra' does not match the format '%Y-%m-%d %H:%M:%S'");
+  EXPECT_EQ(conv("x", "%Y-%q"),
+            "time format '%Y-%q': unsupported conversion %q (supported: %Y %m %d %e %H %M %S %f "
+            "%b %B %h %T %%)");
+  EXPECT_EQ(conv("x", "minutes"),
+            "time format 'minutes' is neither a unit (us, ms, s) nor a datetime pattern (e.g. "
+            "%Y-%m-%d %H:%M:%S)");
+}
+
+// ---------------------------------------------------------------------------------------------
+// Cayuga format
+
+TEST(CayugaReader, GoodInput) {
+  EXPECT_EQ(read_text(spec_of(InputFormat::Cayuga),
+                      "IBM,10,1,Stock,1,1\n"
+                      "MSFT, 20.5 , 2, Stock, 2, 2\r\n"
+                      "\n"
+                      "   \n"
+                      "'A,B', 1e3 ,-5,Stock,3,4\n"
+                      "'it''s',0.1,0,Stock,4,4\n"
+                      "X,7,Trade,5,5"),
+            (std::vector<std::string>{"Stock[1,1] IBM 10 1", "Stock[2,2] MSFT 20.5 2",
+                                      "Stock[3,4] A,B 1000 -5", "Stock[4,4] it's 0.1 0",
+                                      "Trade[5,5] X 7"}));
+}
+
+TEST(CayugaReader, ErrorsNameFileAndLineAndReadingContinues) {
+  EXPECT_EQ(read_text(spec_of(InputFormat::Cayuga, "", "ev.txt"),
+                      "IBM,10,Stock,1,1\n"
+                      "a,b\n"
+                      "IBM,10,1,Stok,1,1\n"
+                      "IBM,abc,1,Stock,1,1\n"
+                      "IBM,10,1.5,Stock,1,1\n"
+                      "IBM,10,99999999999999999999,Stock,1,1\n"
+                      "IBM,10,1,Stock,5,3\n"
+                      "IBM,10,1,Stock,x,3\n"
+                      "'IBM,10,1,Stock,1,1\n"
+                      "'IBM'x,10,1,Stock,1,1\n"
+                      "IBM,10,1,Stock,6,6\n"),
+            (std::vector<std::string>{
+                "ERR ev.txt:1: wrong number of fields: stream Stock has 3 attributes (Name, "
+                "Price, Volume), the line has 2 values",
+                "ERR ev.txt:2: malformed line: expected v1,...,vn,StreamName,t0,t1",
+                "ERR ev.txt:3: unknown stream 'Stok' (input streams: Stock, Trade, Logins)",
+                "ERR ev.txt:4: attribute Price (FLOAT): 'abc' is not a number",
+                "ERR ev.txt:5: attribute Volume (INT): '1.5' is not an integer",
+                "ERR ev.txt:6: attribute Volume (INT): '99999999999999999999' is out of the INT "
+                "range (64-bit)",
+                "ERR ev.txt:7: t0 (5) is after t1 (3)", "ERR ev.txt:8: t0: 'x' is not an integer",
+                "ERR ev.txt:9: malformed line: unterminated quote in field 1",
+                "ERR ev.txt:10: malformed line: text after the closing quote of field 1",
+                "Stock[6,6] IBM 10 1"}));
+}
+
+TEST(CayugaReader, SpecWorkedExample) {
+  // CEL.md §9 input, in one file.
+  EXPECT_EQ(read_text(spec_of(InputFormat::Cayuga),
+                      "IBM,10,1,Stock,1,1\nMSFT,20,1,Stock,2,2\nIBM,11,1,Stock,3,3\n"
+                      "IBM,12,1,Stock,3,3\nMSFT,21,1,Stock,4,4\n")
+                .size(),
+            5u);
+}
+
+TEST(CayugaReader, ValueCapacityIsReused) {
+  StreamTable streams = make_streams();
+  std::string err;
+  auto r =
+      mem_reader(spec_of(InputFormat::Cayuga), "A,1,1,Stock,1,1\nB,2,2,Stock,2,2\n", streams, &err);
+  ASSERT_TRUE(r) << err;
+  InputEvent ev;
+  ASSERT_EQ(r->next(ev), EventReader::Status::Event);
+  const Slot* data = ev.row.values.data();
+  ASSERT_EQ(r->next(ev), EventReader::Status::Event);
+  EXPECT_EQ(ev.row.values.data(), data);
+  EXPECT_EQ(r->next(ev), EventReader::Status::End);
+  EXPECT_EQ(r->next(ev), EventReader::Status::End);
+}
+
+TEST(CayugaReader, MissingFile) {
+  StreamTable streams = make_streams();
+  std::string err;
+  InputSpec s = spec_of(InputFormat::Cayuga, "", "/nonexistent/ev.txt");
+  EXPECT_EQ(open_reader(s, streams, EngineUnit::Ms, &err), nullptr);
+  EXPECT_EQ(err, "/nonexistent/ev.txt: cannot open: No such file or directory");
+}
+
+// ---------------------------------------------------------------------------------------------
+// CSV
+
+TEST(CsvReader, HeaderMappingQuotingAndTime) {
+  InputSpec s = spec_of(InputFormat::Csv, "Stock", "bars.csv");
+  s.time_column = "epoch_ms";
+  s.time_format = "ms";
+  s.map = {{"Name", "sym"}, {"Price", "close"}};
+  EXPECT_EQ(read_text(s,
+                      "\xEF\xBB\xBFsym,epoch_ms,open,close,Volume\r\n"
+                      "NDSN,1704205740000,262.15,262.1,302\r\n"
+                      "\"A,\"\"B\"\"\",1704205740001,1,2.5,3\n"
+                      "\"multi\nline\",1704205740002,1,2,3\n"
+                      "\" x \",1704205740003,,1,-4\n",
+                      EngineUnit::Us),
+            (std::vector<std::string>{"Stock[1704205740000000,1704205740000000] NDSN 262.1 302",
+                                      "Stock[1704205740001000,1704205740001000] A,\"B\" 2.5 3",
+                                      "Stock[1704205740002000,1704205740002000] multi\nline 2 3",
+                                      "Stock[1704205740003000,1704205740003000]  x  1 -4"}));
+}
+
+TEST(CsvReader, DefaultTimeColumns) {
+  EXPECT_EQ(read_text(spec_of(InputFormat::Csv, "Trade"), "Qty,t,Sym\n5,10,A\n"),
+            (std::vector<std::string>{"Trade[10,10] A 5"}));
+  EXPECT_EQ(read_text(spec_of(InputFormat::Csv, "Trade"), "t1,Sym,t0,Qty\n10,A,7,5\n9,B,10,1\n"),
+            (std::vector<std::string>{"Trade[7,10] A 5", "ERR mem:3: t0 (10) is after t1 (9)"}));
+}
+
+TEST(CsvReader, OpenErrors) {
+  InputSpec s = spec_of(InputFormat::Csv, "Stock", "bars.csv");
+  s.map = {{"Price", "close"}};
+  EXPECT_EQ(open_error(s, "sym,epoch_ms,close\n"),
+            "bars.csv: missing column 'Name' for stream Stock; header: sym, epoch_ms, close");
+  s.map = {{"Name", "sym"}, {"Price", "last"}};
+  EXPECT_EQ(open_error(s, "sym,epoch_ms,close,Volume\n"),
+            "bars.csv: missing column 'last' (mapped from attribute Price) for stream Stock; "
+            "header: sym, epoch_ms, close, Volume");
+  s.map = {{"Name", "sym"}, {"Price", "close"}};
+  EXPECT_EQ(open_error(s, "sym,epoch_ms,close,Volume\n"),
+            "bars.csv: missing time column: no column 't' (or 't0' and 't1'); name it with "
+            "--time-column; header: sym, epoch_ms, close, Volume");
+  s.time_column = "ts";
+  EXPECT_EQ(open_error(s, "sym,epoch_ms,close,Volume\n"),
+            "bars.csv: missing time column 'ts'; header: sym, epoch_ms, close, Volume");
+  EXPECT_EQ(open_error(s, ""), "bars.csv: empty file: expected a header line");
+  EXPECT_EQ(open_error(spec_of(InputFormat::Csv, "", "x.csv"), "t\n"),
+            "x.csv: a CSV input needs its stream: --input Stream=x.csv");
+  EXPECT_EQ(open_error(spec_of(InputFormat::Csv, "Nope", "x.csv"), "t\n"),
+            "x.csv: unknown stream 'Nope' (input streams: Stock, Trade, Logins)");
+  InputSpec bad = spec_of(InputFormat::Csv, "Trade", "x.csv");
+  bad.time_format = "%Q";
+  EXPECT_EQ(open_error(bad, "t,Sym,Qty\n"),
+            "x.csv: time format '%Q': unsupported conversion %Q (supported: %Y %m %d %e %H %M %S "
+            "%f %b %B %h %T %%)");
+}
+
+TEST(CsvReader, RecordErrors) {
+  InputSpec s = spec_of(InputFormat::Csv, "Trade", "t.csv");
+  s.time_column = "when";
+  s.time_format = "%Y-%m-%d %H:%M:%S";
+  EXPECT_EQ(read_text(s,
+                      "Sym,Qty,when\n"
+                      "A,1\n"
+                      "A,x,2024-01-02 14:29:00\n"
+                      "A,1,2024-01-02\n"
+                      "A\"b,1,2024-01-02 14:29:00\n"
+                      "\"A\"b,1,2024-01-02 14:29:00\n"
+                      "B,2,2024-01-02 14:29:00\n"
+                      "\"open,1,2024-01-02 14:29:00\n"
+                      "C,3,2024-01-02 14:29:01\n"),
+            (std::vector<std::string>{
+                "ERR t.csv:2: wrong number of fields: the header has 3 columns, the record has 2",
+                "ERR t.csv:3: attribute Qty (INT): 'x' is not an integer",
+                "ERR t.csv:4: column when: time '2024-01-02' does not match the format "
+                "'%Y-%m-%d %H:%M:%S'",
+                "ERR t.csv:5: malformed CSV: quote inside unquoted field 1 (quote the whole field "
+                "and double the quote)",
+                "ERR t.csv:6: malformed CSV: text after the closing quote of field 1",
+                "Trade[1704205740000,1704205740000] B 2",
+                "ERR t.csv:8: malformed CSV: quoted field not closed before the end of the file"}));
+}
+
+// ---------------------------------------------------------------------------------------------
+// JSON Lines
+
+TEST(JsonlReader, GoodInput) {
+  EXPECT_EQ(
+      read_text(spec_of(InputFormat::Jsonl),
+                "{\"stream\":\"Stock\",\"t\":5,\"Name\":\"IBM\",\"Price\":10,\"Volume\":1}\n"
+                " { \"Volume\" : -2 , \"Price\" : 1.5e2, \"Name\" : \"caf\\u00e9 \\ud83d\\ude00\","
+                " \"t0\" : 6, \"t1\": 9, \"stream\": \"Stock\", \"extra\": [1] }\n"
+                "{\"stream\":\"Trade\",\"t\":10,\"Sym\":\"a\\\"b\\\\c\\/\\n\",\"Qty\":3}\n"
+                "{\"stream\":\"Stock\",\"t\":11,\"Name\":\"N\",\"Price\":null,\"Volume\":0}\n"),
+      (std::vector<std::string>{"Stock[5,5] IBM 10 1",
+                                "ERR mem:2: malformed JSON: nested objects and arrays are not "
+                                "supported (key 'extra')",
+                                "Trade[10,10] a\"b\\c/\n 3", "Stock[11,11] N nan 0"}));
+  EXPECT_EQ(read_text(spec_of(InputFormat::Jsonl),
+                      "{\"Volume\":-2,\"Price\":1.5e2,\"Name\":\"caf\\u00e9 \\ud83d\\ude00\","
+                      "\"t0\":6,\"t1\":9,\"stream\":\"Stock\",\"other\":true}\n"),
+            (std::vector<std::string>{"Stock[6,9] caf\xC3\xA9 \xF0\x9F\x98\x80 150 -2"}));
+}
+
+TEST(JsonlReader, FixedStreamAndTimeOptions) {
+  InputSpec s = spec_of(InputFormat::Jsonl, "Trade", "t.jsonl");
+  s.time_column = "ts";
+  s.time_format = "%Y-%m-%dT%H:%M:%S";
+  s.map = {{"Sym", "symbol"}};
+  EXPECT_EQ(
+      read_text(
+          s,
+          "{\"ts\":\"2024-01-02T14:29:00\",\"symbol\":\"A\",\"Qty\":1}\n"
+          "{\"stream\":\"Trade\",\"ts\":\"2024-01-02T14:29:01\",\"symbol\":\"B\",\"Qty\":2}\n"
+          "{\"stream\":\"Stock\",\"ts\":\"2024-01-02T14:29:01\",\"symbol\":\"B\",\"Qty\":2}\n"),
+      (std::vector<std::string>{
+          "Trade[1704205740000,1704205740000] A 1", "Trade[1704205741000,1704205741000] B 2",
+          "ERR t.jsonl:3: stream 'Stock' in an input fixed to stream 'Trade'"}));
+}
+
+TEST(JsonlReader, Errors) {
+  EXPECT_EQ(
+      read_text(spec_of(InputFormat::Jsonl, "", "in.jsonl"),
+                "{\"stream\":\"Trade\",\"t\":1,\"Sym\":\"A\"}\n"
+                "{\"stream\":\"Trade\",\"t\":1,\"Sym\":\"A\",\"Qty\":1.5}\n"
+                "{\"stream\":\"Trade\",\"t\":1,\"Sym\":\"A\",\"Qty\":\"1\"}\n"
+                "{\"stream\":\"Trade\",\"t\":1,\"Sym\":7,\"Qty\":1}\n"
+                "{\"stream\":\"Trade\",\"t\":1,\"Sym\":\"\\ud83d\",\"Qty\":1}\n"
+                "{\"stream\":\"Trade\",\"t\":1,\"Sym\":\"A\",\"Qty\":1} x\n"
+                "{\"t\":1,\"Sym\":\"A\",\"Qty\":1}\n"
+                "{\"stream\":\"Nope\",\"t\":1}\n"
+                "{\"stream\":\"Trade\",\"t\":1,\"Sym\":\"A\",\"Sym\":\"B\",\"Qty\":1}\n"
+                "{\"stream\":\"Trade\",\"Sym\":\"A\",\"Qty\":1}\n"
+                "{\"stream\":\"Trade\",\"t0\":1,\"Sym\":\"A\",\"Qty\":1}\n"
+                "{\"stream\":\"Trade\",\"t\":1.5,\"Sym\":\"A\",\"Qty\":1}\n"
+                "{\"stream\":\"Trade\",\"t\":1,\"Sym\":\"a\tb\",\"Qty\":1}\n"
+                "{\"stream\":\"Trade\",\"t\":01,\"Sym\":\"A\",\"Qty\":1}\n"
+                "[1]\n"
+                "{\"stream\":\"Trade\",\"t\":2,\"Sym\":\"ok\",\"Qty\":2}\n"),
+      (std::vector<std::string>{
+          "ERR in.jsonl:1: missing key 'Qty' for attribute Qty of stream Trade",
+          "ERR in.jsonl:2: attribute Qty (INT): '1.5' is not an integer",
+          "ERR in.jsonl:3: attribute Qty (INT): expected a JSON integer, got a string",
+          "ERR in.jsonl:4: attribute Sym (STRING): expected a JSON string, got 7",
+          "ERR in.jsonl:5: malformed JSON: invalid \\u escape: unpaired high surrogate",
+          "ERR in.jsonl:6: malformed JSON: text after the JSON object at 'x'",
+          "ERR in.jsonl:7: missing key 'stream' (or fix the stream: --input Stream=file)",
+          "ERR in.jsonl:8: unknown stream 'Nope' (input streams: Stock, Trade, Logins)",
+          "ERR in.jsonl:9: duplicate key 'Sym'",
+          "ERR in.jsonl:10: missing time: no key 't' (or 't0' and 't1')",
+          "ERR in.jsonl:11: missing key 't1' (t0 is given)",
+          "Trade[1,1] A 1",  // "1.5" ms in an ms engine: fraction rounds down
+          "ERR in.jsonl:13: malformed JSON: control character in a string (escape it as \\u00XX)",
+          "ERR in.jsonl:14: malformed JSON: expected ',' or '}' at '1,\"Sym\":\"A\",\"Qty\":1}'",
+          "ERR in.jsonl:15: malformed JSON: expected a JSON object '{'", "Trade[2,2] ok 2"}));
+}
+
+// ---------------------------------------------------------------------------------------------
+// Regex
+
+const char* kSshRegex =
+    R"((?P<ts>\w+ +\d+ [\d:]+) \S+ sshd\[\d+\]: Failed password for (invalid user )?(?P<User>\S+) from (?P<Host>[\d.]+))";
+
+InputSpec ssh_spec(std::string path) {
+  InputSpec s = spec_of(InputFormat::Regex, "Logins", std::move(path));
+  s.regex = kSshRegex;
+  s.time_column = "ts";
+  s.time_format = "%b %d %H:%M:%S";
+  return s;
+}
+
+const char* kSshLines =
+    "Dec 10 06:55:46 LabSZ sshd[24200]: Invalid user webmaster from 173.234.31.186\n"
+    "Dec 10 06:55:48 LabSZ sshd[24200]: Failed password for invalid user webmaster from "
+    "173.234.31.186 port 38926 ssh2\n"
+    "Dec 10 07:02:47 LabSZ sshd[24203]: Failed password for root from 5.36.59.76 port 42393 ssh2\n";
+
+TEST(RegexReader, NamedGroupsAndSkippedLines) {
+  StreamTable streams = make_streams();
+  std::string err;
+  InputSpec s = ssh_spec("auth.log");
+  s.year = 2024;
+  auto r = mem_reader(s, kSshLines, streams, &err);
+  ASSERT_TRUE(r) << err;
+  // date -u -d '2024-12-10 06:55:48' +%s → 1733813748
+  EXPECT_EQ(drain(*r, streams), (std::vector<std::string>{
+                                    "Logins[1733813748000,1733813748000] webmaster 173.234.31.186",
+                                    "Logins[1733814167000,1733814167000] root 5.36.59.76"}));
+  EXPECT_EQ(r->skipped(), 1u);
+}
+
+TEST(RegexReader, UnmatchedAsErrorsAndOpenErrors) {
+  InputSpec s = ssh_spec("auth.log");
+  s.skip_unmatched = false;
+  auto got = read_text(s, kSshLines);
+  ASSERT_EQ(got.size(), 3u);
+  EXPECT_EQ(got[0], "ERR auth.log:1: line does not match the regex");
+
+  InputSpec bad = ssh_spec("auth.log");
+  bad.regex = "(?P<User>\\S+";
+  EXPECT_EQ(open_error(bad, ""), "auth.log: bad regex: missing ): (?P<User>\\S+");
+  bad.regex = "(?P<ts>\\S+) (?P<User>\\S+)";
+  EXPECT_EQ(open_error(bad, ""),
+            "auth.log: the regex has no named group 'Host' for attribute Host of stream Logins "
+            "(groups: User, ts)");
+  bad = ssh_spec("auth.log");
+  bad.time_column = "";
+  EXPECT_EQ(open_error(bad, ""),
+            "auth.log: the regex has no time group: name it (?P<t>...) or use --time-column "
+            "(groups: Host, User, ts)");
+  bad.stream = "";
+  EXPECT_EQ(open_error(bad, ""),
+            "auth.log: a regex input needs its stream: --input Stream=auth.log");
+}
+
+// ---------------------------------------------------------------------------------------------
+// gzip, real data
+
+TEST(Gzip, WrittenAndReadBack) {
+  std::string path = temp_path("events.txt.gz");
+  std::string err;
+  {
+    auto sink = open_output_sink(path, &err);
+    ASSERT_TRUE(sink) << err;
+    auto w = make_writer(OutputFormat::Cayuga, std::move(sink));
+    Row row{3, 4, {string_slot(intern("IBM")), float_slot(10.5), int_slot(7)}};
+    for (int i = 0; i < 20000; ++i) w->write("Stock", kStock, row);  // > one spill block
+    ASSERT_TRUE(w->flush()) << w->error();
+  }
+  StreamTable streams = make_streams();
+  InputSpec s = spec_of(format_from_path(path), "", path);
+  EXPECT_EQ(s.format, InputFormat::Cayuga);
+  auto r = open_reader(s, streams, EngineUnit::Ms, &err);
+  ASSERT_TRUE(r) << err;
+  auto got = drain(*r, streams);
+  ASSERT_EQ(got.size(), 20000u);
+  EXPECT_EQ(got.front(), "Stock[3,4] IBM 10.5 7");
+  EXPECT_EQ(got.back(), "Stock[3,4] IBM 10.5 7");
+  std::filesystem::remove(path);
+}
+
+TEST(PlainFiles, SinkAndSource) {
+  std::string path = temp_path("events.jsonl");
+  std::string err;
+  {
+    auto sink = open_output_sink(path, &err);
+    ASSERT_TRUE(sink) << err;
+    auto w = make_writer(OutputFormat::Jsonl, std::move(sink));
+    w->write("Trade", kTrade, Row{4, 4, {string_slot(intern("Z")), int_slot(9)}});
+  }  // the destructor flushes
+  StreamTable streams = make_streams();
+  auto r = open_reader(spec_of(format_from_path(path), "", path), streams, EngineUnit::Ms, &err);
+  ASSERT_TRUE(r) << err;
+  EXPECT_EQ(drain(*r, streams), (std::vector<std::string>{"Trade[4,4] Z 9"}));
+  std::filesystem::remove(path);
+  EXPECT_EQ(open_output_sink("/nonexistent/x.jsonl", &err), nullptr);
+  EXPECT_EQ(err, "/nonexistent/x.jsonl: cannot create: No such file or directory");
+}
+
+TEST(RealData, OpenSshFailedPasswords) {
+  // tests/data/logs/OpenSSH_2k.log (loghub, see tests/data/logs/LICENSE). Independently:
+  //   grep -c 'Failed password' OpenSSH_2k.log                       → 520
+  //   grep -cP '<the same regex>' OpenSSH_2k.log                     → 517
+  // The 3 lines the regex leaves out: two "message repeated 5 times: [ Failed password ..." and
+  // one "invalid user  0101" (two blanks). Every other line (2000 - 517) is skipped and counted.
+  StreamTable streams = make_streams();
+  std::string err;
+  auto r = open_reader(ssh_spec(std::string(CAYUGA_SOURCE_DIR) + "/tests/data/logs/OpenSSH_2k.log"),
+                       streams, EngineUnit::Ms, &err);
+  ASSERT_TRUE(r) << err;
+  auto got = drain(*r, streams);
+  ASSERT_EQ(got.size(), 517u);
+  EXPECT_EQ(r->skipped(), 2000u - 517u);
+  for (const auto& line : got) ASSERT_EQ(line.rfind("Logins[", 0), 0u) << line;
+  EXPECT_EQ(got.front(), "Logins[29660148000,29660148000] webmaster 173.234.31.186");
+}
+
+TEST(RealData, StockBarsSlice) {
+  // tests/data/stocks/bars_1min_2024_head5000.csv.gz: the header and first 5000 bars of
+  // bars_1min_2024.csv.gz (blaizard/market-data, MIT, see tests/data/stocks/LICENSE).
+  std::vector<std::string> args = {"--input",
+                                   "Stock=" + std::string(CAYUGA_SOURCE_DIR) +
+                                       "/tests/data/stocks/bars_1min_2024_head5000.csv.gz",
+                                   "--time-column",
+                                   "epoch_ms",
+                                   "--time-format",
+                                   "ms",
+                                   "--map",
+                                   "Name=sym",
+                                   "--map",
+                                   "Price=close",
+                                   "--map",
+                                   "Volume=volume"};
+  InputArgs parsed;
+  std::string err;
+  ASSERT_TRUE(parse_input_args(args, parsed, &err)) << err;
+  ASSERT_EQ(parsed.inputs.size(), 1u);
+  EXPECT_EQ(parsed.inputs[0].format, InputFormat::Csv);
+  StreamTable streams = make_streams();
+  auto r = open_reader(parsed.inputs[0], streams, EngineUnit::Ms, &err);
+  ASSERT_TRUE(r) << err;
+  auto got = drain(*r, streams);
+  ASSERT_EQ(got.size(), 5000u);  // zcat | tail -n +2 | wc -l → 5000
+  EXPECT_EQ(got.front(), "Stock[1704205740000,1704205740000] NDSN 262.1 302");
+  EXPECT_EQ(got.back(), "Stock[1704387960000,1704387960000] GWW 816.37 284");
+}
+
+// ---------------------------------------------------------------------------------------------
+// Merge
+
+TEST(MergeReader, OrdersByT1StableByReaderAndPassesErrorsThrough) {
+  StreamTable streams = make_streams();
+  std::string err;
+  std::vector<std::unique_ptr<EventReader>> rs;
+  rs.push_back(mem_reader(spec_of(InputFormat::Cayuga, "", "a"),
+                          "a1,1,Trade,1,1\na3,1,Trade,3,3\na3b,1,Trade,3,3\na5,1,Trade,5,5\n",
+                          streams, &err));
+  rs.push_back(mem_reader(spec_of(InputFormat::Cayuga, "", "b"), "b3,1,Trade,3,3\nb4,1,Trade,4,4\n",
+                          streams, &err));
+  rs.push_back(mem_reader(spec_of(InputFormat::Cayuga, "", "c"),
+                          "c2,1,Trade,2,2\nbad\nc3,1,Trade,3,3\nc1,1,Trade,1,1\n", streams, &err));
+  rs.push_back(mem_reader(spec_of(InputFormat::Cayuga, "", "d"), "", streams, &err));
+  MergeReader m(std::move(rs));
+  EXPECT_EQ(drain(m, streams),
+            (std::vector<std::string>{
+                "Trade[1,1] a1 1", "Trade[2,2] c2 1",
+                "ERR c:2: malformed line: expected v1,...,vn,StreamName,t0,t1",
+                // t1 = 3: reader a first (both of its events), then b, then c.
+                "Trade[3,3] a3 1", "Trade[3,3] a3b 1", "Trade[3,3] b3 1", "Trade[3,3] c3 1",
+                // c goes back in time: merged as is, not reordered.
+                "Trade[1,1] c1 1", "Trade[4,4] b4 1", "Trade[5,5] a5 1"}));
+}
+
+// ---------------------------------------------------------------------------------------------
+// Input options
+
+TEST(InputArgs, ExamplesFromTheCommandLine) {
+  std::vector<std::string> args = {"script.cel",
+                                   "--events",
+                                   "all.txt",
+                                   "--input",
+                                   "Stock=bars.csv.gz",
+                                   "--time-column",
+                                   "epoch_ms",
+                                   "--time-format",
+                                   "ms",
+                                   "--map",
+                                   "Name=sym",
+                                   "--map=Price=close",
+                                   "--input",
+                                   "Logins=OpenSSH_2k.log",
+                                   "--regex",
+                                   kSshRegex,
+                                   "--time-column",
+                                   "ts",
+                                   "--time-format",
+                                   "%b %d %H:%M:%S",
+                                   "--year=2024",
+                                   "--no-skip-unmatched",
+                                   "--input",
+                                   "S=file.jsonl",
+                                   "--input",
+                                   "-",
+                                   "--format",
+                                   "jsonl",
+                                   "--input",
+                                   "x=y=z.ndjson.gz",
+                                   "--output",
+                                   "out.jsonl"};
+  InputArgs p;
+  std::string err;
+  ASSERT_TRUE(parse_input_args(args, p, &err)) << err;
+  ASSERT_EQ(p.inputs.size(), 6u);
+  EXPECT_EQ(p.rest, (std::vector<std::string>{"script.cel", "--output", "out.jsonl"}));
+  EXPECT_EQ(p.inputs[0].path, "all.txt");
+  EXPECT_EQ(p.inputs[0].stream, "");
+  EXPECT_EQ(p.inputs[0].format, InputFormat::Cayuga);
+  EXPECT_EQ(p.inputs[1].stream, "Stock");
+  EXPECT_EQ(p.inputs[1].path, "bars.csv.gz");
+  EXPECT_EQ(p.inputs[1].format, InputFormat::Csv);
+  EXPECT_EQ(p.inputs[1].time_column, "epoch_ms");
+  EXPECT_EQ(p.inputs[1].time_format, "ms");
+  EXPECT_EQ(p.inputs[1].map, (std::vector<std::pair<std::string, std::string>>{
+                                 {"Name", "sym"}, {"Price", "close"}}));
+  EXPECT_EQ(p.inputs[2].format, InputFormat::Regex);
+  EXPECT_EQ(p.inputs[2].regex, kSshRegex);
+  EXPECT_EQ(p.inputs[2].year, 2024);
+  EXPECT_FALSE(p.inputs[2].skip_unmatched);
+  EXPECT_EQ(p.inputs[3].format, InputFormat::Jsonl);
+  EXPECT_EQ(p.inputs[3].stream, "S");
+  EXPECT_EQ(p.inputs[4].path, "-");
+  EXPECT_EQ(p.inputs[4].format, InputFormat::Jsonl);
+  EXPECT_EQ(p.inputs[5].stream, "x");
+  EXPECT_EQ(p.inputs[5].path, "y=z.ndjson.gz");
+  EXPECT_EQ(p.inputs[5].format, InputFormat::Jsonl);
+}
+
+TEST(InputArgs, Errors) {
+  auto err_of = [](std::vector<std::string> args) {
+    InputArgs p;
+    std::string err;
+    return parse_input_args(args, p, &err) ? std::string("ok") : err;
+  };
+  EXPECT_EQ(err_of({"--map", "A=b"}), "--map must follow an --input or --events");
+  EXPECT_EQ(err_of({"--input"}), "--input needs a value");
+  EXPECT_EQ(err_of({"--input", "S=x.csv", "--map", "A"}),
+            "--map expects Attribute=source, got 'A'");
+  EXPECT_EQ(err_of({"--input", "S=x.csv", "--map", "A=b", "--map", "A=c"}),
+            "--map: attribute A is mapped twice");
+  EXPECT_EQ(err_of({"--input", "x.txt", "--format", "xml"}),
+            "unknown input format 'xml' (cayuga, csv, jsonl, regex)");
+  EXPECT_EQ(err_of({"--input", "S=x.log", "--format", "regex"}),
+            "x.log: a regex input needs --regex");
+  EXPECT_EQ(err_of({"--input", "S=x.log", "--regex", "a", "--format", "csv"}),
+            "x.log: --regex given but the format is csv");
+  EXPECT_EQ(err_of({"--input", "S=x.log", "--year", "0"}),
+            "--year expects a year 1..9999, got '0'");
+  EXPECT_EQ(err_of({"--skip-unmatched"}), "--skip-unmatched must follow an --input");
+  EXPECT_EQ(err_of({"--events", "all.txt", "--map", "A=b"}),
+            "all.txt: --time-column, --time-format and --map do not apply to Cayuga-format input "
+            "(v1,...,vn,Stream,t0,t1 in engine units)");
+}
+
+// ---------------------------------------------------------------------------------------------
+// Writers
+
+std::string write_all(OutputFormat f,
+                      const std::vector<std::tuple<std::string, const Schema*, Row>>& evs) {
+  auto sink = std::make_unique<StringSink>();
+  StringSink* s = sink.get();
+  auto w = make_writer(f, std::move(sink));
+  for (const auto& [stream, schema, row] : evs) w->write(stream, *schema, row);
+  EXPECT_TRUE(w->flush());
+  return s->data;
+}
+
+const Schema kFloats{{{"a", Type::Float},
+                      {"b", Type::Float},
+                      {"c", Type::Float},
+                      {"d", Type::Float},
+                      {"e", Type::Float},
+                      {"f", Type::Float},
+                      {"g", Type::Float}}};
+const Schema kStrings{{{"s", Type::String}, {"i", Type::Int}}};
+
+Row float_row() {
+  return Row{1,
+             2,
+             {float_slot(0.1), float_slot(1e300), float_slot(10.0), float_slot(-0.0),
+              float_slot(std::numeric_limits<double>::quiet_NaN()),
+              float_slot(std::numeric_limits<double>::infinity()),
+              float_slot(-std::numeric_limits<double>::infinity())}};
+}
+
+const char kNasty[] =
+    "q\"b\\n\nt\tc\x01 \xC3\xA9 bad\xFF trunc\xE2\x82 sur\xED\xA0\x80 ok\xF0\x9F\x98\x80";
+
+TEST(Writers, JsonLines) {
+  Row s{5, 9, {string_slot(intern(std::string(kNasty, sizeof kNasty - 1))), int_slot(-3)}};
+  EXPECT_EQ(
+      write_all(OutputFormat::Jsonl, {{"Pairs", &kFloats, float_row()}, {"S\"x", &kStrings, s}}),
+      "{\"stream\":\"Pairs\",\"t0\":1,\"t1\":2,\"a\":0.1,\"b\":1e+300,\"c\":10,\"d\":-0,"
+      "\"e\":null,\"f\":null,\"g\":null}\n"
+      "{\"stream\":\"S\\\"x\",\"t0\":5,\"t1\":9,\"s\":\"q\\\"b\\\\n\\nt\\tc\\u0001 \xC3\xA9 "
+      "bad\\ufffd trunc\\ufffd\\ufffd sur\\ufffd\\ufffd\\ufffd ok\xF0\x9F\x98\x80\",\"i\":-3}\n");
+}
+
+TEST(Writers, SpecExampleShape) {
+  // CEL.md §9: {"stream":"Rising","t0":1,"t1":3,"Name":"IBM","Start":10,"Last":11,"cnt":2}
+  const Schema rising{
+      {{"Name", Type::String}, {"Start", Type::Float}, {"Last", Type::Float}, {"cnt", Type::Int}}};
+  Row r{1, 3, {string_slot(intern("IBM")), float_slot(10.0), float_slot(11.0), int_slot(2)}};
+  EXPECT_EQ(write_all(OutputFormat::Jsonl, {{"Rising", &rising, r}}),
+            "{\"stream\":\"Rising\",\"t0\":1,\"t1\":3,\"Name\":\"IBM\",\"Start\":10,\"Last\":11,"
+            "\"cnt\":2}\n");
+}
+
+TEST(Writers, Csv) {
+  Row a{1, 1, {string_slot(intern("plain")), int_slot(1)}};
+  Row b{2, 3, {string_slot(intern("a,\"b\"\nc")), int_slot(2)}};
+  EXPECT_EQ(write_all(OutputFormat::Csv, {{"S", &kStrings, a},
+                                          {"S", &kStrings, b},
+                                          {"F", &kFloats, float_row()},
+                                          {"S", &kStrings, a}}),
+            "stream,t0,t1,s,i\n"
+            "S,1,1,plain,1\n"
+            "S,2,3,\"a,\"\"b\"\"\nc\",2\n"
+            "stream,t0,t1,a,b,c,d,e,f,g\n"
+            "F,1,2,0.1,1e+300,10,-0,nan,inf,-inf\n"
+            "stream,t0,t1,s,i\n"
+            "S,1,1,plain,1\n");
+}
+
+TEST(Writers, CayugaFormatRoundTrips) {
+  Row a{1, 1, {string_slot(intern("IBM")), float_slot(10.0), int_slot(1)}};
+  Row b{2, 5, {string_slot(intern(" it's, odd")), float_slot(0.1), int_slot(-7)}};
+  std::string text =
+      write_all(OutputFormat::Cayuga, {{"Stock", &kStock, a}, {"Stock", &kStock, b}});
+  EXPECT_EQ(text, "IBM,10,1,Stock,1,1\n' it''s, odd',0.1,-7,Stock,2,5\n");
+  EXPECT_EQ(read_text(spec_of(InputFormat::Cayuga), text),
+            (std::vector<std::string>{"Stock[1,1] IBM 10 1", "Stock[2,5]  it's, odd 0.1 -7"}));
+  EXPECT_EQ(write_all(OutputFormat::Cayuga, {{"F", &kFloats, float_row()}}),
+            "0.1,1e+300,10,-0,nan,inf,-inf,F,1,2\n");
+}
+
+TEST(Writers, OriginalWitnessLines) {
+  Row a{1, 3, {string_slot(intern("IBM")), float_slot(10.0), int_slot(1)}};
+  EXPECT_EQ(write_all(OutputFormat::Witness, {{"T5", &kStock, a}}),
+            "10,WITNESS,Name,IBM,Price,10,Volume,1,T5,1,3,\n");
+}
+
+TEST(Writers, FormatNames) {
+  EXPECT_EQ(parse_output_format("jsonl"), OutputFormat::Jsonl);
+  EXPECT_EQ(parse_output_format("witness"), OutputFormat::Witness);
+  EXPECT_EQ(parse_output_format("xml"), std::nullopt);
+  EXPECT_STREQ(to_string(OutputFormat::Csv), "csv");
+}
+
+}  // namespace
+}  // namespace cayuga
