@@ -6,7 +6,8 @@
 //     time so it is counted, trivial TRUE/NOT NOT structure is removed;
 //  2. a predicate that cannot divide by zero is lowered to jumping code: each comparison is one
 //     fused compare-and-branch whose operands may be registers, immediates or row slots, and
-//     AND/OR/NOT become control flow (short-circuit). A predicate that may divide by zero is
+//     AND/OR/NOT become control flow (short-circuit); the last test returns its result directly
+//     instead of branching to `ret true`/`ret false`. A predicate that may divide by zero is
 //     lowered to value code instead: booleans live in registers as 0/1, an AND/OR only skips its
 //     remaining operands when none of them contains a possible division by zero, and the result
 //     is false if any division trapped during this evaluation;
@@ -867,6 +868,7 @@ Slot run(const Instr* code, Slot* R, const EvalInput& in, EvalStats& st) {
 // (evaluation never re-enters, so one buffer per thread is enough).
 inline Slot run_with_registers(const std::vector<Instr>& code, uint32_t num_regs,
                                const EvalInput& in, EvalStats& st) {
+  if (code.empty()) return int_slot(0);  // a default-constructed Program: false / zero
   if (num_regs <= kStackRegs) {
     Slot regs[kStackRegs];
     return run(code.data(), regs, in, st);

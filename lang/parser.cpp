@@ -32,11 +32,13 @@
 // write `0.5`; `1.` is an error too); `1e3` and `1.5E-2` are FLOAT; a string may not span lines;
 // `$1.a` is written without spaces; columns count bytes; a number directly followed by a name
 // (`10MINZ`) is an unknown time unit, and so is one followed after spaces by a name that starts
-// with the first two letters of a unit (`10 MINZ`, `10 Hourz`, `10 M`); `1 T` is left to the grammar.
-// `-9223372036854775808` is `(neg <out of range>)`, i.e. an error.
+// with the first two letters of a unit (`10 MINZ`, `10 Hourz`, `10 M`); `1 T` is left to the
+// grammar. `-9223372036854775808` is `(neg <out of range>)`, i.e. an error.
 #include "lang/parser.h"
 
 #include <algorithm>
+#include <boost/fusion/include/at_c.hpp>
+#include <boost/spirit/home/x3.hpp>
 #include <charconv>
 #include <cmath>
 #include <cstdio>
@@ -44,9 +46,6 @@
 #include <string>
 #include <type_traits>
 #include <vector>
-
-#include <boost/fusion/include/at_c.hpp>
-#include <boost/spirit/home/x3.hpp>
 
 namespace cayuga {
 namespace {
@@ -78,14 +77,24 @@ constexpr int kMaxTreeDepth = 1000;  // depth of one expression tree or one stre
 // Characters and small lexical helpers. Only ASCII counts as a letter or space: any other byte
 // (UTF-8 or not) is just an unexpected character outside string literals.
 
-bool is_alpha(char c) { return (c >= 'A' && c <= 'Z') || (c >= 'a' && c <= 'z'); }
-bool is_digit(char c) { return c >= '0' && c <= '9'; }
-bool is_id_start(char c) { return is_alpha(c) || c == '_'; }
-bool is_id_char(char c) { return is_id_start(c) || is_digit(c); }
+bool is_alpha(char c) {
+  return (c >= 'A' && c <= 'Z') || (c >= 'a' && c <= 'z');
+}
+bool is_digit(char c) {
+  return c >= '0' && c <= '9';
+}
+bool is_id_start(char c) {
+  return is_alpha(c) || c == '_';
+}
+bool is_id_char(char c) {
+  return is_id_start(c) || is_digit(c);
+}
 bool is_space(char c) {
   return c == ' ' || c == '\t' || c == '\n' || c == '\r' || c == '\v' || c == '\f';
 }
-char to_upper(char c) { return c >= 'a' && c <= 'z' ? static_cast<char>(c - 'a' + 'A') : c; }
+char to_upper(char c) {
+  return c >= 'a' && c <= 'z' ? static_cast<char>(c - 'a' + 'A') : c;
+}
 
 // Skips spaces and `--` comments; the X3 skipper below does exactly the same.
 It skip_ws(It p, It end) {
@@ -113,9 +122,9 @@ bool iequals_upper(std::string_view w, std::string_view upper) {
   return true;
 }
 
-constexpr const char* kReserved[] = {"SELECT", "FROM", "FILTER", "NEXT",   "FOLD",
-                                     "UNION",  "PUBLISH", "AS", "AND",   "OR",
-                                     "NOT",    "DUR",  "CREATE", "STREAM"};
+constexpr const char* kReserved[] = {"SELECT", "FROM",    "FILTER", "NEXT",  "FOLD",
+                                     "UNION",  "PUBLISH", "AS",     "AND",   "OR",
+                                     "NOT",    "DUR",     "CREATE", "STREAM"};
 
 bool is_reserved(std::string_view w) {
   for (const char* r : kReserved) {
@@ -139,19 +148,19 @@ struct UnitName {
   ast::TimeUnit unit;
 };
 constexpr UnitName kUnits[] = {
-    {"US", ast::TimeUnit::Us},          {"USEC", ast::TimeUnit::Us},
-    {"USECS", ast::TimeUnit::Us},       {"MICROSECOND", ast::TimeUnit::Us},
+    {"US", ast::TimeUnit::Us},           {"USEC", ast::TimeUnit::Us},
+    {"USECS", ast::TimeUnit::Us},        {"MICROSECOND", ast::TimeUnit::Us},
     {"MICROSECONDS", ast::TimeUnit::Us}, {"MS", ast::TimeUnit::Ms},
-    {"MSEC", ast::TimeUnit::Ms},        {"MSECS", ast::TimeUnit::Ms},
-    {"MILLISECOND", ast::TimeUnit::Ms}, {"MILLISECONDS", ast::TimeUnit::Ms},
-    {"S", ast::TimeUnit::Sec},          {"SEC", ast::TimeUnit::Sec},
-    {"SECS", ast::TimeUnit::Sec},       {"SECOND", ast::TimeUnit::Sec},
-    {"SECONDS", ast::TimeUnit::Sec},    {"MIN", ast::TimeUnit::Min},
-    {"MINS", ast::TimeUnit::Min},       {"MINUTE", ast::TimeUnit::Min},
-    {"MINUTES", ast::TimeUnit::Min},    {"H", ast::TimeUnit::Hour},
-    {"HR", ast::TimeUnit::Hour},        {"HRS", ast::TimeUnit::Hour},
-    {"HOUR", ast::TimeUnit::Hour},      {"HOURS", ast::TimeUnit::Hour},
-    {"DAY", ast::TimeUnit::Day},        {"DAYS", ast::TimeUnit::Day},
+    {"MSEC", ast::TimeUnit::Ms},         {"MSECS", ast::TimeUnit::Ms},
+    {"MILLISECOND", ast::TimeUnit::Ms},  {"MILLISECONDS", ast::TimeUnit::Ms},
+    {"S", ast::TimeUnit::Sec},           {"SEC", ast::TimeUnit::Sec},
+    {"SECS", ast::TimeUnit::Sec},        {"SECOND", ast::TimeUnit::Sec},
+    {"SECONDS", ast::TimeUnit::Sec},     {"MIN", ast::TimeUnit::Min},
+    {"MINS", ast::TimeUnit::Min},        {"MINUTE", ast::TimeUnit::Min},
+    {"MINUTES", ast::TimeUnit::Min},     {"H", ast::TimeUnit::Hour},
+    {"HR", ast::TimeUnit::Hour},         {"HRS", ast::TimeUnit::Hour},
+    {"HOUR", ast::TimeUnit::Hour},       {"HOURS", ast::TimeUnit::Hour},
+    {"DAY", ast::TimeUnit::Day},         {"DAYS", ast::TimeUnit::Day},
 };
 
 std::optional<ast::TimeUnit> find_unit(std::string_view w) {
@@ -189,7 +198,8 @@ std::string describe(It p, It end) {
   if (c > 0x20 && c < 0x7f) {
     if (end - p >= 2) {
       std::string_view two(p, 2);
-      if (two == "<=" || two == ">=" || two == "<>" || two == "!=") return "'" + std::string(two) + "'";
+      if (two == "<=" || two == ">=" || two == "<>" || two == "!=")
+        return "'" + std::string(two) + "'";
     }
     return "'" + std::string(1, *p) + "'";
   }
@@ -309,7 +319,6 @@ void check_stream_depth(int depth, At const& at) {
 
 struct Skipper : x3::parser<Skipper> {
   using attribute_type = x3::unused_type;
-  static bool const has_attribute = false;
 
   template <typename Ctx, typename RCtx, typename A>
   bool parse(It& first, It const& last, Ctx const&, RCtx&, A&) const {
@@ -322,7 +331,6 @@ struct Skipper : x3::parser<Skipper> {
 
 struct Kw : x3::parser<Kw>, Described {
   using attribute_type = x3::unused_type;
-  static bool const has_attribute = false;
   const char* word;  // upper case
 
   explicit Kw(const char* w) : word(w) {}
@@ -342,7 +350,6 @@ struct Kw : x3::parser<Kw>, Described {
 // only a name can follow, e.g. after AS) rather than a mismatch (where a keyword may follow).
 struct NameP : x3::parser<NameP>, Described {
   using attribute_type = std::string;
-  static bool const has_attribute = true;
   const char* role;  // "an attribute name"
   bool strict;
 
@@ -357,8 +364,8 @@ struct NameP : x3::parser<NameP>, Described {
     std::string_view w(first, e - first);
     if (is_reserved(w)) {
       if (strict) {
-        throw SyntaxError{first, "'" + std::string(w) + "' is a reserved word and cannot be " +
-                                     role};
+        throw SyntaxError{first,
+                          "'" + std::string(w) + "' is a reserved word and cannot be " + role};
       }
       return false;
     }
@@ -371,7 +378,6 @@ struct NameP : x3::parser<NameP>, Described {
 // INT, FLOAT or a duration literal `number unit`.
 struct NumberP : x3::parser<NumberP>, Described {
   using attribute_type = ast::Expr;
-  static bool const has_attribute = true;
   std::string description() const { return "a number"; }
 
   template <typename Ctx, typename RCtx, typename A>
@@ -435,8 +441,8 @@ struct NumberP : x3::parser<NumberP>, Described {
         e.unit = *unit;
         p = w_end;
       } else if (q == num_end || (!is_reserved(w) && looks_like_unit(w))) {
-        throw SyntaxError{q, "unknown time unit '" + clip(w) +
-                                 "' (use US, MS, SEC, S, MIN, HOUR, H or DAY)"};
+        throw SyntaxError{
+            q, "unknown time unit '" + clip(w) + "' (use US, MS, SEC, S, MIN, HOUR, H or DAY)"};
       }
     }
     attr = std::move(e);
@@ -448,7 +454,6 @@ struct NumberP : x3::parser<NumberP>, Described {
 // 'text' with '' for a quote; no line breaks inside.
 struct StringP : x3::parser<StringP>, Described {
   using attribute_type = ast::Expr;
-  static bool const has_attribute = true;
   std::string description() const { return "a string literal"; }
 
   template <typename Ctx, typename RCtx, typename A>
@@ -487,7 +492,6 @@ struct StringP : x3::parser<StringP>, Described {
 // `a`, `$.a`, `$1.a`, `$2.a`. A bare reserved word is a mismatch (a keyword may follow).
 struct RefP : x3::parser<RefP>, Described {
   using attribute_type = ast::Expr;
-  static bool const has_attribute = true;
   std::string description() const { return "an attribute reference"; }
 
   template <typename Ctx, typename RCtx, typename A>
@@ -513,12 +517,13 @@ struct RefP : x3::parser<RefP>, Described {
       std::string written(first, p);
       if (p == last || *p != '.') fail_expected(p, "'.' after '" + written + "'");
       ++p;
-      if (p == last || !is_id_start(*p)) fail_expected(p, "an attribute name after '" + written + ".'");
+      if (p == last || !is_id_start(*p))
+        fail_expected(p, "an attribute name after '" + written + ".'");
       It w = id_end(p, last);
       std::string_view name(p, w - p);
       if (is_reserved(name)) {
-        throw SyntaxError{p, "'" + std::string(name) +
-                                 "' is a reserved word and cannot be an attribute name"};
+        throw SyntaxError{
+            p, "'" + std::string(name) + "' is a reserved word and cannot be an attribute name"};
       }
       e.text = std::string(name);
       p = w;
@@ -540,7 +545,6 @@ struct RefP : x3::parser<RefP>, Described {
 // `NAME` directly followed by '(' (which it leaves for the argument list): a function call.
 struct CallHeadP : x3::parser<CallHeadP>, Described {
   using attribute_type = ast::Expr;
-  static bool const has_attribute = true;
   std::string description() const { return "a function call"; }
 
   template <typename Ctx, typename RCtx, typename A>
@@ -570,7 +574,6 @@ template <typename Subject, typename F>
 struct ActD : x3::unary_parser<Subject, ActD<Subject, F>> {
   using base_type = x3::unary_parser<Subject, ActD<Subject, F>>;
   using attribute_type = x3::unused_type;
-  static bool const has_attribute = false;
   static bool const has_action = true;
   static bool const handles_container = false;
   F f;
@@ -619,7 +622,9 @@ struct MustGen {
     return {x3::as_parser(s), what};
   }
 };
-MustGen must(const char* what) { return {what}; }
+MustGen must(const char* what) {
+  return {what};
+}
 
 // nest[p]: one more level of parser recursion, capped.
 template <typename Subject>
@@ -633,8 +638,8 @@ struct NestD : x3::unary_parser<Subject, NestD<Subject>> {
   bool parse(It& first, It const& last, Ctx const& ctx, RCtx& rctx, A& attr) const {
     State& st = state_of(ctx);
     if (st.nesting >= kMaxNesting) {
-      throw SyntaxError{skip_ws(first, last), "nesting too deep (more than " +
-                                                  std::to_string(kMaxNesting) + " levels)"};
+      throw SyntaxError{skip_ws(first, last),
+                        "nesting too deep (more than " + std::to_string(kMaxNesting) + " levels)"};
     }
     struct Guard {
       int& n;
@@ -654,7 +659,7 @@ const NestGen nest{};
 
 // block(spec)[p]: [KEYWORD] open p close, with errors that name the opener and where it was.
 struct BlockSpec {
-  const char* kw;          // keyword before the opener, or nullptr
+  const char* kw;  // keyword before the opener, or nullptr
   char open;
   char close;
   const char* label;       // the opener as messages say it: "NEXT{", "'('"
@@ -710,7 +715,9 @@ struct BlockGen {
     return {x3::as_parser(s), spec};
   }
 };
-BlockGen block(BlockSpec spec) { return {spec}; }
+BlockGen block(BlockSpec spec) {
+  return {spec};
+}
 
 // The ')' matching the '(' at p, skipping strings and comments; nullptr if there is none.
 It matching_paren(It p, It end) {
@@ -740,7 +747,6 @@ It matching_paren(It p, It end) {
 template <typename Left, typename Right>
 struct BacktrackP : x3::parser<BacktrackP<Left, Right>> {
   using attribute_type = TExpr;
-  static bool const has_attribute = true;
   static bool const has_action = Left::has_action || Right::has_action;
   Left left;
   Right right;
@@ -763,8 +769,10 @@ struct BacktrackP : x3::parser<BacktrackP<Left, Right>> {
     if (start != last && *start == '(') {
       if (It close = matching_paren(start, last)) {
         It next = skip_ws(close + 1, last);
-        bool op = next != last && std::string_view("=!<>+-*/%^").find(*next) != std::string_view::npos;
-        return op ? left.parse(first, last, ctx, rctx, attr) : right.parse(first, last, ctx, rctx, attr);
+        bool op =
+            next != last && std::string_view("=!<>+-*/%^").find(*next) != std::string_view::npos;
+        return op ? left.parse(first, last, ctx, rctx, attr)
+                  : right.parse(first, last, ctx, rctx, attr);
       }
     }
     It save = first;
@@ -1007,7 +1015,9 @@ const auto agg_value = [](ast::Aggregate& val, TExpr& a, At const& at) {
   val.pos = at.pos;
   val.value = std::move(a.e);
 };
-const auto agg_name = [](ast::Aggregate& val, std::string& a, At const&) { val.name = std::move(a); };
+const auto agg_name = [](ast::Aggregate& val, std::string& a, At const&) {
+  val.name = std::move(a);
+};
 
 // Queries.
 const auto q_start = [](TQuery& val, auto&, At const& at) {
@@ -1099,8 +1109,9 @@ auto binop(char c, ast::BinOp op, Next const& next, const char* what) {
 }
 
 // term ::= product { ("+" | "-") product }
-auto const term_def = act(product, set_val) >> *(binop('+', ast::BinOp::Add, product, "a term after '+'") |
-                                                 binop('-', ast::BinOp::Sub, product, "a term after '-'"));
+auto const term_def = act(product, set_val) >>
+                      *(binop('+', ast::BinOp::Add, product, "a term after '+'") |
+                        binop('-', ast::BinOp::Sub, product, "a term after '-'"));
 
 // product ::= power { ("*" | "/" | "%") power }
 auto const product_def = act(power, set_val) >>
@@ -1109,8 +1120,8 @@ auto const product_def = act(power, set_val) >>
                            binop('%', ast::BinOp::Mod, power, "a term after '%'"));
 
 // power ::= unary_t [ "^" power ]   (right-associative)
-auto const power_def =
-    act(unary_t, set_val) >> -binop('^', ast::BinOp::Pow, nest[power], "a term after '^'");
+auto const power_def = act(unary_t, set_val) >>
+                       -binop('^', ast::BinOp::Pow, nest[power], "a term after '^'");
 
 // unary_t ::= "-" unary_t | literal | ref | DUR | func "(" [term {"," term}] ")" | "(" term ")"
 auto const unary_t_def =
@@ -1124,23 +1135,23 @@ auto const call_args_def =
     -(act(term, push_back) >> *(x3::lit(',') >> act(must("a term after ','")[term], push_back)));
 
 // pred ::= conj { OR conj }
-auto const pred_def = act(conj >> *(kw_or >> must("a predicate after OR")[conj]),
-                          chain(ast::ExprKind::Or));
+auto const pred_def =
+    act(conj >> *(kw_or >> must("a predicate after OR")[conj]), chain(ast::ExprKind::Or));
 
 // conj ::= neg { AND neg }
-auto const conj_def = act(neg >> *(kw_and >> must("a predicate after AND")[neg]),
-                          chain(ast::ExprKind::And));
+auto const conj_def =
+    act(neg >> *(kw_and >> must("a predicate after AND")[neg]), chain(ast::ExprKind::And));
 
 // neg ::= [NOT] (term cmp term | "(" pred ")")
 auto const neg_body = backtrack(comparison, paren_pred);
-auto const neg_def = act(kw_not >> must("a comparison or '(' after NOT")[neg_body],
-                         unary_node(ast::ExprKind::Not)) |
-                     act(neg_body, set_val);
+auto const neg_def =
+    act(kw_not >> must("a comparison or '(' after NOT")[neg_body], unary_node(ast::ExprKind::Not)) |
+    act(neg_body, set_val);
 
-auto const comparison_def =
-    act(term, set_val) >>
-    act(must("a comparison operator (=, !=, <>, <, <=, >, >=)")[cmp_op], wrap_cmp) >>
-    act(must("a term after the comparison operator")[term], push_arg);
+auto const comparison_def = act(term, set_val) >>
+                            act(must("a comparison operator (=, !=, <>, <, <=, >, >=)")[cmp_op],
+                                wrap_cmp) >>
+                            act(must("a term after the comparison operator")[term], push_arg);
 
 auto const paren_pred_def = act(block(kParenPred)[nest[pred]], set_val);
 
@@ -1150,16 +1161,16 @@ auto const stream_expr_def =
         mk_union);
 
 // seq_expr ::= unary { NEXT "{" [pred] "}" unary | FOLD "{" ... "}" unary }   (left-assoc)
-auto const seq_expr_def =
-    act(unary_s, set_val) >> *(act(next_tail, attach_left) | act(fold_tail, attach_left));
+auto const seq_expr_def = act(unary_s, set_val) >>
+                          *(act(next_tail, attach_left) | act(fold_tail, attach_left));
 
-auto const next_tail_def =
-    act(block(kNextBlock)[-pred], start_next) >>
-    act(must("a stream name, '(' or FILTER after NEXT{...}")[unary_s], push_input);
+auto const next_tail_def = act(block(kNextBlock)[-pred], start_next) >>
+                           act(must("a stream name, '(' or FILTER after NEXT{...}")[unary_s],
+                               push_input);
 
-auto const fold_tail_def =
-    act(block(kFoldBlock)[fold_args], start_fold) >>
-    act(must("a stream name, '(' or FILTER after FOLD{...}")[unary_s], push_input);
+auto const fold_tail_def = act(block(kFoldBlock)[fold_args], start_fold) >>
+                           act(must("a stream name, '(' or FILTER after FOLD{...}")[unary_s],
+                               push_input);
 
 // [ [pred] "," [pred] [ "," [agg {"," agg} [","]] ] ]
 auto const fold_args_def =
@@ -1171,10 +1182,9 @@ auto const fold_args_def =
      -(x3::lit(',') >> -(act(aggregate, fold_agg) % x3::lit(',')) >> -x3::lit(',')));
 
 // agg ::= term AS name
-auto const aggregate_def =
-    act(term, agg_value) >>
-    must("AS name: a FOLD aggregate is written 'term AS name'")[kw_as] >>
-    act(must("a name after AS")[attr_name], agg_name);
+auto const aggregate_def = act(term, agg_value) >>
+                           must("AS name: a FOLD aggregate is written 'term AS name'")[kw_as] >>
+                           act(must("a name after AS")[attr_name], agg_name);
 
 // unary ::= FILTER "{" pred "}" unary | name | "(" query ")"
 auto const unary_s_def =
@@ -1200,13 +1210,14 @@ auto const query_def =
     -(kw_publish >> act(must("a stream name after PUBLISH")[new_stream_name], q_publish));
 
 // CREATE STREAM name "(" attr TYPE {"," attr TYPE} ")"
-auto const create_def =
-    (act(kw_create, c_start) > kw_stream) >>
-    act(must("a stream name after CREATE STREAM")[new_stream_name], c_name) >>
-    (x3::eps > x3::lit('(')) >>
-    act(must("an attribute declaration 'name TYPE'")[attr_decl], c_attr) >>
-    *(x3::lit(',') >> act(must("an attribute declaration 'name TYPE' after ','")[attr_decl], c_attr)) >>
-    must("',' or ')' after the attribute declaration")[x3::lit(')')];
+auto const create_def = (act(kw_create, c_start) > kw_stream) >>
+                        act(must("a stream name after CREATE STREAM")[new_stream_name], c_name) >>
+                        (x3::eps > x3::lit('(')) >>
+                        act(must("an attribute declaration 'name TYPE'")[attr_decl], c_attr) >>
+                        *(x3::lit(',') >>
+                          act(must("an attribute declaration 'name TYPE' after ','")[attr_decl],
+                              c_attr)) >>
+                        must("',' or ')' after the attribute declaration")[x3::lit(')')];
 
 auto const attr_decl_def =
     act(attr_name, ad_name) >>

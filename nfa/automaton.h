@@ -40,6 +40,23 @@ struct Stream {
   std::vector<uint32_t> readers;  // nodes whose input is this stream
 };
 
+// A condition on one attribute of an incoming event that must hold for an edge or a node to do
+// anything with it: `attr op value`, compared as `cmp` (an INT attribute compared with a FLOAT
+// constant is promoted). Guards are necessary conditions only: the full predicate still runs.
+// They feed the global predicate index (index/), which sends each event to the few edges and
+// nodes whose guards it satisfies.
+struct Atom {
+  enum class Op : uint8_t { Eq, Lt, Le, Gt, Ge } op = Op::Eq;
+  uint32_t attr = 0;
+  Type attr_type = Type::Int;
+  Type cmp = Type::Int;
+  Slot value{};
+  bool operator==(const Atom& o) const {
+    return op == o.op && attr == o.attr && attr_type == o.attr_type && cmp == o.cmp &&
+           value.i == o.value.i;
+  }
+};
+
 struct Stage {
   enum class Kind : uint8_t { Filter, Map } kind = Kind::Filter;
   Program pred;                // Filter: over the produced row (row 0); DUR = t1 - t0
@@ -52,6 +69,9 @@ struct Emit {
   enum class Kind : uint8_t { ToNode, ToStream } kind = Kind::ToNode;
   uint32_t target = 0;  // node id or stream id
   std::vector<Stage> stages;
+  // START edges: conditions on the event implied by the leading FILTER stages.
+  std::vector<Atom> guard;
+  std::string signature;  // structural identity, for state merging
 };
 
 enum class NodeKind : uint8_t { Start, Next, Fold };
@@ -82,9 +102,23 @@ struct Node {
 
   std::vector<Emit> emits;
 
+  // Conditions on the event implied by the filter predicate (including `$1.a = $2.b` where every
+  // instance holds the same constant in `a`), for the global index.
+  std::vector<Atom> guard;
+  // Per-node instance index: the filter requires instance slot `key_slot` = event slot
+  // `key_attr` (a dynamic equality such as `$1.Name = $2.Name`), so instances are bucketed by
+  // that slot's value and an event only visits its bucket. -1: no key.
+  int32_t key_slot = -1;
+  uint32_t key_attr = 0;
+  Type key_type = Type::Int;
+
+  std::string signature;  // structural identity (stream, predicates, incoming edge), for merging
+  uint32_t sharers = 1;   // queries sharing this node
+
   // An instance whose t0 is more than `max_dur` before every future event's t1 can never
   // produce anything again (every path out of the node bounds DUR from above): free it.
   int64_t max_dur = kNoDurBound;
+  int64_t own_max_dur = kNoDurBound;  // the bound from the node's own predicates alone
 };
 
 struct QueryInfo {
@@ -103,11 +137,16 @@ struct Automaton {
   int64_t find_stream(std::string_view name) const;
 };
 
+// Optimizations of the automaton build, each of which can be switched off (CAYUGA_NO_MERGE=1).
+struct BuildOptions {
+  bool merge = true;  // share structurally identical nodes and edges across queries
+};
+
 // Builds the automaton of an analyzed script (appending to `into`, so several scripts can share
 // one program and one stream table; streams already in `into` are reused by name).
 // Returns an error message when the script cannot be added (e.g. a schema clash with an existing
 // stream); the automaton is unchanged in that case.
-std::string build(const AnalyzedScript& script, Automaton& into);
+std::string build(const AnalyzedScript& script, Automaton& into, const BuildOptions& options = {});
 
 // `cayuga explain`: a text listing and a Graphviz DOT graph.
 std::string to_text(const Automaton& a);

@@ -1,13 +1,26 @@
 // Typed algebra → automaton (see automaton.h for the node model).
 //
 // Each plan is compiled bottom-up into "sites": the nodes whose forward edges produce the plan's
-// output rows, each with the chain of stages (FILTER/SELECT) still to apply. A NEXT or FOLD turns
-// its left operand's sites into edges that create instances at a new node reading the right
-// operand's stream; the right operand is inlined when it is a stream under FILTERs that do not
-// use DUR (their predicates join the node's filter predicate), otherwise it is compiled as its
-// own automaton publishing an internal stream. At the root, sites publish the query's stream.
+// output rows, each with the chain of stages (FILTER/SELECT) still to apply and what is known
+// about the produced row (attributes that are the same constant in every row). A NEXT or FOLD
+// turns its left operand's sites into edges that create instances at a new node reading the
+// right operand's stream; the right operand is inlined when it is a stream under FILTERs that do
+// not use DUR (their predicates join the node's filter predicate), otherwise it is compiled as
+// its own automaton publishing an internal stream. At the root, sites publish the query's stream.
+//
+// State merging: every node and edge gets a structural signature (kind, stream, predicates with
+// their constants, layout, and the exact incoming edges). With merging on, one START node serves
+// each stream, a node whose signature already exists is reused (so queries sharing a prefix share
+// its instances), and an edge identical to an existing one is not added twice.
+//
+// Routing facts for the global index: START edges get the atoms of their leading FILTER stages
+// as a guard; NEXT/FOLD nodes get the atoms their filter predicate implies about the event,
+// including `$1.a = $2.b` when every instance holds the same constant in `a`; a remaining
+// dynamic equality `$1.a = $2.b` becomes the node's instance-index key.
 #include <algorithm>
 #include <cmath>
+#include <optional>
+#include <unordered_map>
 
 #include "nfa/automaton.h"
 
@@ -21,9 +34,15 @@ int64_t Automaton::find_stream(std::string_view name) const {
 
 namespace {
 
+using Consts = std::vector<std::optional<Slot>>;  // per attribute: the constant, if known
+
 struct Site {
   uint32_t node;
   std::vector<Stage> stages;
+  std::vector<Atom> guard;  // atoms of the leading FILTER stages (START sites only)
+  bool leading = true;      // no Map stage yet: FILTER atoms still describe the event
+  std::string signature;    // the stages' text
+  Consts consts;            // of the row the stages produce
 };
 
 bool uses_dur(const TExpr& e) {
@@ -41,42 +60,121 @@ bool is_dur(const TExpr& e) {
   return e.op == TOp::Dur || (e.op == TOp::ToFloat && e.kids[0].op == TOp::Dur);
 }
 
+// The top-level conjuncts of a predicate.
+void conjuncts(const TExpr& e, std::vector<const TExpr*>& out) {
+  if (e.op == TOp::And) {
+    for (const auto& k : e.kids) conjuncts(k, out);
+  } else {
+    out.push_back(&e);
+  }
+}
+
+TOp mirror(TOp op) {
+  switch (op) {
+    case TOp::Lt: return TOp::Gt;
+    case TOp::Le: return TOp::Ge;
+    case TOp::Gt: return TOp::Lt;
+    case TOp::Ge: return TOp::Le;
+    default: return op;
+  }
+}
+
 // The largest DUR for which `e` can hold, from its top-level conjuncts of the form
 // `DUR < c`, `DUR <= c` (or mirrored); kNoDurBound when there is none.
 int64_t dur_upper_bound(const TExpr& e) {
-  switch (e.op) {
-    case TOp::And: {
-      int64_t b = kNoDurBound;
-      for (const auto& k : e.kids) b = std::min(b, dur_upper_bound(k));
-      return b;
-    }
-    case TOp::Or: {
-      int64_t b = std::numeric_limits<int64_t>::min();
-      for (const auto& k : e.kids) b = std::max(b, dur_upper_bound(k));
-      return b;
-    }
-    case TOp::Lt: case TOp::Le: case TOp::Gt: case TOp::Ge: {
-      TOp op = e.op;
-      const TExpr* c = &e.kids[1];
-      if (!is_dur(e.kids[0])) {
-        if (!is_dur(e.kids[1])) return kNoDurBound;
-        c = &e.kids[0];  // c OP DUR: mirror
-        op = op == TOp::Lt ? TOp::Gt : op == TOp::Le ? TOp::Ge : op == TOp::Gt ? TOp::Lt : TOp::Le;
-      }
-      if (c->op != TOp::Const || (op != TOp::Lt && op != TOp::Le)) return kNoDurBound;
-      double x = c->type == Type::Int ? static_cast<double>(c->value.i) : c->value.f;
-      if (!std::isfinite(x) || std::fabs(x) > 9e18) return kNoDurBound;
-      return op == TOp::Le ? static_cast<int64_t>(std::floor(x))
-                           : static_cast<int64_t>(std::ceil(x)) - 1;
-    }
-    default:
-      return kNoDurBound;
+  if (e.op == TOp::Or) {
+    int64_t b = std::numeric_limits<int64_t>::min();
+    for (const auto& k : e.kids) b = std::max(b, dur_upper_bound(k));
+    return b;
   }
+  std::vector<const TExpr*> cs;
+  conjuncts(e, cs);
+  int64_t bound = kNoDurBound;
+  for (const TExpr* c : cs) {
+    if (c->op == TOp::Or && c != &e) {
+      bound = std::min(bound, dur_upper_bound(*c));
+      continue;
+    }
+    if (c->op < TOp::Lt || c->op > TOp::Ge) continue;
+    TOp op = c->op;
+    const TExpr* k = &c->kids[1];
+    if (!is_dur(c->kids[0])) {
+      if (!is_dur(c->kids[1])) continue;
+      k = &c->kids[0];
+      op = mirror(op);
+    }
+    if (k->op != TOp::Const || (op != TOp::Lt && op != TOp::Le)) continue;
+    double x = k->type == Type::Int ? static_cast<double>(k->value.i) : k->value.f;
+    if (!std::isfinite(x) || std::fabs(x) > 9e18) continue;
+    bound = std::min(bound, op == TOp::Le ? static_cast<int64_t>(std::floor(x))
+                                          : static_cast<int64_t>(std::ceil(x)) - 1);
+  }
+  return bound;
+}
+
+std::optional<Atom::Op> atom_op(TOp op) {
+  switch (op) {
+    case TOp::Eq: return Atom::Op::Eq;
+    case TOp::Lt: return Atom::Op::Lt;
+    case TOp::Le: return Atom::Op::Le;
+    case TOp::Gt: return Atom::Op::Gt;
+    case TOp::Ge: return Atom::Op::Ge;
+    default: return std::nullopt;
+  }
+}
+
+// A reference to an attribute of `side`, possibly promoted to FLOAT.
+const TExpr* ref_of(const TExpr& e, Side side) {
+  const TExpr* r = e.op == TOp::ToFloat ? &e.kids[0] : &e;
+  return r->op == TOp::Ref && r->side == side ? r : nullptr;
+}
+
+// Reads what a predicate says about the event (side `event`): `attr op const`, and
+// `ref = attr` where `known(ref)` gives the constant every row holds in `ref`.
+template <typename Known>
+std::vector<Atom> atoms_of(const TExpr& pred, Side event, const Known& known) {
+  std::vector<const TExpr*> cs;
+  conjuncts(pred, cs);
+  std::vector<Atom> out;
+  for (const TExpr* c : cs) {
+    auto op = atom_op(c->op);
+    if (!op) continue;
+    for (int flip = 0; flip < 2; ++flip) {
+      const TExpr& lhs = c->kids[flip];
+      const TExpr& rhs = c->kids[1 - flip];
+      const TExpr* attr = ref_of(lhs, event);
+      if (!attr) continue;
+      std::optional<Slot> value;
+      if (rhs.op == TOp::Const) value = rhs.value;
+      else if (rhs.op == TOp::Ref && rhs.side != event) value = known(rhs);
+      if (!value) continue;
+      Atom a;
+      a.op = *op;
+      if (flip) {
+        TOp m = mirror(c->op);
+        a.op = *atom_op(m);
+      }
+      a.attr = attr->index;
+      a.attr_type = attr->type;
+      a.cmp = lhs.type;
+      a.value = *value;
+      out.push_back(a);
+      break;
+    }
+  }
+  return out;
+}
+
+std::string emit_signature(const Emit& e, const std::string& stages) {
+  return (e.kind == Emit::Kind::ToNode ? "n" : "s") + std::to_string(e.target) + "|" + stages;
 }
 
 class Builder {
  public:
-  Builder(const AnalyzedScript& script, Automaton& a) : script_(script), a_(a) {}
+  Builder(const AnalyzedScript& script, Automaton& a, const BuildOptions& options)
+      : script_(script), a_(a), options_(options) {
+    for (uint32_t n = 0; n < a_.nodes.size(); ++n) by_signature_.emplace(a_.nodes[n].signature, n);
+  }
 
   std::string run() {
     for (const auto& [name, info] : script_.catalog.streams) {
@@ -105,31 +203,57 @@ class Builder {
   }
 
  private:
-  void publish(std::vector<Site> sites, uint32_t stream) {
-    for (auto& s : sites)
-      a_.nodes[s.node].emits.push_back(Emit{Emit::Kind::ToStream, stream, std::move(s.stages)});
+  void add_emit(const Site& s, Emit::Kind kind, uint32_t target) {
+    Emit e;
+    e.kind = kind;
+    e.target = target;
+    e.stages = s.stages;
+    e.guard = s.guard;
+    e.signature = emit_signature(e, s.signature);
+    Node& node = a_.nodes[s.node];
+    if (options_.merge)
+      for (const auto& existing : node.emits)
+        if (existing.signature == e.signature) return;
+    node.emits.push_back(std::move(e));
   }
 
-  uint32_t new_node(NodeKind kind, uint32_t stream, const char* what) {
+  void publish(const std::vector<Site>& sites, uint32_t stream) {
+    for (const auto& s : sites) add_emit(s, Emit::Kind::ToStream, stream);
+  }
+
+  // Returns the node with this signature, reusing an existing one when merging.
+  std::pair<uint32_t, bool> node_for(NodeKind kind, uint32_t stream, const char* what,
+                                     std::string signature) {
+    if (options_.merge) {
+      if (auto it = by_signature_.find(signature); it != by_signature_.end()) {
+        ++a_.nodes[it->second].sharers;
+        return {it->second, false};
+      }
+    }
     Node n;
     n.kind = kind;
     n.stream = stream;
     n.query = query_;
     n.label = "q" + std::to_string(query_) + ".n" + std::to_string(a_.nodes.size()) + " " + what +
               " " + a_.streams[stream].name;
+    n.signature = signature;
     a_.nodes.push_back(std::move(n));
-    return static_cast<uint32_t>(a_.nodes.size() - 1);
+    uint32_t id = static_cast<uint32_t>(a_.nodes.size() - 1);
+    by_signature_.emplace(std::move(signature), id);
+    return {id, true};
   }
 
   std::vector<Site> compile(const Plan& p) {
     switch (p.kind) {
       case PlanKind::Source: {
         uint32_t stream = static_cast<uint32_t>(a_.find_stream(p.stream));
-        uint32_t n = new_node(NodeKind::Start, stream, "START");
-        Node& node = a_.nodes[n];
-        node.output_schema = p.schema;
-        for (uint32_t i = 0; i < p.schema.size(); ++i) node.output.push_back(SlotRef{1, i});
-        return {Site{n, {}}};
+        auto [n, fresh] = node_for(NodeKind::Start, stream, "START", "S" + std::to_string(stream));
+        if (fresh) {
+          Node& node = a_.nodes[n];
+          node.output_schema = p.schema;
+          for (uint32_t i = 0; i < p.schema.size(); ++i) node.output.push_back(SlotRef{1, i});
+        }
+        return {Site{n, {}, {}, true, "", Consts(p.schema.size())}};
       }
       case PlanKind::Filter: {
         auto sites = compile(p.inputs[0]);
@@ -139,6 +263,14 @@ class Builder {
           st.pred = Program::predicate(*p.pred, single_row_ref);
           st.max_dur = dur_upper_bound(*p.pred);
           s.stages.push_back(std::move(st));
+          s.signature += "F(" + dump(*p.pred) + ")";
+          auto atoms = atoms_of(*p.pred, Side::First, [](const TExpr&) {
+            return std::optional<Slot>();
+          });
+          for (const Atom& a : atoms) {
+            if (a.op == Atom::Op::Eq && a.cmp == a.attr_type) s.consts[a.attr] = a.value;
+            if (s.leading && a_.nodes[s.node].kind == NodeKind::Start) s.guard.push_back(a);
+          }
         }
         return sites;
       }
@@ -147,10 +279,19 @@ class Builder {
         for (auto& s : sites) {
           Stage st;
           st.kind = Stage::Kind::Map;
+          Consts consts(p.items.size());
+          s.signature += "M(";
           for (size_t i = 0; i < p.items.size(); ++i) {
-            st.items.push_back(Program::value(p.items[i], single_row_ref));
+            const TExpr& item = p.items[i];
+            st.items.push_back(Program::value(item, single_row_ref));
             st.types.push_back(p.schema.attrs[i].type);
+            if (item.op == TOp::Const) consts[i] = item.value;
+            if (item.op == TOp::Ref) consts[i] = s.consts[item.index];
+            s.signature += dump(item) + ",";
           }
+          s.signature += ")";
+          s.consts = std::move(consts);
+          s.leading = false;
           s.stages.push_back(std::move(st));
         }
         return sites;
@@ -198,8 +339,7 @@ class Builder {
     std::vector<TExpr> right_filters;
     uint32_t stream = right_stream(right, right_filters);
 
-    bool fold = p.kind == PlanKind::Fold;
-    uint32_t n = new_node(fold ? NodeKind::Fold : NodeKind::Next, stream, fold ? "FOLD" : "NEXT");
+    const bool fold = p.kind == PlanKind::Fold;
     const Schema& s1 = left.schema;
     const Schema& s2 = right.schema;
     const uint32_t n1 = static_cast<uint32_t>(s1.size()), n2 = static_cast<uint32_t>(s2.size());
@@ -214,7 +354,7 @@ class Builder {
         else agg_slot[i] = last_base++;
       }
     }
-    RefMapper refs = [&, fold](Side side, uint32_t index) -> SlotRef {
+    auto slot_of = [&](Side side, uint32_t index) -> SlotRef {
       switch (side) {
         case Side::First: return SlotRef{0, index};
         case Side::Second: return SlotRef{1, index};
@@ -226,6 +366,7 @@ class Builder {
       }
       return SlotRef{0, index};
     };
+    RefMapper refs = slot_of;
 
     TExpr filter = p.pred ? *p.pred : TExpr{};
     if (!right_filters.empty()) {
@@ -235,45 +376,146 @@ class Builder {
       for (auto& f : right_filters) all.kids.push_back(std::move(f));
       filter = std::move(all);
     }
+    const TExpr rebind = p.pred2 ? *p.pred2 : TExpr{};
 
-    Node& node = a_.nodes[n];
-    node.filter = Program::predicate(filter, refs);
-    node.output_schema = p.schema;
+    // Layout of the instance and how an incoming left row initializes it.
+    std::vector<int32_t> init;
     if (!fold) {
-      node.width = n1;
-      for (uint32_t i = 0; i < n1; ++i) node.init.push_back(static_cast<int32_t>(i));
-      for (uint32_t i = 0; i < n1; ++i) node.output.push_back(SlotRef{0, i});
-      for (uint32_t j = 0; j < n2; ++j) node.output.push_back(SlotRef{1, j});
+      for (uint32_t i = 0; i < n1; ++i) init.push_back(static_cast<int32_t>(i));
     } else {
-      node.width = last_base + n2;
-      node.last_base = last_base;
-      node.init.assign(node.width, -1);
+      init.assign(last_base + n2, -1);
       for (uint32_t i = 0; i < n1; ++i) {
-        node.init[i] = static_cast<int32_t>(i);
-        if (shared_in_s2[i] >= 0) node.init[last_base + shared_in_s2[i]] = static_cast<int32_t>(i);
-        else node.init[agg_slot[i]] = static_cast<int32_t>(i);
+        init[i] = static_cast<int32_t>(i);
+        if (shared_in_s2[i] >= 0) init[last_base + shared_in_s2[i]] = static_cast<int32_t>(i);
+        else init[agg_slot[i]] = static_cast<int32_t>(i);
       }
-      node.rebind = Program::predicate(p.pred2 ? *p.pred2 : TExpr{}, refs);
-      for (const auto& agg : p.aggregates)
-        node.aggregates.emplace_back(agg_slot[agg.target], Program::value(agg.value, refs));
-      for (uint32_t i = 0; i < n1; ++i)
-        node.output.push_back(shared_in_s2[i] >= 0 ? SlotRef{0, i} : SlotRef{0, agg_slot[i]});
-      for (uint32_t j = 0; j < n2; ++j) node.output.push_back(SlotRef{0, last_base + j});
-      node.max_dur = dur_upper_bound(p.pred2 ? *p.pred2 : TExpr{});
     }
-    node.max_dur = std::min(node.max_dur, dur_upper_bound(filter));
+    const uint32_t width = static_cast<uint32_t>(init.size());
 
-    for (auto& s : left_sites)
-      a_.nodes[s.node].emits.push_back(Emit{Emit::Kind::ToNode, n, std::move(s.stages)});
-    return {Site{n, {}}};
+    // What every instance holds: the constants all incoming rows agree on.
+    Consts inst(width);
+    for (uint32_t k = 0; k < width; ++k) {
+      if (init[k] < 0) continue;
+      std::optional<Slot> agreed = left_sites.front().consts[init[k]];
+      for (const auto& s : left_sites) {
+        const auto& c = s.consts[init[k]];
+        if (!agreed || !c || c->i != agreed->i) agreed.reset();
+      }
+      inst[k] = agreed;
+    }
+    if (fold) {
+      for (uint32_t i = 0; i < n1; ++i)
+        if (shared_in_s2[i] < 0) inst[agg_slot[i]].reset();  // aggregates change
+    }
+    auto known = [&](const TExpr& r) -> std::optional<Slot> {
+      SlotRef s = slot_of(r.side, r.index);
+      return s.row == 0 ? inst[s.offset] : std::nullopt;
+    };
+    std::vector<Atom> guard = atoms_of(filter, Side::Second, known);
+    if (fold) {
+      // A last value stays constant only if every rebinding event carries that constant too.
+      bool changed = true;
+      while (changed) {
+        changed = false;
+        for (uint32_t j = 0; j < n2; ++j) {
+          auto& c = inst[last_base + j];
+          if (!c) continue;
+          bool kept = std::any_of(guard.begin(), guard.end(), [&](const Atom& a) {
+            return a.op == Atom::Op::Eq && a.attr == j && a.cmp == a.attr_type &&
+                   a.value.i == c->i;
+          });
+          if (!kept) {
+            c.reset();
+            changed = true;
+          }
+        }
+        if (changed) guard = atoms_of(filter, Side::Second, known);
+      }
+    }
+
+    // Signature: everything that decides the node's behaviour, and its exact incoming edges.
+    std::string sig = std::string(fold ? "FOLD" : "NEXT") + "|" + std::to_string(stream) + "|" +
+                      s1.to_string() + "|" + p.schema.to_string() + "|" + dump(filter);
+    if (fold) {
+      sig += "|" + dump(rebind);
+      for (const auto& agg : p.aggregates)
+        sig += "|" + std::to_string(agg.target) + ":=" + dump(agg.value);
+    }
+    for (const auto& s : left_sites) sig += "|in:" + std::to_string(s.node) + ":" + s.signature;
+
+    auto [n, fresh] = node_for(fold ? NodeKind::Fold : NodeKind::Next, stream,
+                               fold ? "FOLD" : "NEXT", sig);
+    if (fresh) {
+      Node& node = a_.nodes[n];
+      node.filter = Program::predicate(filter, refs);
+      node.output_schema = p.schema;
+      node.width = width;
+      node.init = init;
+      node.guard = guard;
+      if (!fold) {
+        for (uint32_t i = 0; i < n1; ++i) node.output.push_back(SlotRef{0, i});
+        for (uint32_t j = 0; j < n2; ++j) node.output.push_back(SlotRef{1, j});
+      } else {
+        node.last_base = last_base;
+        node.rebind = Program::predicate(rebind, refs);
+        for (const auto& agg : p.aggregates)
+          node.aggregates.emplace_back(agg_slot[agg.target], Program::value(agg.value, refs));
+        for (uint32_t i = 0; i < n1; ++i)
+          node.output.push_back(shared_in_s2[i] >= 0 ? SlotRef{0, i} : SlotRef{0, agg_slot[i]});
+        for (uint32_t j = 0; j < n2; ++j) node.output.push_back(SlotRef{0, last_base + j});
+      }
+      node.own_max_dur =
+          std::min(dur_upper_bound(filter), fold ? dur_upper_bound(rebind) : kNoDurBound);
+      pick_instance_key(node, filter, slot_of, inst);
+      for (const auto& s : left_sites) add_emit(s, Emit::Kind::ToNode, n);
+    }
+
+    // The produced row: the instance (NEXT: left values) then the event, or the FOLD output.
+    Consts out;
+    if (!fold) {
+      out.assign(inst.begin(), inst.end());
+      Consts ev(n2);
+      for (const Atom& a : a_.nodes[n].guard)
+        if (a.op == Atom::Op::Eq && a.cmp == a.attr_type) ev[a.attr] = a.value;
+      out.insert(out.end(), ev.begin(), ev.end());
+    } else {
+      for (const SlotRef& r : a_.nodes[n].output) out.push_back(inst[r.offset]);
+    }
+    return {Site{n, {}, {}, false, "", std::move(out)}};
+  }
+
+  // A dynamic equality `instance slot = event attribute` of the same type that is not already
+  // a constant becomes the node's instance-index key.
+  template <typename SlotOf>
+  void pick_instance_key(Node& node, const TExpr& filter, const SlotOf& slot_of,
+                         const Consts& inst) {
+    std::vector<const TExpr*> cs;
+    conjuncts(filter, cs);
+    for (const TExpr* c : cs) {
+      if (c->op != TOp::Eq) continue;
+      for (int flip = 0; flip < 2; ++flip) {
+        const TExpr& a = c->kids[flip];
+        const TExpr& b = c->kids[1 - flip];
+        if (a.op != TOp::Ref || b.op != TOp::Ref || a.side != Side::Second || b.side == Side::Second)
+          continue;
+        SlotRef s = slot_of(b.side, b.index);
+        if (inst[s.offset]) continue;
+        node.key_slot = static_cast<int32_t>(s.offset);
+        node.key_attr = a.index;
+        node.key_type = a.type;
+        return;
+      }
+    }
   }
 
   // A node's instances die once DUR exceeds the bound of every way out of it. Edges only go
-  // from a node to a later one, so a reverse sweep sees every target before its sources.
+  // from a node to a later one, so a reverse sweep sees every target before its sources. Merged
+  // nodes may have gained edges, so every node is recomputed.
   void compute_dur_bounds() {
-    for (size_t n = a_.nodes.size(); n-- > first_new_node_;) {
+    for (size_t n = a_.nodes.size(); n-- > 0;) {
       Node& node = a_.nodes[n];
       if (node.kind == NodeKind::Start) continue;
+      const int64_t own = node.own_max_dur;
       int64_t emits_bound = node.emits.empty() ? kNoDurBound : std::numeric_limits<int64_t>::min();
       for (const auto& e : node.emits) {
         int64_t b = e.kind == Emit::Kind::ToNode ? a_.nodes[e.target].max_dur : kNoDurBound;
@@ -281,12 +523,14 @@ class Builder {
           if (st.kind == Stage::Kind::Filter) b = std::min(b, st.max_dur);
         emits_bound = std::max(emits_bound, b);
       }
-      node.max_dur = std::min(node.max_dur, emits_bound);
+      node.max_dur = std::min(own, emits_bound);
     }
   }
 
   const AnalyzedScript& script_;
   Automaton& a_;
+  BuildOptions options_;
+  std::unordered_map<std::string, uint32_t> by_signature_;
   uint32_t query_ = 0;
   uint32_t internal_ = 0;
   size_t first_new_node_ = 0;
@@ -294,9 +538,9 @@ class Builder {
 
 }  // namespace
 
-std::string build(const AnalyzedScript& script, Automaton& into) {
+std::string build(const AnalyzedScript& script, Automaton& into, const BuildOptions& options) {
   Automaton backup = into;
-  std::string err = Builder(script, into).run();
+  std::string err = Builder(script, into, options).run();
   if (!err.empty()) into = std::move(backup);
   return err;
 }

@@ -2,6 +2,8 @@
 
 #include <algorithm>
 #include <climits>
+#include <cstdlib>
+#include <cstring>
 
 namespace cayuga {
 
@@ -9,6 +11,31 @@ using nfa::Emit;
 using nfa::Node;
 using nfa::NodeKind;
 using nfa::Stage;
+
+namespace {
+
+bool env_flag(const char* name) {
+  const char* v = std::getenv(name);
+  return v && *v && std::strcmp(v, "0") != 0;
+}
+
+// Restores a LIFO scratch stack on scope exit.
+struct ScratchGuard {
+  size_t& top;
+  size_t saved;
+  explicit ScratchGuard(size_t& t) : top(t), saved(t) {}
+  ~ScratchGuard() { top = saved; }
+};
+
+}  // namespace
+
+EngineOptions EngineOptions::from_env() {
+  EngineOptions o;
+  o.merge = !env_flag("CAYUGA_NO_MERGE");
+  o.index = !env_flag("CAYUGA_NO_INDEX");
+  o.instance_index = !env_flag("CAYUGA_NO_INSTANCE_INDEX");
+  return o;
+}
 
 Engine::Engine(EngineOptions options) : options_(options) {}
 
@@ -20,21 +47,58 @@ Diagnostics Engine::add_script(std::string_view text) {
   }
   AnalyzeResult analyzed = compile_script(text, AnalyzeOptions{options_.unit, &existing});
   if (!analyzed.script) return std::move(analyzed.errors);
-  size_t first_node = automaton_.nodes.size();
-  if (std::string err = nfa::build(*analyzed.script, automaton_); !err.empty())
+  if (std::string err = nfa::build(*analyzed.script, automaton_, {options_.merge}); !err.empty())
     return {Diagnostic{0, 0, err}};
   state_.resize(automaton_.nodes.size());
-  for (size_t n = first_node; n < automaton_.nodes.size(); ++n)
-    if (automaton_.nodes[n].kind != NodeKind::Start &&
-        automaton_.nodes[n].max_dur != nfa::kNoDurBound)
-      bounded_nodes_.push_back(static_cast<uint32_t>(n));
+  for (size_t n = 0; n < automaton_.nodes.size(); ++n) {
+    NodeState& st = state_[n];
+    if (st.buckets.empty()) {
+      st.keyed = options_.instance_index && automaton_.nodes[n].key_slot >= 0;
+      if (!st.keyed) st.buckets.emplace_back();
+    }
+  }
+  rebuild_routes();
   return {};
+}
+
+void Engine::rebuild_routes() {
+  routes_.clear();
+  index_.assign(automaton_.streams.size(), index::StreamIndex());
+  static const std::vector<nfa::Atom> kNoGuard;
+  for (uint32_t s = 0; s < automaton_.streams.size(); ++s) {
+    for (uint32_t n : automaton_.streams[s].readers) {
+      const Node& node = automaton_.nodes[n];
+      if (node.kind == NodeKind::Start) {
+        for (size_t e = 0; e < node.emits.size(); ++e) {
+          index_[s].add(static_cast<uint32_t>(routes_.size()),
+                        options_.index ? node.emits[e].guard : kNoGuard);
+          routes_.push_back(Route{n, static_cast<int32_t>(e)});
+        }
+      } else {
+        index_[s].add(static_cast<uint32_t>(routes_.size()), options_.index ? node.guard : kNoGuard);
+        routes_.push_back(Route{n, -1});
+      }
+    }
+    index_[s].prepare();
+  }
+}
+
+const EngineStats& Engine::stats() const {
+  stats_.div_by_zero = eval_stats_.div_by_zero;
+  return stats_;
 }
 
 std::vector<Slot>& Engine::scratch(size_t width) {
   if (scratch_top_ == scratch_.size()) scratch_.emplace_back();
   std::vector<Slot>& buf = scratch_[scratch_top_++];
   buf.resize(width);
+  return buf;
+}
+
+std::vector<uint32_t>& Engine::scratch_targets() {
+  if (targets_top_ == targets_.size()) targets_.emplace_back();
+  std::vector<uint32_t>& buf = targets_[targets_top_++];
+  buf.clear();
   return buf;
 }
 
@@ -58,12 +122,7 @@ void Engine::advance_to(int64_t t) {
   if (t <= floor_ || (epoch_open_ && t <= epoch_)) return;
   if (epoch_open_) close_epoch();
   floor_ = t;
-  // Expire against the new lower bound of future event times.
-  for (uint32_t n : bounded_nodes_) {
-    NodeState& st = state_[n];
-    if (st.count() && t - st.min_t0 > automaton_.nodes[n].max_dur)
-      compact(st, automaton_.nodes[n], t);
-  }
+  expire_until(t);
 }
 
 void Engine::finish() {
@@ -71,7 +130,15 @@ void Engine::finish() {
 }
 
 void Engine::deliver(uint32_t stream, const Slot* row, int64_t t0, int64_t t1) {
-  for (uint32_t n : automaton_.streams[stream].readers) process(n, row, t0, t1);
+  ScratchGuard guard(targets_top_);
+  std::vector<uint32_t>& candidates = scratch_targets();
+  index_[stream].match(row, candidates);
+  stats_.candidates += candidates.size();
+  for (uint32_t target : candidates) {
+    const Route& r = routes_[target];
+    if (r.emit >= 0) fire_emit(automaton_.nodes[r.node].emits[r.emit], row, t0, t1);
+    else process(r.node, row, t0, t1);
+  }
 }
 
 void Engine::process(uint32_t n, const Slot* event, int64_t t0, int64_t t1) {
@@ -80,139 +147,193 @@ void Engine::process(uint32_t n, const Slot* event, int64_t t0, int64_t t1) {
     fire(node, event, t0, t1);
     return;
   }
-  NodeState& st = state_[n];
-  const size_t count = st.count();  // installed instances only: the frozen state
+  NodeState& ns = state_[n];
+  uint32_t bucket_id = 0;
+  if (ns.keyed) {
+    uint64_t key;
+    if (!index::equality_key(event[node.key_attr], node.key_type, key)) return;
+    auto it = ns.by_key.find(key);
+    if (it == ns.by_key.end()) return;
+    bucket_id = it->second;
+  }
+  Bucket& b = ns.buckets[bucket_id];
+  const size_t count = b.count();  // installed instances only: the frozen state
+  if (count == 0) return;
   const uint32_t width = node.width;
+  ScratchGuard guard(scratch_top_);
   std::vector<Slot>& out = scratch(node.output.size());
-  std::vector<Slot>* rebound = node.kind == NodeKind::Fold ? &scratch(width) : nullptr;
+  Slot* rebound = node.kind == NodeKind::Fold ? scratch(width).data() : nullptr;
   for (size_t k = 0; k < count; ++k) {
-    if (st.t1[k] >= t0) continue;
-    const Slot* inst = st.slots.data() + k * width;
+    if (b.t1[k] >= t0) continue;
+    const Slot* inst = b.slots.data() + k * width;
     EvalInput in;
     in.rows[0] = inst;
     in.rows[1] = event;
-    in.dur = t1 - st.t0[k];
+    in.dur = t1 - b.t0[k];
     if (!node.filter.eval_predicate(in, eval_stats_)) continue;
-    st.consumed[k] = 1;
-    mark_dirty(n);
+    if (!b.consumed[k]) {
+      b.consumed[k] = 1;
+      mark_dirty(n, bucket_id);
+    }
     const Slot* rows[2] = {inst, event};
     if (node.kind == NodeKind::Fold) {
       if (!node.rebind.eval_predicate(in, eval_stats_)) continue;
-      Slot* r = rebound->data();
-      std::copy(inst, inst + width, r);
-      for (const auto& [slot, prog] : node.aggregates) r[slot] = prog.eval_value(in, eval_stats_);
-      std::copy(event, event + (width - node.last_base), r + node.last_base);
-      add_instance(n, r, st.t0[k], t1);
-      rows[0] = r;
+      std::copy(inst, inst + width, rebound);
+      for (const auto& [slot, prog] : node.aggregates)
+        rebound[slot] = prog.eval_value(in, eval_stats_);
+      std::copy(event, event + (width - node.last_base), rebound + node.last_base);
+      add_instance(n, rebound, b.t0[k], t1);
+      rows[0] = rebound;
     }
     for (size_t i = 0; i < node.output.size(); ++i)
       out[i] = rows[node.output[i].row][node.output[i].offset];
-    fire(node, out.data(), st.t0[k], t1);
+    fire(node, out.data(), b.t0[k], t1);
   }
-  if (rebound) release_scratch();
-  release_scratch();
 }
 
 void Engine::fire(const Node& node, const Slot* row, int64_t t0, int64_t t1) {
-  for (const Emit& emit : node.emits) {
-    const Slot* cur = row;
-    size_t taken = 0;  // scratch rows taken for this emit
-    bool pass = true;
-    for (const Stage& stage : emit.stages) {
-      EvalInput in;
-      in.rows[0] = cur;
-      in.rows[1] = cur;
-      in.dur = t1 - t0;
-      if (stage.kind == Stage::Kind::Filter) {
-        if (!stage.pred.eval_predicate(in, eval_stats_)) {
-          pass = false;
-          break;
-        }
-      } else {
-        std::vector<Slot>& next = scratch(stage.items.size());
-        ++taken;
-        for (size_t i = 0; i < stage.items.size(); ++i)
-          next[i] = stage.items[i].eval_value(in, eval_stats_);
-        cur = next.data();
-      }
-    }
-    if (pass) {
-      if (emit.kind == Emit::Kind::ToNode) {
-        add_from_row(emit.target, cur, t0, t1);
-      } else {
-        const nfa::Stream& s = automaton_.streams[emit.target];
-        if (s.kind == nfa::StreamKind::Published) {
-          ++stats_.outputs;
-          if (sink_) {
-            Row r;
-            r.t0 = t0;
-            r.t1 = t1;
-            r.values.assign(cur, cur + s.schema.size());
-            sink_(emit.target, r);
-          }
-        }
-        deliver(emit.target, cur, t0, t1);
-      }
-    }
-    while (taken--) release_scratch();
-  }
+  for (const Emit& emit : node.emits) fire_emit(emit, row, t0, t1);
 }
 
-Slot* Engine::add_pending(uint32_t n, int64_t t0, int64_t t1) {
-  NodeState& st = state_[n];
-  size_t base = st.pending_slots.size();
-  st.pending_slots.resize(base + automaton_.nodes[n].width);
-  st.pending_t0.push_back(t0);
-  st.pending_t1.push_back(t1);
-  mark_dirty(n);
-  return st.pending_slots.data() + base;
+void Engine::fire_emit(const Emit& emit, const Slot* row, int64_t t0, int64_t t1) {
+  ScratchGuard guard(scratch_top_);
+  const Slot* cur = row;
+  for (const Stage& stage : emit.stages) {
+    EvalInput in;
+    in.rows[0] = cur;
+    in.rows[1] = cur;
+    in.dur = t1 - t0;
+    if (stage.kind == Stage::Kind::Filter) {
+      if (!stage.pred.eval_predicate(in, eval_stats_)) return;
+    } else {
+      std::vector<Slot>& next = scratch(stage.items.size());
+      for (size_t i = 0; i < stage.items.size(); ++i)
+        next[i] = stage.items[i].eval_value(in, eval_stats_);
+      cur = next.data();
+    }
+  }
+  if (emit.kind == Emit::Kind::ToNode) {
+    add_from_row(emit.target, cur, t0, t1);
+    return;
+  }
+  const nfa::Stream& s = automaton_.streams[emit.target];
+  if (s.kind == nfa::StreamKind::Published) {
+    ++stats_.outputs;
+    if (sink_) {
+      Row r;
+      r.t0 = t0;
+      r.t1 = t1;
+      r.values.assign(cur, cur + s.schema.size());
+      sink_(emit.target, r);
+    }
+  }
+  deliver(emit.target, cur, t0, t1);
+}
+
+Engine::Bucket* Engine::bucket_for(uint32_t n, const Slot* instance, uint32_t* id) {
+  NodeState& ns = state_[n];
+  if (!ns.keyed) {
+    *id = 0;
+    return &ns.buckets[0];
+  }
+  const Node& node = automaton_.nodes[n];
+  uint64_t key;
+  // A NaN key equals nothing: such an instance can never be affected, so it is never stored.
+  if (!index::equality_key(instance[node.key_slot], node.key_type, key)) return nullptr;
+  auto [it, fresh] = ns.by_key.try_emplace(key, static_cast<uint32_t>(ns.buckets.size()));
+  if (fresh) ns.buckets.emplace_back();
+  *id = it->second;
+  return &ns.buckets[it->second];
+}
+
+Slot* Engine::add_pending(uint32_t n, const Slot* instance, int64_t t0, int64_t t1) {
+  uint32_t id;
+  Bucket* b = bucket_for(n, instance, &id);
+  if (!b) return nullptr;
+  const uint32_t width = automaton_.nodes[n].width;
+  size_t base = b->pending_slots.size();
+  b->pending_slots.resize(base + width);
+  b->pending_t0.push_back(t0);
+  b->pending_t1.push_back(t1);
+  mark_dirty(n, id);
+  return b->pending_slots.data() + base;
 }
 
 void Engine::add_instance(uint32_t n, const Slot* instance, int64_t t0, int64_t t1) {
-  Slot* dst = add_pending(n, t0, t1);
-  std::copy_n(instance, automaton_.nodes[n].width, dst);
+  if (Slot* dst = add_pending(n, instance, t0, t1))
+    std::copy_n(instance, automaton_.nodes[n].width, dst);
 }
 
 void Engine::add_from_row(uint32_t n, const Slot* row, int64_t t0, int64_t t1) {
-  Slot* dst = add_pending(n, t0, t1);
   const Node& node = automaton_.nodes[n];
+  ScratchGuard guard(scratch_top_);
+  std::vector<Slot>& inst = scratch(node.width);
   for (uint32_t k = 0; k < node.width; ++k) {
     int32_t src = node.init[k];
-    dst[k] = src >= 0 ? row[src] : Slot{};
+    inst[k] = src >= 0 ? row[src] : Slot{};
+  }
+  add_instance(n, inst.data(), t0, t1);
+}
+
+void Engine::mark_dirty(uint32_t n, uint32_t bucket) {
+  Bucket& b = state_[n].buckets[bucket];
+  if (!b.dirty) {
+    b.dirty = true;
+    dirty_.emplace_back(n, bucket);
   }
 }
 
-void Engine::compact(NodeState& st, const Node& node, int64_t next_time) {
+void Engine::compact(Bucket& b, const Node& node, int64_t next_time) {
   const uint32_t width = node.width;
   const bool bounded = node.max_dur != nfa::kNoDurBound;
   size_t keep = 0;
   int64_t min_t0 = INT64_MAX;
-  for (size_t k = 0; k < st.count(); ++k) {
-    if (st.consumed[k]) continue;
-    if (bounded && next_time - st.t0[k] > node.max_dur) {
+  for (size_t k = 0; k < b.count(); ++k) {
+    if (b.consumed[k]) continue;
+    if (bounded && next_time - b.t0[k] > node.max_dur) {
       ++stats_.expired;
       continue;
     }
     if (keep != k) {
-      std::copy_n(st.slots.data() + k * width, width, st.slots.data() + keep * width);
-      st.t0[keep] = st.t0[k];
-      st.t1[keep] = st.t1[k];
+      std::copy_n(b.slots.data() + k * width, width, b.slots.data() + keep * width);
+      b.t0[keep] = b.t0[k];
+      b.t1[keep] = b.t1[k];
     }
-    min_t0 = std::min(min_t0, st.t0[keep]);
+    min_t0 = std::min(min_t0, b.t0[keep]);
     ++keep;
   }
-  stats_.instances -= st.count() - keep;
-  st.slots.resize(keep * width);
-  st.t0.resize(keep);
-  st.t1.resize(keep);
-  st.consumed.assign(keep, 0);
-  st.min_t0 = min_t0;
+  stats_.instances -= b.count() - keep;
+  b.slots.resize(keep * width);
+  b.t0.resize(keep);
+  b.t1.resize(keep);
+  b.consumed.assign(keep, 0);
+  b.min_t0 = min_t0;
 }
 
-void Engine::mark_dirty(uint32_t n) {
-  if (!state_[n].dirty) {
-    state_[n].dirty = true;
-    dirty_.push_back(n);
+// Queues the bucket's next expiry: the first time at which its oldest instance is past the
+// node's DUR bound. Stale heap entries (the bucket changed since) are skipped when popped.
+void Engine::schedule(uint32_t n, uint32_t bucket) {
+  const Node& node = automaton_.nodes[n];
+  Bucket& b = state_[n].buckets[bucket];
+  if (node.max_dur == nfa::kNoDurBound || b.count() == 0) return;
+  int64_t deadline = b.min_t0 > INT64_MAX - node.max_dur - 1 ? INT64_MAX
+                                                              : b.min_t0 + node.max_dur + 1;
+  if (deadline < b.scheduled) {
+    b.scheduled = deadline;
+    deadlines_.push(Deadline{deadline, n, bucket});
+  }
+}
+
+void Engine::expire_until(int64_t next_time) {
+  while (!deadlines_.empty() && deadlines_.top().time <= next_time) {
+    Deadline d = deadlines_.top();
+    deadlines_.pop();
+    Bucket& b = state_[d.node].buckets[d.bucket];
+    if (b.scheduled != d.time) continue;  // superseded
+    b.scheduled = INT64_MAX;
+    if (b.dirty) continue;  // compacted and rescheduled at this epoch's end anyway
+    compact(b, automaton_.nodes[d.node], next_time);
+    schedule(d.node, d.bucket);
   }
 }
 
@@ -220,29 +341,27 @@ void Engine::close_epoch() {
   epoch_open_ = false;
   const int64_t next_time = epoch_ + 1;  // every later event has t1 >= next_time
   floor_ = next_time;
-  for (uint32_t n : bounded_nodes_) {
-    const NodeState& st = state_[n];
-    if (st.count() && next_time - st.min_t0 > automaton_.nodes[n].max_dur) mark_dirty(n);
-  }
-  for (uint32_t n : dirty_) {
-    NodeState& st = state_[n];
-    compact(st, automaton_.nodes[n], next_time);
-    if (size_t added = st.pending_t0.size()) {
-      st.slots.insert(st.slots.end(), st.pending_slots.begin(), st.pending_slots.end());
-      st.t0.insert(st.t0.end(), st.pending_t0.begin(), st.pending_t0.end());
-      st.t1.insert(st.t1.end(), st.pending_t1.begin(), st.pending_t1.end());
-      st.consumed.resize(st.t0.size(), 0);
-      for (int64_t t : st.pending_t0) st.min_t0 = std::min(st.min_t0, t);
+  for (auto [n, id] : dirty_) {
+    Bucket& b = state_[n].buckets[id];
+    compact(b, automaton_.nodes[n], next_time);
+    if (size_t added = b.pending_t0.size()) {
+      b.slots.insert(b.slots.end(), b.pending_slots.begin(), b.pending_slots.end());
+      b.t0.insert(b.t0.end(), b.pending_t0.begin(), b.pending_t0.end());
+      b.t1.insert(b.t1.end(), b.pending_t1.begin(), b.pending_t1.end());
+      b.consumed.resize(b.t0.size(), 0);
+      for (int64_t t : b.pending_t0) b.min_t0 = std::min(b.min_t0, t);
       stats_.instances += added;
-      st.pending_slots.clear();
-      st.pending_t0.clear();
-      st.pending_t1.clear();
+      b.pending_slots.clear();
+      b.pending_t0.clear();
+      b.pending_t1.clear();
     }
-    st.dirty = false;
+    b.dirty = false;
+    b.scheduled = INT64_MAX;  // min_t0 may have moved either way: queue afresh
+    schedule(n, id);
   }
   dirty_.clear();
   stats_.peak_instances = std::max(stats_.peak_instances, stats_.instances);
-  stats_.div_by_zero = eval_stats_.div_by_zero;
+  expire_until(next_time);
 }
 
 }  // namespace cayuga

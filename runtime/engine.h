@@ -1,11 +1,22 @@
 // The epoch engine: runs an automaton over a time-ordered event stream (CEL.md §7).
 //
 // Events arrive in non-decreasing t1. All events with one t1 form an epoch and see the instance
-// state as it was when the epoch began: instances created in the epoch wait in per-node pending
-// lists, consumed instances are only flagged, and both take effect when the epoch closes (the
-// first event with a larger t1, `advance_to`, or `finish`). Outputs are handed to the sink at
-// once, and a published stream's readers receive them in the same epoch, so order inside an epoch
-// never changes the result.
+// state as it was when the epoch began: instances created in the epoch wait in pending lists,
+// consumed instances are only flagged, and both take effect when the epoch closes (the first
+// event with a larger t1, `advance_to`, or `finish`). Outputs are handed to the sink at once, and
+// a published stream's readers receive them in the same epoch, so order inside an epoch never
+// changes the result.
+//
+// Where the time goes, and what keeps it proportional to the work an event really causes:
+//  - the global predicate index (index/) of each stream sends an event only to the START edges
+//    and NEXT/FOLD nodes whose guards it satisfies;
+//  - a node with a dynamic equality (`$1.Name = $2.Name`) keeps its instances in buckets by that
+//    value, so an event visits one bucket;
+//  - instances live in flat per-bucket columns (slots, t0, t1), compacted only when an epoch
+//    touched the bucket;
+//  - expiry of DUR-bounded instances is driven by a min-heap of bucket deadlines, never by a scan.
+// Each of the three optimizations can be switched off (EngineOptions / environment) and the
+// results must not change.
 //
 // Thread-safety: an Engine is single-threaded; one thread calls push/advance_to/finish.
 #pragma once
@@ -13,10 +24,13 @@
 #include <cstdint>
 #include <deque>
 #include <functional>
+#include <queue>
 #include <string_view>
+#include <unordered_map>
 #include <vector>
 
 #include "compiler/analyzer.h"
+#include "index/stream_index.h"
 #include "nfa/automaton.h"
 
 namespace cayuga {
@@ -30,10 +44,17 @@ struct EngineStats {
   uint64_t peak_instances = 0;
   uint64_t expired = 0;        // instances freed because their DUR bound passed
   uint64_t div_by_zero = 0;
+  uint64_t candidates = 0;     // edges and nodes the index handed events to
 };
 
 struct EngineOptions {
   EngineUnit unit = EngineUnit::Ms;
+  bool merge = true;           // share identical nodes across queries
+  bool index = true;           // global predicate index
+  bool instance_index = true;  // per-node buckets for dynamic equalities
+
+  // Defaults, with CAYUGA_NO_MERGE=1, CAYUGA_NO_INDEX=1, CAYUGA_NO_INSTANCE_INDEX=1 honoured.
+  static EngineOptions from_env();
 };
 
 class Engine {
@@ -48,6 +69,7 @@ class Engine {
   Diagnostics add_script(std::string_view text);
 
   const nfa::Automaton& automaton() const { return automaton_; }
+  const EngineOptions& options() const { return options_; }
   void set_sink(Sink sink) { sink_ = std::move(sink); }
 
   enum class PushResult { Ok, Late };
@@ -58,52 +80,75 @@ class Engine {
   // Closes the current epoch (end of input).
   void finish();
 
-  const EngineStats& stats() const { return stats_; }
-  // The smallest t1 an event may still have (later ones are late).
+  const EngineStats& stats() const;
+  // The smallest t1 an event may still have (earlier ones are late).
   int64_t current_time() const { return epoch_open_ ? epoch_ : floor_; }
 
  private:
-  struct NodeState {
+  // Instances of one node with one instance-index key (or all of them, without a key).
+  struct Bucket {
     std::vector<Slot> slots;  // width slots per instance
     std::vector<int64_t> t0, t1;
     std::vector<uint8_t> consumed;
     std::vector<Slot> pending_slots;
     std::vector<int64_t> pending_t0, pending_t1;
+    int64_t min_t0 = INT64_MAX;       // of installed instances
+    int64_t scheduled = INT64_MAX;    // expiry deadline queued in the heap
     bool dirty = false;
-    int64_t min_t0 = 0;  // of installed instances, for expiry
     size_t count() const { return t0.size(); }
   };
+  struct NodeState {
+    std::deque<Bucket> buckets;  // deque: references stay valid while buckets are added
+    std::unordered_map<uint64_t, uint32_t> by_key;
+    bool keyed = false;
+  };
+  // What the index hands an event to: one START edge, or a whole NEXT/FOLD node.
+  struct Route {
+    uint32_t node;
+    int32_t emit;  // -1: the node
+  };
+  struct Deadline {
+    int64_t time;
+    uint32_t node, bucket;
+    bool operator>(const Deadline& o) const { return time > o.time; }
+  };
 
+  void rebuild_routes();
   void close_epoch();
   void deliver(uint32_t stream, const Slot* row, int64_t t0, int64_t t1);
   void process(uint32_t node, const Slot* event, int64_t t0, int64_t t1);
   void fire(const nfa::Node& node, const Slot* row, int64_t t0, int64_t t1);
-  // A pending instance at `node`: its slots to fill.
-  Slot* add_pending(uint32_t node, int64_t t0, int64_t t1);
-  // ...copied from a row already in the node's layout (a FOLD's rebound copy).
+  void fire_emit(const nfa::Emit& emit, const Slot* row, int64_t t0, int64_t t1);
+  Bucket* bucket_for(uint32_t node, const Slot* instance, uint32_t* id);
+  Slot* add_pending(uint32_t node, const Slot* instance_for_key, int64_t t0, int64_t t1);
   void add_instance(uint32_t node, const Slot* instance, int64_t t0, int64_t t1);
-  // ...built from an incoming row through the node's `init` map.
   void add_from_row(uint32_t node, const Slot* row, int64_t t0, int64_t t1);
-  void compact(NodeState& st, const nfa::Node& node, int64_t next_time);
-  void mark_dirty(uint32_t node);
+  void mark_dirty(uint32_t node, uint32_t bucket);
+  void compact(Bucket& b, const nfa::Node& node, int64_t next_time);
+  void schedule(uint32_t node, uint32_t bucket);
+  void expire_until(int64_t next_time);
 
   // Scratch rows reused across events; a stack because publishing recurses into readers.
   std::vector<Slot>& scratch(size_t width);
-  void release_scratch() { --scratch_top_; }
+  std::vector<uint32_t>& scratch_targets();
 
   EngineOptions options_;
   nfa::Automaton automaton_;
   std::vector<NodeState> state_;
-  std::vector<uint32_t> bounded_nodes_;  // nodes with a DUR bound, checked for expiry
-  std::vector<uint32_t> dirty_;          // nodes with consumed or pending instances this epoch
+  std::vector<Route> routes_;
+  std::vector<index::StreamIndex> index_;  // per stream
+  std::vector<std::pair<uint32_t, uint32_t>> dirty_;  // (node, bucket) touched this epoch
+  std::priority_queue<Deadline, std::vector<Deadline>, std::greater<>> deadlines_;
   Sink sink_;
-  EngineStats stats_;
+  mutable EngineStats stats_;
   EvalStats eval_stats_;
   int64_t epoch_ = INT64_MIN;  // t1 of the open epoch
   bool epoch_open_ = false;
   int64_t floor_ = INT64_MIN;  // events with a smaller t1 are late
   std::deque<std::vector<Slot>> scratch_;  // deque: growing keeps earlier rows in place
   size_t scratch_top_ = 0;
+  std::deque<std::vector<uint32_t>> targets_;
+  size_t targets_top_ = 0;
 };
 
 }  // namespace cayuga

@@ -93,6 +93,9 @@ class EventReader {
   virtual std::string_view name() const = 0;  // the file as given, for messages and stats
   // Lines passed over without an error (regex inputs with skip-unmatched); 0 otherwise.
   virtual uint64_t skipped() const { return 0; }
+  // 1-based line of the event last returned (a multi-line CSV record: its first line); 0 if
+  // none. Lets the engine point at an event it rejects later (e.g. a late one).
+  virtual uint64_t line() const { return 0; }
 };
 
 // A source of bytes: a file, a gzip file, stdin or a string. read() returns the number of bytes
@@ -165,6 +168,10 @@ class MergeReader final : public EventReader {
   const InputError& error() const override { return error_; }
   std::string_view name() const override { return "merge"; }
   uint64_t skipped() const override;
+  uint64_t line() const override { return last_ < readers_.size() ? readers_[last_]->line() : 0; }
+  // The file and line of the event last returned, with the message the engine shows when that
+  // event arrived after time `now` had been reached (CEL.md §7: input in non-decreasing t1).
+  InputError late_error(int64_t t1, int64_t now) const;
   const std::vector<std::unique_ptr<EventReader>>& readers() const { return readers_; }
 
  private:
@@ -174,6 +181,7 @@ class MergeReader final : public EventReader {
   std::vector<size_t> heap_;      // min-heap of reader indexes
   std::vector<size_t> refill_;    // readers whose head must be read before the next pop
   size_t refill_pos_ = 0;
+  size_t last_ = SIZE_MAX;  // reader of the event last returned
   InputError error_;
 };
 

@@ -43,6 +43,7 @@ class LineBasedReader : public EventReader {
   }
   const InputError& error() const override { return error_; }
   std::string_view name() const override { return name_; }
+  uint64_t line() const override { return event_line_; }
 
  protected:
   Status fail(uint64_t line, std::string message) {
@@ -58,6 +59,7 @@ class LineBasedReader : public EventReader {
   std::string name_;
   LineReader lines_;
   InputError error_;
+  uint64_t event_line_ = 0;  // line of the event last returned
   bool ended_ = false;
 };
 

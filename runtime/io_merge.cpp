@@ -42,7 +42,17 @@ EventReader::Status MergeReader::next(InputEvent& out) {
   heap_.pop_back();
   std::swap(out, head_[i]);  // swap, not copy: both keep their value capacity
   refill_.push_back(i);
+  last_ = i;
   return Status::Event;
+}
+
+InputError MergeReader::late_error(int64_t t1, int64_t now) const {
+  InputError e;
+  e.file = last_ < readers_.size() ? std::string(readers_[last_]->name()) : "merge";
+  e.line = line();
+  e.message = "late event: t1 " + std::to_string(t1) + " is before the current time " +
+              std::to_string(now) + " (input must be in non-decreasing t1)";
+  return e;
 }
 
 uint64_t MergeReader::skipped() const {

@@ -75,6 +75,7 @@ class CayugaReader final : public LineBasedReader {
     out.stream = def->id;
     out.row.t0 = t0;
     out.row.t1 = t1;
+    event_line_ = ln;
     return Status::Event;
   }
 
@@ -250,6 +251,7 @@ class CsvReader final : public LineBasedReader {
     out.stream = def_.id;
     out.row.t0 = t0;
     out.row.t1 = t1;
+    event_line_ = ln;
     return Status::Event;
   }
 
@@ -642,6 +644,7 @@ class JsonlReader final : public LineBasedReader {
     out.stream = def->id;
     out.row.t0 = t0;
     out.row.t1 = t1;
+    event_line_ = ln;
     return Status::Event;
   }
 

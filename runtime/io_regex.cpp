@@ -106,6 +106,7 @@ class RegexReader final : public LineBasedReader {
       out.stream = def_.id;
       out.row.t0 = t0;
       out.row.t1 = t1;
+      event_line_ = ln;
       return Status::Event;
     }
   }

@@ -94,8 +94,8 @@ class Jit {
  public:
   // How hard to optimize each shape (see the numbers in the report / bench/jit_bench.cpp).
   enum class OptLevel : uint8_t {
-    None,   // no IR passes, fast instruction selection
-    Light,  // instcombine, simplifycfg, early-cse, reassociation-free GVN; codegen -O1
+    None,   // no IR passes; fast instruction selection (codegen -O0)
+    Light,  // early-cse, instcombine, simplifycfg; codegen -O0 (the default: see the bench)
     O2,     // the PassBuilder O2 module pipeline; codegen -O2
   };
   struct Options {

@@ -311,7 +311,9 @@ struct Tally {
 bool same_result(Type t, Slot a, Slot b, Tally& tally) {
   if (a.s == b.s) return true;
   if (t == Type::Float && std::isnan(a.f) && std::isnan(b.f)) {
-    ++tally.nan_payload_differences;
+    if (tally.nan_payload_differences++ < 3 && std::getenv("CAYUGA_JIT_SHOW_NAN"))
+      std::printf("NaN payload: interpreter 0x%016llx, JIT 0x%016llx\n",
+                  (unsigned long long)a.s, (unsigned long long)b.s);
     return true;
   }
   return false;
@@ -394,7 +396,12 @@ bool check_expression(Jit& jit, Gen& g, const TExpr& e, int rows_per_expr, Tally
       Slot a = iv.eval_value(in, si);
       Slot b = jv.eval_value(in, sj);
       ++tally.evaluations;
-      if (!same_result(iv.result_type(), a, b, tally) || si.div_by_zero != sj.div_by_zero) {
+      uint64_t nan_before = tally.nan_payload_differences;
+      bool same = same_result(iv.result_type(), a, b, tally);
+      if (tally.nan_payload_differences != nan_before && nan_before < 3 &&
+          std::getenv("CAYUGA_JIT_SHOW_NAN"))
+        std::printf("  expr: %s\n  %s\n", dump(e).c_str(), show_rows(r0, r1, in.dur).c_str());
+      if (!same || si.div_by_zero != sj.div_by_zero) {
         ADD_FAILURE() << "value mismatch: interpreter " << show(iv.result_type(), a)
                       << " (div_by_zero " << si.div_by_zero << "), JIT "
                       << show(iv.result_type(), b) << " (div_by_zero " << sj.div_by_zero

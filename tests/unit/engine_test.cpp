@@ -13,7 +13,8 @@ namespace {
 // Renders outputs as "Stream[t0,t1] v1 v2 ..." for exact comparison.
 class Harness {
  public:
-  explicit Harness(std::string_view script, EngineOptions opts = {}) : engine(opts) {
+  explicit Harness(std::string_view script, EngineOptions opts = EngineOptions::from_env())
+      : engine(opts) {
     Diagnostics ds = engine.add_script(script);
     for (const auto& d : ds) ADD_FAILURE() << d.line << ":" << d.column << ": " << d.message;
     engine.set_sink([this](uint32_t stream, const Row& row) {

@@ -590,6 +590,13 @@ TEST(Expr, AlwaysTrue) {
   EXPECT_FALSE(g.eval_predicate(in, st));
 }
 
+TEST(Expr, DefaultConstructedProgramIsFalse) {
+  Program p;
+  EvalStats st;
+  EXPECT_FALSE(p.eval_predicate(EvalInput{}, st));
+  EXPECT_EQ(p.eval_value(EvalInput{}, st).i, 0);
+}
+
 TEST(Expr, ResultTypes) {
   EXPECT_EQ(Program::value(tof(ref(Type::Int, 0)), single_row_ref).result_type(), Type::Float);
   EXPECT_EQ(Program::value(cs("x"), single_row_ref).result_type(), Type::String);

@@ -615,6 +615,34 @@ TEST(MergeReader, OrdersByT1StableByReaderAndPassesErrorsThrough) {
                 "Trade[1,1] c1 1", "Trade[4,4] b4 1", "Trade[5,5] a5 1"}));
 }
 
+TEST(MergeReader, LateErrorNamesTheFileAndLineOfTheLastEvent) {
+  StreamTable streams = make_streams();
+  std::string err;
+  std::vector<std::unique_ptr<EventReader>> rs;
+  rs.push_back(mem_reader(spec_of(InputFormat::Cayuga, "", "events.txt"),
+                          "IBM,10,1,Stock,1,1\n\nIBM,11,1,Stock,3,3\nIBM,12,1,Stock,2,2\n", streams,
+                          &err));
+  InputSpec csv = spec_of(InputFormat::Csv, "Trade", "t.csv");
+  rs.push_back(mem_reader(csv, "t,Sym,Qty\n5,\"multi\nline\",1\n", streams, &err));
+  MergeReader m(std::move(rs));
+  InputEvent ev;
+  std::vector<uint64_t> lines;
+  while (m.next(ev) == EventReader::Status::Event) lines.push_back(m.line());
+  // events.txt lines 1, 3 (after a blank line), 4; then t.csv's record starting at line 2.
+  EXPECT_EQ(lines, (std::vector<uint64_t>{1, 3, 4, 2}));
+  MergeReader m2([&] {
+    std::vector<std::unique_ptr<EventReader>> v;
+    v.push_back(mem_reader(spec_of(InputFormat::Cayuga, "", "events.txt"),
+                           "IBM,10,1,Stock,1,1\nIBM,11,1,Stock,3,3\nIBM,12,1,Stock,2,2\n", streams,
+                           &err));
+    return v;
+  }());
+  for (int i = 0; i < 3; ++i) ASSERT_EQ(m2.next(ev), EventReader::Status::Event);
+  EXPECT_EQ(m2.late_error(ev.row.t1, 3).to_string(),
+            "events.txt:3: late event: t1 2 is before the current time 3 (input must be in "
+            "non-decreasing t1)");
+}
+
 // ---------------------------------------------------------------------------------------------
 // Input options
 

@@ -22,39 +22,48 @@ struct ErrorCase {
 const std::vector<ErrorCase>& error_cases() {
   static const std::vector<ErrorCase> cases = {
       // Blocks that are not closed name the opener and where it started.
-      {"SELECT *\nFROM S NEXT{$1.a = $2.a\n S", "expected '}' to close NEXT{ started at 2:8, found 'S'", 3, 2},
+      {"SELECT *\nFROM S NEXT{$1.a = $2.a\n S",
+       "expected '}' to close NEXT{ started at 2:8, found 'S'", 3, 2},
       {"FILTER{a > 1 T", "expected '}' to close FILTER{ started at 1:1, found 'T'", 1, 14},
       {"FILTER{a > 1 S", "expected '}' to close FILTER{ started at 1:1, found end of input", 1, 15},
       {"S FOLD{,, a AS b c} T", "expected ',' or '}' to close FOLD{ started at 1:3", 1, 18},
       {"S NEXT{a = 1)} T", "expected '}' to close NEXT{ started at 1:3, found ')'", 1, 13},
       {"SELECT (a + 1 AS x FROM S", "expected ')' to close '(' started at 1:8, found 'AS'", 1, 15},
       {"FILTER{(a + 1 > 2}(S)", "expected ')' to close '(' started at 1:8, found '}'", 1, 18},
-      {"(SELECT * FROM S NEXT{} T", "expected ')' to close '(' started at 1:1, found end of input", 1, 26},
-      {"SELECT MIN(a b) AS x FROM S", "expected ',' or ')' to close '(' started at 1:11, found 'b'", 1, 14},
+      {"(SELECT * FROM S NEXT{} T", "expected ')' to close '(' started at 1:1, found end of input",
+       1, 26},
+      {"SELECT MIN(a b) AS x FROM S", "expected ',' or ')' to close '(' started at 1:11, found 'b'",
+       1, 14},
       // What must follow a keyword or an operator.
       {"S NEXT{} ;", "expected a stream name, '(' or FILTER after NEXT{...}, found ';'", 1, 10},
       {"S FOLD{,} 1", "expected a stream name, '(' or FILTER after FOLD{...}, found '1'", 1, 11},
-      {"FILTER{a = 1}", "expected a stream name, '(' or FILTER after FILTER{...}, found end of input", 1, 14},
+      {"FILTER{a = 1}",
+       "expected a stream name, '(' or FILTER after FILTER{...}, found end of input", 1, 14},
       {"S UNION\n", "expected a stream name, '(' or FILTER after UNION, found end of input", 1, 8},
-      {"SELECT * FROM", "expected a stream name, '(' or FILTER after FROM, found end of input", 1, 14},
+      {"SELECT * FROM", "expected a stream name, '(' or FILTER after FROM, found end of input", 1,
+       14},
       {"SELECT a FROM S PUBLISH ;", "expected a stream name after PUBLISH, found ';'", 1, 25},
       {"S NEXT T", "expected '{' after NEXT, found 'T'", 1, 8},
       {"FILTER a = 1 (S)", "expected '{' after FILTER, found 'a'", 1, 8},
       {"FILTER{}(S)", "expected a predicate after FILTER{, found '}'", 1, 8},
       {"S NEXT{ * } T", "expected a predicate or '}' after NEXT{, found '*'", 1, 9},
       {"S FOLD{a = 1} T", "expected ',' after the first FOLD predicate", 1, 13},
-      {"S FOLD{,, a + 1} T", "expected AS name: a FOLD aggregate is written 'term AS name', found '}'", 1, 16},
+      {"S FOLD{,, a + 1} T",
+       "expected AS name: a FOLD aggregate is written 'term AS name', found '}'", 1, 16},
       {"SELECT FROM S", "expected a select item ('*' or a term) after SELECT, found 'FROM'", 1, 8},
       {"SELECT a, FROM S", "expected a select item ('*' or a term) after ',', found 'FROM'", 1, 11},
       {"SELECT a S", "expected ',' or FROM after the select item, found 'S'", 1, 10},
-      {"SELECT a + 1 FROM S", "expected AS name: only a bare attribute reference may omit AS", 1, 14},
-      {"SELECT MIN(a, b) FROM S", "expected AS name: only a bare attribute reference may omit AS", 1, 18},
+      {"SELECT a + 1 FROM S", "expected AS name: only a bare attribute reference may omit AS", 1,
+       14},
+      {"SELECT MIN(a, b) FROM S", "expected AS name: only a bare attribute reference may omit AS",
+       1, 18},
       {"SELECT a AS FROM S", "'FROM' is a reserved word and cannot be an attribute name", 1, 13},
       {"SELECT a AS 1 FROM S", "expected a name after AS, found '1'", 1, 13},
       // Predicates.
       {"FILTER{a}(S)", "expected a comparison operator (=, !=, <>, <, <=, >, >=), found '}'", 1, 9},
       {"FILTER{a == 1}(S)", "expected a term after the comparison operator, found '='", 1, 11},
-      {"FILTER{(a > 1 OR b <)}(S)", "expected a term after the comparison operator, found ')'", 1, 21},
+      {"FILTER{(a > 1 OR b <)}(S)", "expected a term after the comparison operator, found ')'", 1,
+       21},
       {"FILTER{NOT NOT a = 1}(S)", "expected a comparison or '(' after NOT, found 'NOT'", 1, 12},
       {"FILTER{a = 1 AND}(S)", "expected a predicate after AND, found '}'", 1, 17},
       {"FILTER{a = 1 OR OR b = 1}(S)", "expected a predicate after OR, found 'OR'", 1, 17},
@@ -73,7 +82,8 @@ const std::vector<ErrorCase>& error_cases() {
       {"SELECT 10MINX AS x FROM S", "unknown time unit 'MINX'", 1, 10},
       {"SELECT 10 Seconds_ AS x FROM S", "unknown time unit 'Seconds_'", 1, 11},
       {"SELECT 10 Hourz AS x FROM S", "unknown time unit 'Hourz'", 1, 11},
-      {"SELECT 10 T AS x FROM S", "expected AS name: only a bare attribute reference may omit AS", 1, 11},
+      {"SELECT 10 T AS x FROM S", "expected AS name: only a bare attribute reference may omit AS",
+       1, 11},
       {"SELECT 99999999999999999999 AS x FROM S", "integer literal out of range", 1, 8},
       {"SELECT 9223372036854775808 AS x FROM S", "integer literal out of range", 1, 8},
       {"SELECT 1e999 AS x FROM S", "floating-point literal out of range", 1, 8},
@@ -82,34 +92,47 @@ const std::vector<ErrorCase>& error_cases() {
       {"SELECT $3.a AS x FROM S", "invalid reference '$3': only $, $1 and $2 exist", 1, 8},
       {"SELECT $1 AS x FROM S", "expected '.' after '$1', found 'AS'", 1, 11},
       {"SELECT $.1 AS x FROM S", "expected an attribute name after '$.', found '1'", 1, 10},
-      {"SELECT $2.Select AS x FROM S", "'Select' is a reserved word and cannot be an attribute name", 1, 11},
+      {"SELECT $2.Select AS x FROM S",
+       "'Select' is a reserved word and cannot be an attribute name", 1, 11},
       {"SELECT a FROM S \xff", "unexpected byte 0xFF after the end of the statement", 1, 17},
-      {std::string("SELECT a\0 FROM S", 16), "expected ',' or FROM after the select item, found a NUL byte", 1, 9},
+      {std::string("SELECT a\0 FROM S", 16),
+       "expected ',' or FROM after the select item, found a NUL byte", 1, 9},
       // CREATE STREAM.
       {"CREATE S (a INT)", "expected STREAM, found 'S'", 1, 8},
       {"CREATE STREAM (a INT)", "expected a stream name after CREATE STREAM, found '('", 1, 15},
-      {"CREATE STREAM Union (a INT)", "'Union' is a reserved word and cannot be a stream name", 1, 15},
+      {"CREATE STREAM Union (a INT)", "'Union' is a reserved word and cannot be a stream name", 1,
+       15},
       {"CREATE STREAM S a INT)", "expected '(', found 'a'", 1, 17},
       {"CREATE STREAM S ()", "expected an attribute declaration 'name TYPE', found ')'", 1, 18},
-      {"CREATE STREAM S (a INT,)", "expected an attribute declaration 'name TYPE' after ','", 1, 24},
-      {"CREATE STREAM S (a, b INT)", "expected a type (INT, FLOAT or STRING) after the attribute name, found ','", 1, 19},
-      {"CREATE STREAM S (Select INT)", "'Select' is a reserved word and cannot be an attribute name", 1, 18},
-      {"CREATE STREAM S (a INT b FLOAT)", "expected ',' or ')' after the attribute declaration, found 'b'", 1, 24},
+      {"CREATE STREAM S (a INT,)", "expected an attribute declaration 'name TYPE' after ','", 1,
+       24},
+      {"CREATE STREAM S (a, b INT)",
+       "expected a type (INT, FLOAT or STRING) after the attribute name, found ','", 1, 19},
+      {"CREATE STREAM S (Select INT)",
+       "'Select' is a reserved word and cannot be an attribute name", 1, 18},
+      {"CREATE STREAM S (a INT b FLOAT)",
+       "expected ',' or ')' after the attribute declaration, found 'b'", 1, 24},
       // Statements.
-      {"SELECT a FROM S; )", "unexpected ')': expected a statement (CREATE STREAM, SELECT or a stream expression)", 1, 18},
-      {"S NEXT{} T extra", "unexpected 'extra' after the end of the statement (missing ';'?)", 1, 12},
-      {"CREATE STREAM S (a INT)\nCREATE STREAM T (b INT)", "unexpected 'CREATE' after the end of the statement", 2, 1},
+      {"SELECT a FROM S; )",
+       "unexpected ')': expected a statement (CREATE STREAM, SELECT or a stream expression)", 1,
+       18},
+      {"S NEXT{} T extra", "unexpected 'extra' after the end of the statement (missing ';'?)", 1,
+       12},
+      {"CREATE STREAM S (a INT)\nCREATE STREAM T (b INT)",
+       "unexpected 'CREATE' after the end of the statement", 2, 1},
       {"PUBLISH X", "unexpected 'PUBLISH': expected a statement", 1, 1},
       // Limits.
       {"SELECT " + std::string(300, '(') + "a" + std::string(300, ')') + " AS x FROM S",
        "nesting too deep (more than 200 levels)", 1, 209},
       {"FILTER{" + std::string(300, '(') + "a = 1" + std::string(300, ')') + "}(S)",
        "nesting too deep (more than 200 levels)", 1, 209},
-      {"SELECT " + [] {
-         std::string s;
-         for (int i = 0; i < 1000; ++i) s += "a+";
-         return s + "a";
-       }() + " AS x FROM S",
+      {"SELECT " +
+           [] {
+             std::string s;
+             for (int i = 0; i < 1000; ++i) s += "a+";
+             return s + "a";
+           }() +
+           " AS x FROM S",
        "expression too deeply nested (more than 1000 levels of operators)", 1, 2007},
   };
   return cases;
@@ -128,7 +151,9 @@ TEST(ParseError, Table) {
   }
 }
 
-TEST(ParseError, AtLeast35Kinds) { EXPECT_GE(error_cases().size(), 35u); }
+TEST(ParseError, AtLeast35Kinds) {
+  EXPECT_GE(error_cases().size(), 35u);
+}
 
 TEST(ParseError, ResynchronisesAfterSemicolon) {
   const std::string text =
@@ -203,12 +228,14 @@ TEST(ParseError, TruncationsNeverCrash) {
 
 TEST(ParseError, MutationsAndGarbageNeverCrash) {
   std::mt19937 rng(20240611);
-  const std::string alphabet =
-      "(){}[],;.$'\"-+*/%^=!<> \n\t_aSZ019eE\xff\x80\x00";
-  const char* const tokens[] = {"SELECT", "FROM", "FILTER{", "NEXT{", "FOLD{", "}", "(", ")",
-                                "UNION",  "AS",   "AND",     "OR",    "NOT",   ",", ";", "$1.",
-                                "'",      "--",   "10 MIN",  "DUR",   "a",     "=", "1e",
-                                "CREATE STREAM", "PUBLISH", "-", "^", "9999999999999999999999"};
+  const std::string alphabet = "(){}[],;.$'\"-+*/%^=!<> \n\t_aSZ019eE\xff\x80\x00";
+  const char* const tokens[] = {"SELECT",  "FROM", "FILTER{", "NEXT{",
+                                "FOLD{",   "}",    "(",       ")",
+                                "UNION",   "AS",   "AND",     "OR",
+                                "NOT",     ",",    ";",       "$1.",
+                                "'",       "--",   "10 MIN",  "DUR",
+                                "a",       "=",    "1e",      "CREATE STREAM",
+                                "PUBLISH", "-",    "^",       "9999999999999999999999"};
   auto pick = [&](size_t n) { return std::uniform_int_distribution<size_t>(0, n - 1)(rng); };
   for (int iter = 0; iter < 3000; ++iter) {
     std::string text;
@@ -220,9 +247,15 @@ TEST(ParseError, MutationsAndGarbageNeverCrash) {
           size_t at = pick(text.size());
           char c = alphabet[pick(alphabet.size())];
           switch (pick(3)) {
-            case 0: text[at] = c; break;
-            case 1: text.insert(text.begin() + static_cast<std::ptrdiff_t>(at), c); break;
-            default: text.erase(at, 1 + pick(8)); break;
+            case 0:
+              text[at] = c;
+              break;
+            case 1:
+              text.insert(text.begin() + static_cast<std::ptrdiff_t>(at), c);
+              break;
+            default:
+              text.erase(at, 1 + pick(8));
+              break;
           }
         }
         break;

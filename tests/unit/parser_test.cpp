@@ -1,12 +1,12 @@
 // Table-driven tests of the CEL parser: each case is a script and the dump of what it parses to
 // (the S-expression format documented at the top of lang/ast.cpp). Every grammar rule of
 // CEL.md §3 and every lexical form appears at least once.
+#include "lang/parser.h"
+
 #include <gtest/gtest.h>
 
 #include <string>
 #include <vector>
-
-#include "lang/parser.h"
 
 namespace cayuga {
 namespace {
@@ -23,12 +23,16 @@ std::string dump_or_errors(std::string_view text) {
 }
 
 // Wraps a term in a one-item SELECT so the table can focus on the term.
-std::string term_query(const std::string& term) { return "SELECT " + term + " AS x FROM S"; }
+std::string term_query(const std::string& term) {
+  return "SELECT " + term + " AS x FROM S";
+}
 std::string term_dump(const std::string& dump) {
   return "(query (select (as " + dump + " x)) (from (name S)))";
 }
 // Wraps a predicate in a FILTER.
-std::string pred_query(const std::string& pred) { return "FILTER{" + pred + "}(S)"; }
+std::string pred_query(const std::string& pred) {
+  return "FILTER{" + pred + "}(S)";
+}
 std::string pred_dump(const std::string& dump) {
   return "(query (from (filter (name S) " + dump + ")))";
 }
@@ -67,7 +71,8 @@ const Case kStatements[] = {
     {"select * from s next{} t publish x",
      "(query (select *) (from (next (name s) (name t) _)) (publish x))"},
     {"SeLeCt a aS B fRoM fIlTeR{a = 1 aNd NoT b = 2 oR c = 3}(S) UnIoN s pUbLiSh P",
-     "(query (select (as (ref a) B)) (from (union (filter (name S) (or (and (cmp = (ref a) (int 1)) "
+     "(query (select (as (ref a) B)) (from (union (filter (name S) (or (and (cmp = (ref a) (int "
+     "1)) "
      "(not (cmp = (ref b) (int 2)))) (cmp = (ref c) (int 3)))) (name s))) (publish P))"},
     // Names that start with a keyword are names.
     {"SELECT Fromage, selection, ASx, DURATION, Notable, Orca, Union_1 FROM Nexts",
@@ -95,7 +100,8 @@ const Case kStatements[] = {
     {"A NEXT{} B NEXT{$2.x = 1} C",
      "(query (from (next (next (name A) (name B) _) (name C) (cmp = (ref 2 x) (int 1)))))"},
     {"A NEXT{} (B NEXT{} C)", "(query (from (next (name A) (next (name B) (name C) _) _)))"},
-    {"A NEXT{} FILTER{x = 1} B", "(query (from (next (name A) (filter (name B) (cmp = (ref x) (int 1))) _)))"},
+    {"A NEXT{} FILTER{x = 1} B",
+     "(query (from (next (name A) (filter (name B) (cmp = (ref x) (int 1))) _)))"},
     // FOLD with two or three arguments, empty ones, a trailing comma.
     {"A FOLD{} B", "(query (from (fold (name A) (name B) _ _)))"},
     {"A FOLD{,} B", "(query (from (fold (name A) (name B) _ _)))"},
@@ -127,7 +133,8 @@ const Case kStatements[] = {
     {"A NEXT{} B UNION C FOLD{,} D",
      "(query (from (union (next (name A) (name B) _) (fold (name C) (name D) _ _))))"},
     {"(A UNION B) UNION C", "(query (from (union (union (name A) (name B)) (name C))))"},
-    {"SELECT * FROM A UNION B PUBLISH AB", "(query (select *) (from (union (name A) (name B))) (publish AB))"},
+    {"SELECT * FROM A UNION B PUBLISH AB",
+     "(query (select *) (from (union (name A) (name B))) (publish AB))"},
     // Parenthesised queries: a bare grouping disappears, SELECT or PUBLISH makes a subquery.
     {"((S))", "(query (from (name S)))"},
     {"(S PUBLISH X) NEXT{} T",
@@ -172,8 +179,7 @@ const Case kPredicates[] = {
     {"(a) - 1 = 2", "(cmp = (- (ref a) (int 1)) (int 2))"},
     {"((a + 1) * 2 > 3 AND (b) = 1)",
      "(and (cmp > (* (+ (ref a) (int 1)) (int 2)) (int 3)) (cmp = (ref b) (int 1)))"},
-    {"(a = ')') AND (b = '(')",
-     "(and (cmp = (ref a) (str ')')) (cmp = (ref b) (str '(')))"},
+    {"(a = ')') AND (b = '(')", "(and (cmp = (ref a) (str ')')) (cmp = (ref b) (str '(')))"},
     {"(a = 1 -- ) a comment\n) OR (b) -- (\n = 2",
      "(or (cmp = (ref a) (int 1)) (cmp = (ref b) (int 2)))"},
     // DUR and durations.
@@ -287,8 +293,9 @@ TEST(Parser, Terms) {
 }
 
 TEST(Parser, LiteralValues) {
-  ParseResult r = parse_script("SELECT 9223372036854775807 AS a, 0.1 AS b, 'it''s' AS c, 1.5 H AS d, "
-                               "10min AS e FROM S");
+  ParseResult r = parse_script(
+      "SELECT 9223372036854775807 AS a, 0.1 AS b, 'it''s' AS c, 1.5 H AS d, "
+      "10min AS e FROM S");
   ASSERT_TRUE(r.script) << render_all(r.errors, "t", "");
   const auto& items = std::get<ast::Query>(r.script->statements[0]).items;
   ASSERT_EQ(items.size(), 5u);
@@ -314,9 +321,9 @@ void expect_pos(const ast::Pos& p, uint32_t line, uint32_t column, const char* w
 TEST(Parser, Positions) {
   const std::string text =
       "CREATE STREAM Stock (Name STRING,\n"  // line 1
-      "  Price FLOAT);\n"                     // line 2
-      "-- a comment\n"                        // line 3
-      "SELECT Name, Price * 2 AS P\n"         // line 4
+      "  Price FLOAT);\n"                    // line 2
+      "-- a comment\n"                       // line 3
+      "SELECT Name, Price * 2 AS P\n"        // line 4
       "FROM Stock NEXT{$1.Name = $2.Name} Stock\n"
       "  PUBLISH T;\n"
       "\tFILTER{NOT -a > 1}(S) UNION FOLD_ FOLD{,} (SELECT * FROM X)";
@@ -362,7 +369,8 @@ TEST(Parser, Positions) {
 }
 
 TEST(Parser, PositionsOfTokens) {
-  ParseResult r = parse_script("SELECT f(x) AS a, 'x' AS b, 10 MIN AS c, DUR AS d, $2.q AS e FROM S");
+  ParseResult r =
+      parse_script("SELECT f(x) AS a, 'x' AS b, 10 MIN AS c, DUR AS d, $2.q AS e FROM S");
   ASSERT_TRUE(r.script);
   const auto& items = std::get<ast::Query>(r.script->statements[0]).items;
   expect_pos(items[0].value.pos, 1, 8, "call");

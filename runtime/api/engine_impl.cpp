@@ -1,0 +1,399 @@
+// EngineImpl: the locked, query-registry wrapper around the epoch engine (see engine_impl.h).
+#include "runtime/api/engine_impl.h"
+
+#include <algorithm>
+#include <charconv>
+#include <cmath>
+
+namespace cayuga::api::detail {
+
+namespace {
+
+// The engine whose callback the current thread is running, to refuse re-entrant calls (they
+// would deadlock on the engine's mutex).
+thread_local const EngineImpl* tl_in_callback = nullptr;
+
+Status deadlock() {
+  return {Code::WouldDeadlock, "called from inside a callback of the same engine"};
+}
+
+void append_int(std::string& out, int64_t v) {
+  char buf[24];
+  auto r = std::to_chars(buf, buf + sizeof buf, v);
+  out.append(buf, r.ptr);
+}
+
+}  // namespace
+
+EngineUnit to_engine_unit(TimeUnit u) {
+  switch (u) {
+    case TimeUnit::Microseconds:
+      return EngineUnit::Us;
+    case TimeUnit::Milliseconds:
+      return EngineUnit::Ms;
+    case TimeUnit::Seconds:
+      return EngineUnit::S;
+  }
+  return EngineUnit::Ms;
+}
+
+Type to_api_type(cayuga::Type t) {
+  switch (t) {
+    case cayuga::Type::Int:
+      return Type::Int;
+    case cayuga::Type::Float:
+      return Type::Float;
+    case cayuga::Type::String:
+      return Type::String;
+  }
+  return Type::Int;
+}
+
+void append_row_json(std::string& out, std::string_view stream, const Schema& schema,
+                     const Row& row) {
+  out += "{\"stream\":";
+  append_json_string(out, stream);
+  out += ",\"t0\":";
+  append_int(out, row.t0);
+  out += ",\"t1\":";
+  append_int(out, row.t1);
+  for (size_t i = 0; i < schema.size(); ++i) {
+    out += ',';
+    append_json_string(out, schema.attrs[i].name);
+    out += ':';
+    const Slot v = row.values[i];
+    switch (schema.attrs[i].type) {
+      case cayuga::Type::Int:
+        append_int(out, v.i);
+        break;
+      case cayuga::Type::Float:
+        if (std::isfinite(v.f))
+          append_double(out, v.f);
+        else
+          out += "null";
+        break;
+      case cayuga::Type::String:
+        append_json_string(out, interned(v.s));
+        break;
+    }
+  }
+  out += '}';
+}
+
+EngineImpl::EngineImpl(Options opts)
+    : options(opts), engine_(EngineOptions{to_engine_unit(opts.unit)}) {
+  if (options.threads == 0) options.threads = 1;
+  engine_.set_sink([this](uint32_t stream, const Row& row) { on_row(stream, row); });
+  snap_ = std::make_shared<StreamSnapshot>();
+}
+
+bool EngineImpl::in_callback() const { return tl_in_callback == this; }
+
+void EngineImpl::refresh_streams() {
+  const auto& streams = engine_.automaton().streams;
+  subs_.resize(streams.size());
+  live_publishers_.resize(streams.size());
+  while (fields_.size() < streams.size()) {
+    const Schema& s = streams[fields_.size()].schema;
+    std::vector<Field> f;
+    for (const auto& a : s.attrs) f.push_back(Field{a.name, to_api_type(a.type)});
+    fields_.push_back(std::move(f));
+  }
+  for (const auto& n : engine_.automaton().nodes)
+    max_width_ = std::max<uint32_t>(max_width_, std::max<uint32_t>(n.width, 1));
+
+  auto snap = std::make_shared<StreamSnapshot>();
+  {
+    std::lock_guard lock(snap_mu_);
+    snap->version = snap_->version + 1;
+  }
+  for (size_t id = 0; id < streams.size(); ++id) {
+    if (streams[id].kind != nfa::StreamKind::Input) continue;
+    snap->schemas.push_back(streams[id].schema);
+    snap->table.add(StreamDef{static_cast<uint32_t>(id), streams[id].name, &snap->schemas.back()});
+  }
+  std::lock_guard lock(snap_mu_);
+  snap_ = std::move(snap);
+}
+
+std::shared_ptr<const StreamSnapshot> EngineImpl::snapshot() const {
+  std::lock_guard lock(snap_mu_);
+  return snap_;
+}
+
+ScriptResult EngineImpl::add_script(std::string_view text) {
+  ScriptResult r;
+  if (in_callback()) {
+    r.errors.push_back(Error{0, 0, deadlock().message});
+    return r;
+  }
+  std::lock_guard lock(mu_);
+  const size_t before = engine_.automaton().queries.size();
+  Diagnostics ds = engine_.add_script(text);
+  if (!ds.empty()) {
+    for (auto& d : ds) r.errors.push_back(Error{d.line, d.column, std::move(d.message)});
+    return r;
+  }
+  refresh_streams();
+  // The automaton lists a script's queries in dependency order; report them in script order.
+  std::vector<nfa::QueryInfo> added(engine_.automaton().queries.begin() + before,
+                                    engine_.automaton().queries.end());
+  std::sort(added.begin(), added.end(),
+            [](const auto& a, const auto& b) { return a.number < b.number; });
+  for (const auto& q : added) {
+    QueryInfo info;
+    info.id = static_cast<uint32_t>(queries_.size() + 1);
+    info.stream = q.publish;
+    info.stream_id = q.stream;
+    queries_.push_back(QueryRec{info});
+    ++live_publishers_[q.stream];
+    r.queries.push_back(info);
+  }
+  return r;
+}
+
+Status EngineImpl::remove_query(uint32_t id) {
+  if (in_callback()) return deadlock();
+  std::lock_guard lock(mu_);
+  if (id == 0 || id > queries_.size())
+    return {Code::NotFound, "no query " + std::to_string(id)};
+  QueryInfo& q = queries_[id - 1].info;
+  if (q.removed) return {Code::NotFound, "query " + std::to_string(id) + " was already removed"};
+  q.removed = true;
+  --live_publishers_[q.stream_id];
+  return {};
+}
+
+std::vector<QueryInfo> EngineImpl::queries() const {
+  std::lock_guard lock(mu_);
+  std::vector<QueryInfo> out;
+  for (const auto& q : queries_) out.push_back(q.info);
+  return out;
+}
+
+std::vector<StreamInfo> EngineImpl::streams() const {
+  std::lock_guard lock(mu_);
+  std::vector<StreamInfo> out;
+  const auto& streams = engine_.automaton().streams;
+  for (size_t id = 0; id < streams.size(); ++id) {
+    const auto& s = streams[id];
+    if (s.kind == nfa::StreamKind::Internal) continue;
+    StreamInfo info;
+    info.id = static_cast<uint32_t>(id);
+    info.name = s.name;
+    info.kind = s.kind == nfa::StreamKind::Input ? StreamKind::Input : StreamKind::Published;
+    info.fields = fields_[id];
+    info.delivering = info.kind == StreamKind::Input || live_publishers_[id] > 0;
+    out.push_back(std::move(info));
+  }
+  return out;
+}
+
+std::optional<uint32_t> EngineImpl::stream_id(std::string_view name) const {
+  std::lock_guard lock(mu_);
+  int64_t id = engine_.automaton().find_stream(name);
+  if (id < 0 || engine_.automaton().streams[id].kind == nfa::StreamKind::Internal)
+    return std::nullopt;
+  return static_cast<uint32_t>(id);
+}
+
+const std::string& EngineImpl::stream_name(uint32_t stream) const {
+  return engine_.automaton().streams[stream].name;
+}
+const Schema& EngineImpl::stream_schema(uint32_t stream) const {
+  return engine_.automaton().streams[stream].schema;
+}
+const std::vector<Field>& EngineImpl::stream_fields(uint32_t stream) const {
+  return fields_[stream];
+}
+
+Status EngineImpl::push_locked(uint32_t stream, int64_t t0, int64_t t1, const Slot* values) {
+  if (closed_) return {Code::Closed, "the engine was finished"};
+  const auto& streams = engine_.automaton().streams;
+  if (stream >= streams.size() || streams[stream].kind != nfa::StreamKind::Input) {
+    ++rejected_;
+    return {Code::InvalidArgument, "stream " + std::to_string(stream) + " is not an input stream"};
+  }
+  const int64_t now = engine_.current_time();
+  tl_in_callback = this;
+  Engine::PushResult r = engine_.push(stream, t0, t1, values);
+  tl_in_callback = nullptr;
+  if (r == Engine::PushResult::Late && options.late == LatePolicy::Error)
+    return {Code::Late, "late event: t=" + std::to_string(t1) + " is before the current time " +
+                            std::to_string(now)};
+  return {};
+}
+
+Status EngineImpl::push_slots(uint32_t stream, int64_t t0, int64_t t1, const Slot* values) {
+  if (in_callback()) return deadlock();
+  std::lock_guard lock(mu_);
+  return push_locked(stream, t0, t1, values);
+}
+
+void EngineImpl::push_slot_batch(std::span<const SlotEvent> events, const Slot* slots,
+                                 uint64_t* late) {
+  std::lock_guard lock(mu_);
+  const uint64_t before = engine_.stats().late_events;
+  tl_in_callback = this;
+  for (const SlotEvent& e : events) {
+    if (closed_) break;
+    engine_.push(e.stream, e.t0, e.t1, slots + e.offset);
+  }
+  tl_in_callback = nullptr;
+  if (late) *late += engine_.stats().late_events - before;
+}
+
+Status EngineImpl::check_event(const Event& e, std::vector<Slot>& slots) const {
+  const auto& streams = engine_.automaton().streams;
+  if (e.stream >= streams.size() || streams[e.stream].kind != nfa::StreamKind::Input)
+    return {Code::InvalidArgument, "stream " + std::to_string(e.stream) + " is not an input stream"};
+  const Schema& schema = streams[e.stream].schema;
+  if (e.values.size() != schema.size())
+    return {Code::InvalidArgument, streams[e.stream].name + " has " +
+                                       std::to_string(schema.size()) + " attributes, got " +
+                                       std::to_string(e.values.size()) + " values"};
+  slots.resize(schema.size());
+  for (size_t i = 0; i < schema.size(); ++i) {
+    const Value& v = e.values[i];
+    const Attribute& a = schema.attrs[i];
+    bool ok = true;
+    switch (a.type) {
+      case cayuga::Type::Int:
+        ok = v.type() == Type::Int;
+        slots[i].i = v.as_int();
+        break;
+      case cayuga::Type::Float:
+        ok = v.type() == Type::Float || v.type() == Type::Int;
+        slots[i].f = v.as_float();
+        break;
+      case cayuga::Type::String:
+        ok = v.type() == Type::String;
+        if (ok) slots[i].s = intern(v.as_string());
+        break;
+    }
+    if (!ok)
+      return {Code::InvalidArgument, streams[e.stream].name + "." + a.name + " is " +
+                                         cayuga::to_string(a.type) + ", got " +
+                                         to_string(v.type())};
+  }
+  return {};
+}
+
+Status EngineImpl::push_values(const Event& e) {
+  if (in_callback()) return deadlock();
+  std::lock_guard lock(mu_);
+  if (closed_) return {Code::Closed, "the engine was finished"};
+  if (Status s = check_event(e, scratch_); !s.ok()) {
+    ++rejected_;
+    return s;
+  }
+  return push_locked(e.stream, e.t, e.t, scratch_.data());
+}
+
+BatchResult EngineImpl::push_value_batch(std::span<const Event> events) {
+  BatchResult r;
+  if (in_callback()) {
+    for (size_t i = 0; i < events.size(); ++i) r.failures.push_back({i, deadlock()});
+    return r;
+  }
+  std::lock_guard lock(mu_);
+  for (size_t i = 0; i < events.size(); ++i) {
+    Status s = check_event(events[i], scratch_);
+    if (!s.ok()) {
+      if (s.code == Code::InvalidArgument) ++rejected_;
+      r.failures.push_back({i, std::move(s)});
+      continue;
+    }
+    const uint64_t late_before = engine_.stats().late_events;
+    s = push_locked(events[i].stream, events[i].t, events[i].t, scratch_.data());
+    if (!s.ok()) {
+      r.failures.push_back({i, std::move(s)});
+      continue;
+    }
+    ++r.accepted;
+    if (engine_.stats().late_events != late_before) ++r.late;
+  }
+  return r;
+}
+
+Status EngineImpl::advance_to(int64_t t) {
+  if (in_callback()) return deadlock();
+  std::lock_guard lock(mu_);
+  if (closed_) return {Code::Closed, "the engine was finished"};
+  tl_in_callback = this;
+  engine_.advance_to(t);
+  tl_in_callback = nullptr;
+  return {};
+}
+
+Status EngineImpl::finish() {
+  if (in_callback()) return deadlock();
+  std::lock_guard lock(mu_);
+  if (closed_) return {};
+  tl_in_callback = this;
+  engine_.finish();
+  tl_in_callback = nullptr;
+  closed_ = true;
+  return {};
+}
+
+int64_t EngineImpl::current_time() const {
+  std::lock_guard lock(mu_);
+  return engine_.current_time();
+}
+
+Stats EngineImpl::stats() const {
+  std::lock_guard lock(mu_);
+  const EngineStats& es = engine_.stats();
+  Stats s;
+  s.events_in = es.events_in;
+  s.rejected = rejected_;
+  s.late_events = es.late_events;
+  s.outputs = outputs_;
+  s.epochs = es.epochs;
+  s.instances = es.instances;
+  s.peak_instances = es.peak_instances;
+  s.expired = es.expired;
+  s.div_by_zero = es.div_by_zero;
+  for (const auto& q : queries_) (q.info.removed ? s.removed_queries : s.queries) += 1;
+  s.subscriptions = sub_count_;
+  // Per instance: its slots plus t0, t1 and a consumed flag (runtime/engine.h NodeState).
+  s.memory_bytes = es.instances * (uint64_t{max_width_} * sizeof(Slot) + 17);
+  s.memory_budget = options.memory_budget;
+  s.over_budget = options.memory_budget != 0 && s.memory_bytes > options.memory_budget;
+  s.current_time = engine_.current_time();
+  return s;
+}
+
+void EngineImpl::on_row(uint32_t stream, const Row& row) {
+  if (stream >= live_publishers_.size() || live_publishers_[stream] == 0) return;
+  ++outputs_;
+  for (const Sub& s : subs_[stream]) s.cb(stream, row);
+}
+
+Result<uint64_t> EngineImpl::subscribe_rows(std::string_view stream, RowCallback cb) {
+  if (in_callback()) return {deadlock(), 0};
+  std::lock_guard lock(mu_);
+  int64_t id = engine_.automaton().find_stream(stream);
+  if (id < 0 || engine_.automaton().streams[id].kind != nfa::StreamKind::Published)
+    return {{Code::NotFound, "no published stream " + std::string(stream)}, 0};
+  const uint64_t sub = next_sub_++;
+  subs_[id].push_back(Sub{sub, std::move(cb)});
+  ++sub_count_;
+  return {{}, sub};
+}
+
+Status EngineImpl::unsubscribe(uint64_t id) {
+  if (in_callback()) return deadlock();
+  std::lock_guard lock(mu_);
+  for (auto& list : subs_)
+    for (auto it = list.begin(); it != list.end(); ++it)
+      if (it->id == id) {
+        list.erase(it);
+        --sub_count_;
+        return {};
+      }
+  return {Code::NotFound, "no subscription " + std::to_string(id)};
+}
+
+}  // namespace cayuga::api::detail
