@@ -5,7 +5,8 @@
 //   complex: $1.Name = $2.Name AND $2.Price > 1.05 * $1.Price
 //            AND ($2.Volume % 7 = 1 OR ABS($2.Price - $1.Price) < 2.5)
 // Each iteration evaluates the next of 256 pre-built row pairs (names drawn from two symbols, so
-// about half of the pairs get past the first conjunct). The JIT runs at each OptLevel
+// about half of the pairs get past the first conjunct; the AllNamesEqual variants make every
+// pair reach the later conjuncts). The JIT runs at each OptLevel
 // (arg 0 = None, 1 = Light, 2 = O2) to show what optimization pays.
 //
 // Compile latency: BM_JitCompileShape compiles a new shape per iteration (the reference offset
@@ -87,18 +88,19 @@ TExpr complex_predicate(double factor = 1.05, int64_t modulus = 7, double spread
              pred(TOp::Lt, abs_diff, cf(spread))})});
 }
 
+// same_name: every pair has equal names, so the complex predicate evaluates all its conjuncts.
 struct Rows {
   std::vector<std::vector<Slot>> r0, r1;
   std::vector<EvalInput> inputs;
-  Rows() {
+  explicit Rows(bool same_name) {
     std::mt19937_64 rng(7);
     uint64_t names[2] = {intern("IBM"), intern("MSFT")};
     std::uniform_real_distribution<double> px(90.0, 110.0);
     for (int i = 0; i < 256; ++i) {
       r0.push_back({string_slot(names[rng() % 2]), float_slot(px(rng)),
                     int_slot(int64_t(rng() % 10000))});
-      r1.push_back({string_slot(names[rng() % 2]), float_slot(px(rng)),
-                    int_slot(int64_t(rng() % 10000))});
+      r1.push_back({same_name ? r0.back()[0] : string_slot(names[rng() % 2]),
+                    float_slot(px(rng) * 1.1), int_slot(int64_t(rng() % 10000))});
     }
     for (int i = 0; i < 256; ++i) {
       EvalInput in;
@@ -109,9 +111,9 @@ struct Rows {
     }
   }
 };
-const Rows& rows() {
-  static Rows r;
-  return r;
+const Rows& rows(bool same_name = false) {
+  static Rows mixed(false), same(true);
+  return same_name ? same : mixed;
 }
 
 Jit* jit_at(int level) {
@@ -125,9 +127,9 @@ Jit* jit_at(int level) {
   return jits[level].get();
 }
 
-void run_interpreter(benchmark::State& state, const TExpr& e) {
+void run_interpreter(benchmark::State& state, const TExpr& e, bool same_name = false) {
   Program p = Program::predicate(e, two_rows);
-  const auto& in = rows().inputs;
+  const auto& in = rows(same_name).inputs;
   EvalStats st;
   size_t i = 0, hits = 0;
   for (auto _ : state) {
@@ -138,7 +140,7 @@ void run_interpreter(benchmark::State& state, const TExpr& e) {
   state.counters["true%"] = 100.0 * double(hits) / double(state.iterations());
 }
 
-void run_jit(benchmark::State& state, const TExpr& e) {
+void run_jit(benchmark::State& state, const TExpr& e, bool same_name = false) {
   Jit* jit = jit_at(int(state.range(0)));
   if (!jit) {
     state.SkipWithError("no JIT on this host");
@@ -150,7 +152,7 @@ void run_jit(benchmark::State& state, const TExpr& e) {
     state.SkipWithError(error.c_str());
     return;
   }
-  const auto& in = rows().inputs;
+  const auto& in = rows(same_name).inputs;
   EvalStats st;
   size_t i = 0, hits = 0;
   for (auto _ : state) {
@@ -173,10 +175,18 @@ void BM_InterpreterComplex(benchmark::State& state) {
 void BM_JitComplex(benchmark::State& state) {
   run_jit(state, complex_predicate());
 }
+void BM_InterpreterComplexAllNamesEqual(benchmark::State& state) {
+  run_interpreter(state, complex_predicate(), true);
+}
+void BM_JitComplexAllNamesEqual(benchmark::State& state) {
+  run_jit(state, complex_predicate(), true);
+}
 BENCHMARK(BM_InterpreterSimple);
 BENCHMARK(BM_JitSimple)->DenseRange(0, 2);
 BENCHMARK(BM_InterpreterComplex);
 BENCHMARK(BM_JitComplex)->DenseRange(0, 2);
+BENCHMARK(BM_InterpreterComplexAllNamesEqual);
+BENCHMARK(BM_JitComplexAllNamesEqual)->DenseRange(0, 2);
 
 // A new shape per iteration: the complex predicate with $2.Volume read from a different offset.
 void BM_JitCompileShape(benchmark::State& state) {

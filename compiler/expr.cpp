@@ -727,7 +727,11 @@ int64_t wrap_neg(int64_t x) {
 }
 
 // clang-format off
-Slot run(const Instr* code, Slot* R, const EvalInput& in, EvalStats& st) {
+Slot* big_registers(uint32_t n);
+
+Slot run(const Instr* code, uint32_t num_regs, const EvalInput& in, EvalStats& st) {
+  Slot local[kStackRegs];
+  Slot* const R = num_regs <= kStackRegs ? local : big_registers(num_regs);
   const Slot* const rows[2] = {in.rows[0], in.rows[1]};
   const Instr* p = code;
 #define MX rows[p->x >> 31][p->x & kOffsetMask]
@@ -864,19 +868,16 @@ Slot run(const Instr* code, Slot* R, const EvalInput& in, EvalStats& st) {
 }
 // clang-format on
 
-// Runs the code with a register file: on the C++ stack when small, else a per-thread buffer
-// (evaluation never re-enters, so one buffer per thread is enough).
-inline Slot run_with_registers(const std::vector<Instr>& code, uint32_t num_regs,
-                               const EvalInput& in, EvalStats& st) {
-  if (code.empty()) return int_slot(0);  // a default-constructed Program: false / zero
-  if (num_regs <= kStackRegs) {
-    Slot regs[kStackRegs];
-    return run(code.data(), regs, in, st);
-  }
+// The register file lives on the C++ stack when it fits (nearly always), else in a per-thread
+// buffer (evaluation never re-enters, so one buffer per thread is enough).
+[[gnu::noinline]] Slot* big_registers(uint32_t n) {
   thread_local std::vector<Slot> big;
-  if (big.size() < num_regs) big.resize(num_regs);
-  return run(code.data(), big.data(), in, st);
+  if (big.size() < n) big.resize(n);
+  return big.data();
 }
+
+// What a default-constructed Program runs: false / zero.
+const Instr kEmptyCode[1] = {Instr{uint16_t(RetFalse), 0, 0, 0, 0, int_slot(0)}};
 
 void append_const(std::string& out, Slot k, Type t) {
   switch (t) {
@@ -911,18 +912,18 @@ Program Program::value(const TExpr& e, const RefMapper& refs) {
   return ProgramBuilder::make_value(e, refs, true);
 }
 
+// A trap anywhere in this evaluation moved the counter: the predicate is false, the value 0.
+// (Jumping code never traps, so the check is always right and costs one compare.)
 bool Program::eval_predicate(const EvalInput& in, EvalStats& stats) const {
   if (always_true_) return true;
-  if (!may_divide_by_zero_) return run_with_registers(code_, num_regs_, in, stats).i != 0;
   uint64_t before = stats.div_by_zero;
-  bool r = run_with_registers(code_, num_regs_, in, stats).i != 0;
-  return r && stats.div_by_zero == before;
+  bool r = run(code_.empty() ? kEmptyCode : code_.data(), num_regs_, in, stats).i != 0;
+  return r & (stats.div_by_zero == before);  // `&`: no data-dependent branch here
 }
 
 Slot Program::eval_value(const EvalInput& in, EvalStats& stats) const {
-  if (!may_divide_by_zero_) return run_with_registers(code_, num_regs_, in, stats);
   uint64_t before = stats.div_by_zero;
-  Slot r = run_with_registers(code_, num_regs_, in, stats);
+  Slot r = run(code_.empty() ? kEmptyCode : code_.data(), num_regs_, in, stats);
   return stats.div_by_zero == before ? r : int_slot(0);
 }
 

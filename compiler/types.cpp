@@ -1,5 +1,7 @@
 #include "compiler/types.h"
 
+#include <cstdlib>
+
 namespace cayuga {
 
 const char* to_string(Type t) {
@@ -37,25 +39,29 @@ std::string Schema::to_string() const {
   return out + ")";
 }
 
-Interner::Interner() { intern(""); }
+Interner::Interner() : chunks_(new std::atomic<std::string*>[kMaxChunks]) {
+  for (size_t i = 0; i < kMaxChunks; ++i) chunks_[i].store(nullptr, std::memory_order_relaxed);
+  intern("");
+}
+
+Interner::~Interner() {
+  for (size_t i = 0; i < kMaxChunks; ++i) delete[] chunks_[i].load(std::memory_order_relaxed);
+}
 
 uint64_t Interner::intern(std::string_view s) {
   std::lock_guard lock(mu_);
   if (auto it = ids_.find(s); it != ids_.end()) return it->second;
-  uint64_t id = strings_.size();
-  strings_.emplace_back(s);
-  ids_.emplace(strings_.back(), id);
+  uint64_t id = size_.load(std::memory_order_relaxed);
+  if ((id >> kChunkBits) >= kMaxChunks) std::abort();  // 4G distinct strings
+  std::string* chunk = chunks_[id >> kChunkBits].load(std::memory_order_relaxed);
+  if (!chunk) {
+    chunk = new std::string[kChunkMask + 1];
+    chunks_[id >> kChunkBits].store(chunk, std::memory_order_release);
+  }
+  chunk[id & kChunkMask] = s;
+  ids_.emplace(chunk[id & kChunkMask], id);
+  size_.store(id + 1, std::memory_order_release);
   return id;
-}
-
-std::string_view Interner::view(uint64_t id) const {
-  std::lock_guard lock(mu_);
-  return id < strings_.size() ? std::string_view(strings_[id]) : std::string_view();
-}
-
-size_t Interner::size() const {
-  std::lock_guard lock(mu_);
-  return strings_.size();
 }
 
 Interner& Interner::global() {

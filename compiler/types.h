@@ -6,9 +6,9 @@
 // builds one) so string equality is an integer compare.
 #pragma once
 
+#include <atomic>
 #include <cstdint>
 #include <cstring>
-#include <deque>
 #include <memory>
 #include <mutex>
 #include <optional>
@@ -54,20 +54,32 @@ struct Schema {
 };
 
 // Append-only string table. Ids are dense, stable for the process lifetime, and id 0 is "".
-// Thread-safe: lookups of existing strings take a shared path; inserting takes a lock.
+// Thread-safe: intern() takes a lock; view() of an id the caller obtained is lock-free (strings
+// live in fixed-size chunks that never move, published with release/acquire).
 class Interner {
  public:
   Interner();
+  ~Interner();
   uint64_t intern(std::string_view s);
-  std::string_view view(uint64_t id) const;
-  size_t size() const;
+  std::string_view view(uint64_t id) const {
+    const std::string* chunk = chunks_[(id >> kChunkBits) & (kMaxChunks - 1)].load(
+        std::memory_order_acquire);
+    return id < size_.load(std::memory_order_acquire) ? std::string_view(chunk[id & kChunkMask])
+                                                       : std::string_view();
+  }
+  size_t size() const { return size_.load(std::memory_order_acquire); }
 
   // The process-wide table used by the engine, the I/O adapters and the expression evaluator.
   static Interner& global();
 
  private:
-  mutable std::mutex mu_;
-  std::deque<std::string> strings_;  // deque: references stay valid while it grows
+  static constexpr unsigned kChunkBits = 14;
+  static constexpr uint64_t kChunkMask = (uint64_t{1} << kChunkBits) - 1;
+  static constexpr size_t kMaxChunks = size_t{1} << 18;  // 4G strings
+
+  std::mutex mu_;
+  std::unique_ptr<std::atomic<std::string*>[]> chunks_;
+  std::atomic<uint64_t> size_{0};
   std::unordered_map<std::string_view, uint64_t> ids_;
 };
 

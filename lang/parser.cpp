@@ -1277,6 +1277,7 @@ ParseResult parse_script(std::string_view text) {
     State st(text);
     ast::Script script;
     It p = st.begin;
+    if (text.substr(0, 3) == "\xEF\xBB\xBF") p += 3;  // a UTF-8 byte order mark
     for (;;) {
       p = skip_ws(p, st.end);
       if (p == st.end) break;

@@ -22,6 +22,7 @@
 #include <cstdint>
 #include <limits>
 #include <string>
+#include <unordered_map>
 #include <vector>
 
 #include "compiler/expr.h"
@@ -71,7 +72,6 @@ struct Emit {
   std::vector<Stage> stages;
   // START edges: conditions on the event implied by the leading FILTER stages.
   std::vector<Atom> guard;
-  std::string signature;  // structural identity, for state merging
 };
 
 enum class NodeKind : uint8_t { Start, Next, Fold };
@@ -135,6 +135,10 @@ struct Automaton {
 
   // Stream id by name, or -1.
   int64_t find_stream(std::string_view name) const;
+  uint32_t add_stream(Stream s);
+
+ private:
+  std::unordered_map<std::string, uint32_t> stream_ids_;
 };
 
 // Optimizations of the automaton build, each of which can be switched off (CAYUGA_NO_MERGE=1).

@@ -8,10 +8,11 @@
 // not use DUR (their predicates join the node's filter predicate), otherwise it is compiled as
 // its own automaton publishing an internal stream. At the root, sites publish the query's stream.
 //
-// State merging: every node and edge gets a structural signature (kind, stream, predicates with
-// their constants, layout, and the exact incoming edges). With merging on, one START node serves
-// each stream, a node whose signature already exists is reused (so queries sharing a prefix share
-// its instances), and an edge identical to an existing one is not added twice.
+// State merging: every node gets a structural signature (kind, stream, predicates with their
+// constants, layout, and its exact incoming edges). With merging on, one START node serves each
+// stream, and a node whose signature already exists is reused together with its incoming edges
+// (so queries sharing a prefix share its instances). Edges are never deduplicated otherwise: two
+// identical edges are two derivations, and results are bags (`S UNION S` yields each event twice).
 //
 // Routing facts for the global index: START edges get the atoms of their leading FILTER stages
 // as a guard; NEXT/FOLD nodes get the atoms their filter predicate implies about the event,
@@ -27,9 +28,15 @@
 namespace cayuga::nfa {
 
 int64_t Automaton::find_stream(std::string_view name) const {
-  for (size_t i = 0; i < streams.size(); ++i)
-    if (streams[i].name == name) return static_cast<int64_t>(i);
-  return -1;
+  auto it = stream_ids_.find(std::string(name));
+  return it == stream_ids_.end() ? -1 : static_cast<int64_t>(it->second);
+}
+
+uint32_t Automaton::add_stream(Stream s) {
+  uint32_t id = static_cast<uint32_t>(streams.size());
+  stream_ids_.emplace(s.name, id);
+  streams.push_back(std::move(s));
+  return id;
 }
 
 namespace {
@@ -165,10 +172,6 @@ std::vector<Atom> atoms_of(const TExpr& pred, Side event, const Known& known) {
   return out;
 }
 
-std::string emit_signature(const Emit& e, const std::string& stages) {
-  return (e.kind == Emit::Kind::ToNode ? "n" : "s") + std::to_string(e.target) + "|" + stages;
-}
-
 class Builder {
  public:
   Builder(const AnalyzedScript& script, Automaton& a, const BuildOptions& options)
@@ -181,7 +184,7 @@ class Builder {
       int64_t id = a_.find_stream(name);
       StreamKind kind = info.is_input ? StreamKind::Input : StreamKind::Published;
       if (id < 0) {
-        a_.streams.push_back(Stream{name, info.schema, kind, {}});
+        a_.add_stream(Stream{name, info.schema, kind, {}});
       } else if (a_.streams[id].schema != info.schema) {
         return "stream " + name + " already exists with schema " +
                a_.streams[id].schema.to_string() + ", not " + info.schema.to_string();
@@ -209,12 +212,7 @@ class Builder {
     e.target = target;
     e.stages = s.stages;
     e.guard = s.guard;
-    e.signature = emit_signature(e, s.signature);
-    Node& node = a_.nodes[s.node];
-    if (options_.merge)
-      for (const auto& existing : node.emits)
-        if (existing.signature == e.signature) return;
-    node.emits.push_back(std::move(e));
+    a_.nodes[s.node].emits.push_back(std::move(e));
   }
 
   void publish(const std::vector<Site>& sites, uint32_t stream) {
@@ -326,8 +324,7 @@ class Builder {
     }
     // Not inlinable: its own automaton publishing an internal stream.
     std::string name = "__q" + std::to_string(query_) + ".r" + std::to_string(++internal_);
-    a_.streams.push_back(Stream{name, right.schema, StreamKind::Internal, {}});
-    uint32_t id = static_cast<uint32_t>(a_.streams.size() - 1);
+    uint32_t id = a_.add_stream(Stream{name, right.schema, StreamKind::Internal, {}});
     publish(compile(right), id);
     return id;
   }

@@ -60,7 +60,13 @@ constexpr const char* kRunUsage =
     "  --on-error stop|skip      on a bad input line or a timestamp going backwards: stop with\n"
     "                            exit 1 (default), or report it, count it and go on\n"
     "  --stats                   print run statistics as one JSON object on stderr at the end\n"
-    "  --quiet                   no progress line\n";
+    "  --quiet                   no progress line\n"
+    "\n"
+    "optimizations (each can be switched off; results do not change):\n"
+    "  --no-merge                do not share identical automaton nodes across queries\n"
+    "  --no-index                no global predicate index: every event visits every node\n"
+    "  --no-instance-index       no per-node buckets for dynamic equalities\n"
+    "  (or the environment: CAYUGA_NO_MERGE=1, CAYUGA_NO_INDEX=1, CAYUGA_NO_INSTANCE_INDEX=1)\n";
 
 bool read_file(const std::string& path, std::string& out) {
   std::ifstream in(path, std::ios::binary);
@@ -177,6 +183,8 @@ int cmd_run(std::vector<std::string> args) {
   std::string output_path = "-";
   OutputFormat output_format = OutputFormat::Jsonl;
   bool stats = false, quiet = false, skip_errors = false;
+  EngineOptions engine_options = EngineOptions::from_env();
+  engine_options.unit = c.unit;
   for (size_t i = 0; i < inputs.rest.size(); ++i) {
     const std::string& a = inputs.rest[i];
     auto value = [&]() -> std::optional<std::string> {
@@ -201,6 +209,12 @@ int cmd_run(std::vector<std::string> args) {
       stats = true;
     } else if (a == "--quiet") {
       quiet = true;
+    } else if (a == "--no-merge") {
+      engine_options.merge = false;
+    } else if (a == "--no-index") {
+      engine_options.index = false;
+    } else if (a == "--no-instance-index") {
+      engine_options.instance_index = false;
     } else {
       return usage_error("unknown option " + a, kRunUsage);
     }
@@ -208,7 +222,7 @@ int cmd_run(std::vector<std::string> args) {
   if (inputs.inputs.empty())
     return usage_error("no input: give --events FILE (or -) or --input STREAM=FILE", kRunUsage);
 
-  Engine engine(EngineOptions{c.unit});
+  Engine engine(engine_options);
   if (Diagnostics ds = engine.add_script(c.script); !ds.empty()) {
     std::cerr << render_all(ds, c.script_path, c.script);
     return 1;

@@ -8,7 +8,12 @@
 //     interpreter), references are resolved through the RefMapper, constants are moved to the
 //     per-expression array, and the shape key is written;
 //  3. cache lookup by shape key; on a miss, codegen → verify → optimize → add to the LLJIT in a
-//     fresh ResourceTracker → look up the function address.
+//     fresh ResourceTracker → look up the function address (this materializes the code).
+//
+// Optimization (measured with bench/jit_bench.cpp): the default OptLevel::Light runs EarlyCSE,
+// InstCombine and SimplifyCFG on the IR and emits with the -O2 code generator: as fast as the
+// full O2 IR pipeline on these small functions for about half its compile time. None (no IR
+// passes, -O0 FastISel) compiles fastest and runs ~1.5x slower than Light.
 //
 // Codegen mirrors the interpreter's semantics (expr.cpp) operation by operation:
 //  - INT +, -, *, unary - and ABS use plain (wrapping) add/sub/mul, no nsw/nuw flags;
@@ -31,6 +36,7 @@
 #include <cstring>
 #include <mutex>
 #include <unordered_map>
+#include <utility>
 
 #include <llvm/ExecutionEngine/Orc/Core.h>
 #include <llvm/ExecutionEngine/Orc/JITTargetMachineBuilder.h>
@@ -127,6 +133,11 @@ TExpr fold(const TExpr& e) {
 // Divisor class of an INT `/` or `%`: part of the shape, so the code knows whether to check.
 enum class Div : uint8_t { Var, Zero, MinusOne, Other };
 
+bool is_bool_op(TOp op) {
+  return op == TOp::True || op == TOp::And || op == TOp::Or || op == TOp::Not ||
+         (op >= TOp::Eq && op <= TOp::Ge);
+}
+
 struct Node {
   TOp op = TOp::True;
   Type type = Type::Int;
@@ -136,16 +147,8 @@ struct Node {
   Div div = Div::Var;   // INT Div/Mod
   bool trap = false;    // this subtree may divide an INT by zero
   std::vector<Node> kids;
-  bool is_bool() const {
-    return op == TOp::True || op == TOp::And || op == TOp::Or || op == TOp::Not ||
-           (op >= TOp::Eq && op <= TOp::Ge);
-  }
+  bool is_bool() const { return is_bool_op(op); }
 };
-
-bool is_bool_op(TOp op) {
-  return op == TOp::True || op == TOp::And || op == TOp::Or || op == TOp::Not ||
-         (op >= TOp::Eq && op <= TOp::Ge);
-}
 
 struct Normalizer {
   const RefMapper& refs;
@@ -692,10 +695,11 @@ struct Jit::Impl {
       return nullptr;
     }
     optimize(*mod);
-    last_ir.clear();
-    llvm::raw_string_ostream irs(last_ir);
-    mod->print(irs, nullptr);
-    irs.flush();
+    if (options.keep_ir) {
+      last_ir.clear();
+      llvm::raw_string_ostream irs(last_ir);
+      mod->print(irs, nullptr);
+    }
     rt = lljit->getMainJITDylib().createResourceTracker();
     if (llvm::Error e =
             lljit->addIRModule(rt, llvm::orc::ThreadSafeModule(std::move(mod), std::move(ctx)))) {
@@ -729,6 +733,26 @@ const std::string& CompiledExpr::shape_key() const {
   return shape_ ? shape_->key : kEmpty;
 }
 
+CompiledExpr::CompiledExpr(const CompiledExpr&) = default;
+CompiledExpr::CompiledExpr(CompiledExpr&& o) noexcept
+    : shape_(std::move(o.shape_)),
+      fn_(std::exchange(o.fn_, nullptr)),
+      consts_(std::move(o.consts_)),
+      kind_(o.kind_),
+      result_type_(o.result_type_) {}
+CompiledExpr& CompiledExpr::operator=(const CompiledExpr&) = default;
+CompiledExpr& CompiledExpr::operator=(CompiledExpr&& o) noexcept {
+  if (this != &o) {
+    shape_ = std::move(o.shape_);
+    fn_ = std::exchange(o.fn_, nullptr);
+    consts_ = std::move(o.consts_);
+    kind_ = o.kind_;
+    result_type_ = o.result_type_;
+  }
+  return *this;
+}
+CompiledExpr::~CompiledExpr() = default;
+
 void CompiledExpr::reset() {
   shape_.reset();
   fn_ = nullptr;
@@ -754,11 +778,11 @@ std::unique_ptr<Jit> Jit::create(std::string* error, Options options) {
   if (!jtmb) return set_error("JIT: cannot detect the host: " + error_text(jtmb.takeError()));
   // No FMA contraction: a*b+c must round twice, as in the interpreter.
   jtmb->getOptions().AllowFPOpFusion = llvm::FPOpFusion::Strict;
-  // Measured (bench/jit_bench.cpp): the IR passes are what makes the code fast; the -O1 code
-  // generator costs 2x the compile time of the fast one for no measurable gain, so Light pairs
-  // the IR passes with the fast instruction selector.
-  jtmb->setCodeGenOptLevel(options.opt == OptLevel::O2 ? llvm::CodeGenOptLevel::Default
-                                                       : llvm::CodeGenOptLevel::None);
+  // Measured (bench/jit_bench.cpp): the -O2 code generator (SelectionDAG, greedy register
+  // allocation) is worth ~1.5 ns per evaluation of the complex predicate over the fast -O0 one;
+  // the O2 IR pipeline adds nothing over Light's three passes but doubles the compile time.
+  jtmb->setCodeGenOptLevel(options.opt == OptLevel::None ? llvm::CodeGenOptLevel::None
+                                                         : llvm::CodeGenOptLevel::Default);
   auto impl = std::make_shared<Impl>();
   impl->options = options;
   auto tm = jtmb->createTargetMachine();

@@ -55,6 +55,14 @@ struct Shape;  // one compiled function (opaque; defined in jit.cpp)
 class CompiledExpr {
  public:
   CompiledExpr() = default;
+  // Out of line: the shared code reference is only touched inside jit.cpp, which is built
+  // without RTTI (its std::shared_ptr control blocks have no typeinfo; keeping every use in one
+  // translation unit keeps -fsanitize=vptr builds of the callers clean).
+  CompiledExpr(const CompiledExpr&);
+  CompiledExpr(CompiledExpr&&) noexcept;
+  CompiledExpr& operator=(const CompiledExpr&);
+  CompiledExpr& operator=(CompiledExpr&&) noexcept;
+  ~CompiledExpr();
 
   bool valid() const { return fn_ != nullptr; }
   explicit operator bool() const { return valid(); }
@@ -94,12 +102,13 @@ class Jit {
  public:
   // How hard to optimize each shape (see the numbers in the report / bench/jit_bench.cpp).
   enum class OptLevel : uint8_t {
-    None,   // no IR passes; fast instruction selection (codegen -O0)
-    Light,  // early-cse, instcombine, simplifycfg; codegen -O0 (the default: see the bench)
-    O2,     // the PassBuilder O2 module pipeline; codegen -O2
+    None,   // no IR passes; codegen -O0 (FastISel): fastest compile, slowest code
+    Light,  // early-cse, instcombine, simplifycfg; codegen -O2 (the default: see the bench)
+    O2,     // the PassBuilder O2 module pipeline; codegen -O2 (no faster code, 2x compile)
   };
   struct Options {
     OptLevel opt = OptLevel::Light;
+    bool keep_ir = false;  // keep the optimized IR of the last compiled shape for last_ir()
   };
 
   // The JIT for the host, or nullptr with the reason in *error (if not null).
@@ -131,7 +140,7 @@ class Jit {
   };
   Stats stats() const;
 
-  // The optimized LLVM IR of the most recently compiled shape (debugging aid).
+  // The optimized LLVM IR of the most recently compiled shape when Options::keep_ir, else "".
   std::string last_ir() const;
 
   struct Impl;  // defined in jit.cpp

@@ -33,6 +33,7 @@
 #include <cstddef>
 #include <cstdint>
 #include <functional>
+#include <initializer_list>
 #include <memory>
 #include <optional>
 #include <span>
@@ -302,6 +303,9 @@ class Engine {
   Status push(std::string_view stream, int64_t t, std::span<const Value> values);
   Status push(uint32_t stream, int64_t t, std::initializer_list<Value> values) {
     return push(Event{stream, t, std::span<const Value>(values.begin(), values.size())});
+  }
+  Status push(std::string_view stream, int64_t t, std::initializer_list<Value> values) {
+    return push(stream, t, std::span<const Value>(values.begin(), values.size()));
   }
   // Pushes events in order under one lock; a bad event is reported and skipped.
   BatchResult push_batch(std::span<const Event> events);

@@ -274,6 +274,7 @@ Result<std::unique_ptr<OutputQueue>> Engine::subscribe_queue(std::string_view st
         state->offer(std::move(out));
       });
   if (!sub.ok()) return {sub.status, nullptr};
+  impl_->on_destroy(sub.value, [state] { state->close("the engine was destroyed"); });
   return {{}, std::unique_ptr<OutputQueue>(new OutputQueue(state, impl_, sub.value))};
 }
 

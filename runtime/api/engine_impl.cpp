@@ -87,6 +87,19 @@ EngineImpl::EngineImpl(Options opts)
   snap_ = std::make_shared<StreamSnapshot>();
 }
 
+EngineImpl::~EngineImpl() {
+  for (auto& list : subs_)
+    for (auto& s : list)
+      if (s.closer) s.closer();
+}
+
+void EngineImpl::on_destroy(uint64_t id, std::function<void()> closer) {
+  std::lock_guard<std::recursive_mutex> lock(mu_);
+  for (auto& list : subs_)
+    for (auto& s : list)
+      if (s.id == id) s.closer = std::move(closer);
+}
+
 bool EngineImpl::in_callback() const { return tl_in_callback == this; }
 
 void EngineImpl::refresh_streams() {
@@ -127,7 +140,7 @@ ScriptResult EngineImpl::add_script(std::string_view text) {
     r.errors.push_back(Error{0, 0, deadlock().message});
     return r;
   }
-  std::lock_guard lock(mu_);
+  std::lock_guard<std::recursive_mutex> lock(mu_);
   const size_t before = engine_.automaton().queries.size();
   Diagnostics ds = engine_.add_script(text);
   if (!ds.empty()) {
@@ -154,7 +167,7 @@ ScriptResult EngineImpl::add_script(std::string_view text) {
 
 Status EngineImpl::remove_query(uint32_t id) {
   if (in_callback()) return deadlock();
-  std::lock_guard lock(mu_);
+  std::lock_guard<std::recursive_mutex> lock(mu_);
   if (id == 0 || id > queries_.size())
     return {Code::NotFound, "no query " + std::to_string(id)};
   QueryInfo& q = queries_[id - 1].info;
@@ -165,14 +178,14 @@ Status EngineImpl::remove_query(uint32_t id) {
 }
 
 std::vector<QueryInfo> EngineImpl::queries() const {
-  std::lock_guard lock(mu_);
+  std::lock_guard<std::recursive_mutex> lock(mu_);
   std::vector<QueryInfo> out;
   for (const auto& q : queries_) out.push_back(q.info);
   return out;
 }
 
 std::vector<StreamInfo> EngineImpl::streams() const {
-  std::lock_guard lock(mu_);
+  std::lock_guard<std::recursive_mutex> lock(mu_);
   std::vector<StreamInfo> out;
   const auto& streams = engine_.automaton().streams;
   for (size_t id = 0; id < streams.size(); ++id) {
@@ -190,7 +203,7 @@ std::vector<StreamInfo> EngineImpl::streams() const {
 }
 
 std::optional<uint32_t> EngineImpl::stream_id(std::string_view name) const {
-  std::lock_guard lock(mu_);
+  std::lock_guard<std::recursive_mutex> lock(mu_);
   int64_t id = engine_.automaton().find_stream(name);
   if (id < 0 || engine_.automaton().streams[id].kind == nfa::StreamKind::Internal)
     return std::nullopt;
@@ -216,9 +229,9 @@ Status EngineImpl::push_locked(uint32_t stream, int64_t t0, int64_t t1, const Sl
   }
   const int64_t now = engine_.current_time();
   tl_in_callback = this;
-  Engine::PushResult r = engine_.push(stream, t0, t1, values);
+  cayuga::Engine::PushResult r = engine_.push(stream, t0, t1, values);
   tl_in_callback = nullptr;
-  if (r == Engine::PushResult::Late && options.late == LatePolicy::Error)
+  if (r == cayuga::Engine::PushResult::Late && options.late == LatePolicy::Error)
     return {Code::Late, "late event: t=" + std::to_string(t1) + " is before the current time " +
                             std::to_string(now)};
   return {};
@@ -226,13 +239,13 @@ Status EngineImpl::push_locked(uint32_t stream, int64_t t0, int64_t t1, const Sl
 
 Status EngineImpl::push_slots(uint32_t stream, int64_t t0, int64_t t1, const Slot* values) {
   if (in_callback()) return deadlock();
-  std::lock_guard lock(mu_);
+  std::lock_guard<std::recursive_mutex> lock(mu_);
   return push_locked(stream, t0, t1, values);
 }
 
 void EngineImpl::push_slot_batch(std::span<const SlotEvent> events, const Slot* slots,
                                  uint64_t* late) {
-  std::lock_guard lock(mu_);
+  std::lock_guard<std::recursive_mutex> lock(mu_);
   const uint64_t before = engine_.stats().late_events;
   tl_in_callback = this;
   for (const SlotEvent& e : events) {
@@ -281,7 +294,7 @@ Status EngineImpl::check_event(const Event& e, std::vector<Slot>& slots) const {
 
 Status EngineImpl::push_values(const Event& e) {
   if (in_callback()) return deadlock();
-  std::lock_guard lock(mu_);
+  std::lock_guard<std::recursive_mutex> lock(mu_);
   if (closed_) return {Code::Closed, "the engine was finished"};
   if (Status s = check_event(e, scratch_); !s.ok()) {
     ++rejected_;
@@ -296,7 +309,7 @@ BatchResult EngineImpl::push_value_batch(std::span<const Event> events) {
     for (size_t i = 0; i < events.size(); ++i) r.failures.push_back({i, deadlock()});
     return r;
   }
-  std::lock_guard lock(mu_);
+  std::lock_guard<std::recursive_mutex> lock(mu_);
   for (size_t i = 0; i < events.size(); ++i) {
     Status s = check_event(events[i], scratch_);
     if (!s.ok()) {
@@ -318,7 +331,7 @@ BatchResult EngineImpl::push_value_batch(std::span<const Event> events) {
 
 Status EngineImpl::advance_to(int64_t t) {
   if (in_callback()) return deadlock();
-  std::lock_guard lock(mu_);
+  std::lock_guard<std::recursive_mutex> lock(mu_);
   if (closed_) return {Code::Closed, "the engine was finished"};
   tl_in_callback = this;
   engine_.advance_to(t);
@@ -328,7 +341,7 @@ Status EngineImpl::advance_to(int64_t t) {
 
 Status EngineImpl::finish() {
   if (in_callback()) return deadlock();
-  std::lock_guard lock(mu_);
+  std::lock_guard<std::recursive_mutex> lock(mu_);
   if (closed_) return {};
   tl_in_callback = this;
   engine_.finish();
@@ -338,12 +351,12 @@ Status EngineImpl::finish() {
 }
 
 int64_t EngineImpl::current_time() const {
-  std::lock_guard lock(mu_);
+  std::lock_guard<std::recursive_mutex> lock(mu_);
   return engine_.current_time();
 }
 
 Stats EngineImpl::stats() const {
-  std::lock_guard lock(mu_);
+  std::lock_guard<std::recursive_mutex> lock(mu_);
   const EngineStats& es = engine_.stats();
   Stats s;
   s.events_in = es.events_in;
@@ -373,19 +386,19 @@ void EngineImpl::on_row(uint32_t stream, const Row& row) {
 
 Result<uint64_t> EngineImpl::subscribe_rows(std::string_view stream, RowCallback cb) {
   if (in_callback()) return {deadlock(), 0};
-  std::lock_guard lock(mu_);
+  std::lock_guard<std::recursive_mutex> lock(mu_);
   int64_t id = engine_.automaton().find_stream(stream);
   if (id < 0 || engine_.automaton().streams[id].kind != nfa::StreamKind::Published)
     return {{Code::NotFound, "no published stream " + std::string(stream)}, 0};
   const uint64_t sub = next_sub_++;
-  subs_[id].push_back(Sub{sub, std::move(cb)});
+  subs_[id].push_back(Sub{sub, std::move(cb), {}});
   ++sub_count_;
   return {{}, sub};
 }
 
 Status EngineImpl::unsubscribe(uint64_t id) {
   if (in_callback()) return deadlock();
-  std::lock_guard lock(mu_);
+  std::lock_guard<std::recursive_mutex> lock(mu_);
   for (auto& list : subs_)
     for (auto it = list.begin(); it != list.end(); ++it)
       if (it->id == id) {

@@ -46,6 +46,7 @@ struct EngineImpl {
   using RowCallback = std::function<void(uint32_t stream, const Row& row)>;
 
   explicit EngineImpl(Options options);
+  ~EngineImpl();  // runs the closers of subscriptions still open
 
   Options options;
 
@@ -77,6 +78,8 @@ struct EngineImpl {
   // Subscribes to a published stream by name. The callback also sees the stream's schema.
   Result<uint64_t> subscribe_rows(std::string_view stream, RowCallback cb);
   Status unsubscribe(uint64_t id);
+  // Called when the engine is destroyed while subscription `id` is open (closes pull queues).
+  void on_destroy(uint64_t id, std::function<void()> closer);
   // Stream name and schema of a stream id (valid while the engine lives: streams are never
   // removed, and the automaton is only appended to under `mu_`; call from a callback or with
   // the id of a stream known to exist).
@@ -93,6 +96,7 @@ struct EngineImpl {
   struct Sub {
     uint64_t id;
     RowCallback cb;
+    std::function<void()> closer;
   };
   struct QueryRec {
     QueryInfo info;
@@ -103,8 +107,8 @@ struct EngineImpl {
   void on_row(uint32_t stream, const Row& row);
   void refresh_streams();  // after add_script, mu_ held
 
-  mutable std::mutex mu_;
-  Engine engine_;
+  mutable std::recursive_mutex mu_;  // recursive: read-only calls from callbacks are fine
+  cayuga::Engine engine_;
   std::vector<QueryRec> queries_;
   std::vector<std::vector<Sub>> subs_;           // by stream id
   std::vector<uint32_t> live_publishers_;        // by stream id

@@ -129,8 +129,11 @@ TEST(Api, RemoveQueryStopsDelivery) {
   ASSERT_EQ(qs.size(), 2u);
   EXPECT_TRUE(qs[0].removed);
   EXPECT_FALSE(qs[1].removed);
-  for (const auto& st : e.streams())
-    if (st.name == "A") EXPECT_FALSE(st.delivering);
+  for (const auto& st : e.streams()) {
+    if (st.name == "A") {
+      EXPECT_FALSE(st.delivering);
+    }
+  }
   EXPECT_EQ(e.stats().removed_queries, 1u);
 }
 
@@ -194,9 +197,14 @@ TEST(Api, ReentrantCallsAreRefused) {
   cep::Engine e;
   ASSERT_TRUE(e.add_script(std::string(kStock) + "SELECT * FROM Stock PUBLISH All;").ok());
   cep::Code inner = cep::Code::Ok;
-  e.subscribe("All", [&](const cep::Output&) { inner = e.push("Stock", 5, {}).code; });
+  uint64_t seen = 99;
+  e.subscribe("All", [&](const cep::Output&) {
+    inner = e.push("Stock", 5, {"B", 1.0, 1}).code;
+    seen = e.stats().events_in;  // read-only calls are allowed
+  });
   e.push(*e.stream_id("Stock"), 1, {"A", 1.0, 1});
   EXPECT_EQ(inner, cep::Code::WouldDeadlock);
+  EXPECT_EQ(seen, 1u);
 }
 
 TEST(Api, UnsubscribeAndQueueLifetime) {
@@ -213,6 +221,8 @@ TEST(Api, UnsubscribeAndQueueLifetime) {
   EXPECT_EQ(c.rows.size(), 1u);
   EXPECT_EQ(q->size(), 2u);
   e.reset();  // the queue outlives the engine
+  EXPECT_TRUE(q->closed());
+  EXPECT_EQ(q->close_reason(), "the engine was destroyed");
   cep::OutputRow row;
   EXPECT_TRUE(q->pop(row));
   EXPECT_EQ(row.values[0].as_string(), "A");  // interned: still valid

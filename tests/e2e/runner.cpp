@@ -606,6 +606,7 @@ RunResult run_child(const std::vector<std::string>& argv, const std::string& cwd
         std::exit(2);
     }
     if (pid == 0) {
+        signal(SIGPIPE, SIG_DFL);
         setpgid(0, 0);
         int devnull = open("/dev/null", O_RDONLY);
         if (devnull >= 0) dup2(devnull, 0);
@@ -894,6 +895,8 @@ void usage() {
 }  // namespace
 
 int main(int argc, char** argv) {
+    // A closed stdout (e.g. `| head`) must not kill the runner before it removes its temp dir.
+    signal(SIGPIPE, SIG_IGN);
     std::string root;
     int timeout_s = 60;
     bool keep = false, verbose = false;
@@ -1025,7 +1028,7 @@ int main(int argc, char** argv) {
         o << diff.str();
         if (!ok || verbose) {
             o << "  --- stderr ---\n" << tail(r.err, 4000) << (r.err.empty() || r.err.back() == '\n' ? "" : "\n");
-            if (!ok && !c.expect_any) {
+            if (verbose || !c.expect_any) {
                 o << "  --- stdout ---\n" << tail(r.out, 6000) << (r.out.empty() || r.out.back() == '\n' ? "" : "\n");
             }
         }

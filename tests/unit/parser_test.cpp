@@ -46,6 +46,8 @@ const Case kStatements[] = {
     {"S; T;; U", "(query (from (name S)))\n(query (from (name T)))\n(query (from (name U)))"},
     {"S -- a comment; not a separator\n", "(query (from (name S)))"},
     {"S--comment right after a name\n;T", "(query (from (name S)))\n(query (from (name T)))"},
+    {"S\r\n;\r\nT -- CRLF\r\n", "(query (from (name S)))\n(query (from (name T)))"},
+    {"\xEF\xBB\xBFS", "(query (from (name S)))"},
     // CREATE STREAM.
     {"CREATE STREAM Stock (Name STRING, Price FLOAT, Volume INT)",
      "(create Stock (Name STRING) (Price FLOAT) (Volume INT))"},

@@ -1,0 +1,459 @@
+// The service (tools/serve) over real loopback sockets on ephemeral ports: the query / event /
+// subscribe cycle, bad input, limits, auth, broken connections, backpressure, slow
+// subscribers, TCP ingest, and a bounded load test that checks nothing accepted is lost.
+#include <gtest/gtest.h>
+#include <sys/socket.h>
+
+#include <utility>  // before Asio (Boost 1.74 needs std::exchange)
+
+#include <atomic>
+#include <boost/asio.hpp>
+#include <boost/beast/core.hpp>
+#include <boost/beast/http.hpp>
+#include <thread>
+
+#include "tools/serve/ingest.h"
+#include "tools/serve/serve.h"
+
+namespace {
+
+namespace net = boost::asio;
+namespace beast = boost::beast;
+namespace http = beast::http;
+using tcp = net::ip::tcp;
+using cayuga::serve::Server;
+using cayuga::serve::ServeConfig;
+
+constexpr const char* kScript =
+    "CREATE STREAM Stock (Name STRING, Price FLOAT, Volume INT);\n"
+    "SELECT * FROM Stock NEXT{$1.Name = $2.Name} Stock PUBLISH T5;\n"
+    "SELECT * FROM Stock PUBLISH All;\n";
+
+struct Reply {
+  int status = 0;
+  std::string body;
+  std::string retry_after;
+};
+
+// One HTTP request on a fresh connection.
+Reply request(uint16_t port, http::verb method, const std::string& target,
+              const std::string& body = {}, const std::string& token = {}) {
+  net::io_context ioc;
+  tcp::socket sock(ioc);
+  sock.connect(tcp::endpoint(net::ip::make_address("127.0.0.1"), port));
+  http::request<http::string_body> req{method, target, 11};
+  req.set(http::field::host, "127.0.0.1");
+  if (!token.empty()) req.set(http::field::authorization, "Bearer " + token);
+  req.body() = body;
+  req.prepare_payload();
+  http::write(sock, req);
+  beast::flat_buffer buf;
+  http::response_parser<http::string_body> parser;
+  parser.body_limit(64 << 20);
+  http::read(sock, buf, parser);
+  Reply r;
+  r.status = parser.get().result_int();
+  r.body = parser.get().body();
+  if (auto it = parser.get().find(http::field::retry_after); it != parser.get().end())
+    r.retry_after = std::string(it->value());
+  return r;
+}
+
+Reply post(uint16_t port, const std::string& target, const std::string& body,
+           const std::string& token = {}) {
+  return request(port, http::verb::post, target, body, token);
+}
+Reply get(uint16_t port, const std::string& target, const std::string& token = {}) {
+  return request(port, http::verb::get, target, {}, token);
+}
+
+// A streaming subscription read line by line (application/x-ndjson).
+class Subscription {
+ public:
+  Subscription(uint16_t port, const std::string& stream, int rcvbuf = 0) : sock_(ioc_) {
+    sock_.open(tcp::v4());
+    if (rcvbuf) sock_.set_option(net::socket_base::receive_buffer_size(rcvbuf));
+    sock_.connect(tcp::endpoint(net::ip::make_address("127.0.0.1"), port));
+    http::request<http::empty_body> req{http::verb::get, "/v1/subscribe/" + stream, 11};
+    req.set(http::field::host, "127.0.0.1");
+    req.set(http::field::accept, "application/x-ndjson");
+    http::write(sock_, req);
+    parser_.body_limit(boost::none);
+    http::read_header(sock_, buf_, parser_);
+    status = parser_.get().result_int();
+  }
+  // The next line of the stream, or "" at its end.
+  std::string next_line() {
+    for (;;) {
+      if (size_t nl = pending_.find('\n'); nl != std::string::npos) {
+        std::string line = pending_.substr(0, nl);
+        pending_.erase(0, nl + 1);
+        return line;
+      }
+      if (done_) return {};
+      char chunk[65536];
+      parser_.get().body().data = chunk;
+      parser_.get().body().size = sizeof chunk;
+      boost::system::error_code ec;
+      http::read_some(sock_, buf_, parser_, ec);
+      if (ec == http::error::need_buffer) ec = {};
+      pending_.append(chunk, sizeof chunk - parser_.get().body().size);
+      if (ec || parser_.is_done()) done_ = true;
+    }
+  }
+  void close() {
+    boost::system::error_code ec;
+    sock_.close(ec);
+  }
+  int status = 0;
+
+ private:
+  net::io_context ioc_;
+  tcp::socket sock_;
+  beast::flat_buffer buf_;
+  http::response_parser<http::buffer_body> parser_;
+  std::string pending_;
+  bool done_ = false;
+};
+
+std::string stock_line(const std::string& name, double price, int64_t volume, int64_t t = -1) {
+  std::string s = "{\"stream\":\"Stock\",";
+  if (t >= 0) s += "\"t\":" + std::to_string(t) + ",";
+  return s + "\"Name\":\"" + name + "\",\"Price\":" + std::to_string(price) +
+         ",\"Volume\":" + std::to_string(volume) + "}\n";
+}
+
+uint64_t stat(uint16_t port, const std::string& key) {
+  std::string body = get(port, "/v1/stats").body;
+  size_t p = body.find("\"" + key + "\":");
+  if (p == std::string::npos) return UINT64_MAX;
+  return std::stoull(body.substr(p + key.size() + 3));
+}
+
+std::unique_ptr<Server> start(ServeConfig cfg = {}) {
+  cfg.port = 0;
+  auto s = std::make_unique<Server>(cfg);
+  std::string err = s->start();
+  EXPECT_EQ(err, "");
+  return s;
+}
+
+TEST(Serve, QueryEventSubscribeCycle) {
+  auto srv = start();
+  const uint16_t port = srv->http_port();
+  EXPECT_EQ(get(port, "/health").body, "{\"status\":\"ok\"}\n");
+  Reply r = post(port, "/v1/scripts", kScript);
+  EXPECT_EQ(r.status, 200);
+  EXPECT_EQ(r.body, "{\"queries\":[{\"id\":1,\"stream\":\"T5\"},{\"id\":2,\"stream\":\"All\"}]}\n");
+
+  Subscription sub(port, "T5");
+  ASSERT_EQ(sub.status, 200);
+  r = post(port, "/v1/events",
+           stock_line("IBM", 10, 1, 1) + stock_line("MSFT", 20, 1, 2) + "IBM,11,1,Stock,3,3\n" +
+               stock_line("IBM", 12, 1, 3) + stock_line("MSFT", 21, 1, 4));
+  EXPECT_EQ(r.status, 200);
+  EXPECT_EQ(r.body, "{\"accepted\":5}\n");
+  EXPECT_EQ(sub.next_line(),
+            R"({"stream":"T5","t0":1,"t1":3,"Name_1":"IBM","Price_1":10,"Volume_1":1,"Name":"IBM","Price":11,"Volume":1})");
+  EXPECT_EQ(sub.next_line(),
+            R"({"stream":"T5","t0":1,"t1":3,"Name_1":"IBM","Price_1":10,"Volume_1":1,"Name":"IBM","Price":12,"Volume":1})");
+  EXPECT_EQ(sub.next_line(),
+            R"({"stream":"T5","t0":2,"t1":4,"Name_1":"MSFT","Price_1":20,"Volume_1":1,"Name":"MSFT","Price":21,"Volume":1})");
+
+  EXPECT_EQ(get(port, "/v1/queries").body,
+            "{\"queries\":[{\"id\":1,\"stream\":\"T5\",\"removed\":false},{\"id\":2,\"stream\":"
+            "\"All\",\"removed\":false}]}\n");
+  EXPECT_EQ(request(port, http::verb::delete_, "/v1/queries/1").body, "{\"removed\":1}\n");
+  EXPECT_EQ(request(port, http::verb::delete_, "/v1/queries/1").status, 404);
+  EXPECT_EQ(request(port, http::verb::delete_, "/v1/queries/x").status, 404);
+  EXPECT_NE(get(port, "/v1/queries").body.find("\"removed\":true"), std::string::npos);
+  // A removed query delivers nothing more; other queries go on.
+  Subscription all(port, "All");
+  EXPECT_EQ(post(port, "/v1/events", stock_line("IBM", 13, 1, 5)).status, 200);
+  EXPECT_NE(all.next_line().find("\"t1\":5"), std::string::npos);
+  EXPECT_EQ(stat(port, "outputs"), 9u);  // 3 T5 rows, 6 All rows
+  srv->stop();
+  EXPECT_EQ(sub.next_line(), R"({"end":"server shutting down"})");
+  EXPECT_EQ(sub.next_line(), "");
+}
+
+TEST(Serve, BadInputIsRejectedPerLine) {
+  ServeConfig cfg;
+  cfg.max_body = 1 << 20;
+  auto srv = start(cfg);
+  const uint16_t port = srv->http_port();
+  ASSERT_EQ(post(port, "/v1/scripts", kScript).status, 200);
+  Reply r = post(port, "/v1/events",
+                 stock_line("A", 1, 1, 1) + "{not json\n" +
+                     "{\"stream\":\"Stock\",\"t\":1,\"Name\":\"A\",\"Price\":\"x\",\"Volume\":1}\n" +
+                     "\n" + "{\"stream\":\"Nope\",\"t\":1}\n" +
+                     "{\"stream\":\"Stock\",\"t\":1,\"Name\":\"A\",\"Price\":1,\"Volume\":1.5}\n" +
+                     "A,1,1,Stock\n" + stock_line("B", 2, 1, 2));
+  EXPECT_EQ(r.status, 400);
+  EXPECT_NE(r.body.find("\"accepted\":2,\"rejected\":5"), std::string::npos) << r.body;
+  for (int line : {2, 3, 5, 6, 7})
+    EXPECT_NE(r.body.find("{\"line\":" + std::to_string(line) + ","), std::string::npos)
+        << line << r.body;
+  EXPECT_NE(r.body.find("unknown stream 'Nope'"), std::string::npos);
+
+  // Script errors: line and column.
+  r = post(port, "/v1/scripts", "SELECT *\nFROM FILTER{Prize > 1}(Stock);");
+  EXPECT_EQ(r.status, 400);
+  EXPECT_NE(r.body.find("{\"errors\":[{\"line\":2,\"column\":"), std::string::npos) << r.body;
+
+  // Oversized body: 413, and the server keeps serving.
+  r = post(port, "/v1/events", std::string((1 << 20) + 10, ' '));
+  EXPECT_EQ(r.status, 413);
+  EXPECT_EQ(get(port, "/nope").status, 404);
+  EXPECT_EQ(get(port, "/v1/events").status, 405);
+  EXPECT_EQ(get(port, "/v1/subscribe/Nope").status, 404);
+  EXPECT_EQ(get(port, "/v1/subscribe/Stock").status, 404);  // input streams are not published
+  EXPECT_EQ(stat(port, "bad_lines"), 5u);
+  EXPECT_EQ(stat(port, "events_accepted"), 2u);
+}
+
+TEST(Serve, OversizedDefaultLimit) {
+  auto srv = start();
+  std::string big(17 << 20, '\n');
+  EXPECT_EQ(post(srv->http_port(), "/v1/events", big).status, 413);
+  EXPECT_EQ(get(srv->http_port(), "/health").status, 200);
+}
+
+TEST(Serve, Auth) {
+  ServeConfig cfg;
+  cfg.token = "s3cret";
+  cfg.ingest_port = 0;
+  auto srv = start(cfg);
+  const uint16_t port = srv->http_port();
+  EXPECT_EQ(get(port, "/health").status, 401);
+  EXPECT_EQ(get(port, "/health", "wrong").status, 401);
+  EXPECT_EQ(get(port, "/metrics").status, 401);
+  EXPECT_EQ(post(port, "/v1/scripts", kScript).status, 401);
+  EXPECT_EQ(get(port, "/health", "s3cret").status, 200);
+  EXPECT_EQ(post(port, "/v1/scripts", kScript, "s3cret").status, 200);
+  EXPECT_EQ(get(port, "/v1/stats", "s3cret").status, 200);
+
+  // TCP ingest: the first line must be AUTH <token>.
+  net::io_context ioc;
+  tcp::socket bad(ioc);
+  bad.connect(tcp::endpoint(net::ip::make_address("127.0.0.1"), srv->ingest_port()));
+  net::write(bad, net::buffer(std::string("A,1,1,Stock,1,1\n")));
+  std::string reply;
+  boost::system::error_code ec;
+  net::read(bad, net::dynamic_buffer(reply), ec);
+  EXPECT_NE(reply.find("AUTH"), std::string::npos);
+
+  // Non-loopback without a token: refused.
+  ServeConfig open;
+  open.host = "0.0.0.0";
+  open.port = 0;
+  Server s(open);
+  EXPECT_NE(s.start().find("without a token"), std::string::npos);
+}
+
+TEST(Serve, BrokenConnections) {
+  auto srv = start();
+  const uint16_t port = srv->http_port();
+  ASSERT_EQ(post(port, "/v1/scripts", kScript).status, 200);
+  net::io_context ioc;
+  {  // Headers promise a body that never comes.
+    tcp::socket s(ioc);
+    s.connect(tcp::endpoint(net::ip::make_address("127.0.0.1"), port));
+    net::write(s, net::buffer(std::string("POST /v1/events HTTP/1.1\r\nHost: x\r\n"
+                                          "Content-Length: 1000\r\n\r\n") +
+                              stock_line("A", 1, 1, 1)));
+  }
+  {  // Half a request line.
+    tcp::socket s(ioc);
+    s.connect(tcp::endpoint(net::ip::make_address("127.0.0.1"), port));
+    net::write(s, net::buffer(std::string("GET /heal")));
+  }
+  {  // Garbage.
+    tcp::socket s(ioc);
+    s.connect(tcp::endpoint(net::ip::make_address("127.0.0.1"), port));
+    net::write(s, net::buffer(std::string("\x01\x02 nonsense\r\n\r\n")));
+    std::string reply;
+    boost::system::error_code ec;
+    net::read(s, net::dynamic_buffer(reply), ec);
+    EXPECT_NE(reply.find("400"), std::string::npos);
+  }
+  {  // A subscriber that goes away.
+    Subscription sub(port, "All");
+    sub.close();
+  }
+  for (int i = 0; i < 5; ++i) EXPECT_EQ(post(port, "/v1/events", stock_line("A", 1, 1, i)).status, 200);
+  for (int i = 0; i < 100 && stat(port, "subscribers") != 0; ++i)
+    std::this_thread::sleep_for(std::chrono::milliseconds(20));
+  EXPECT_EQ(stat(port, "subscribers"), 0u);
+  EXPECT_EQ(stat(port, "events_accepted"), 5u);  // nothing of the broken request
+  EXPECT_EQ(get(port, "/health").status, 200);
+}
+
+TEST(Serve, QueueFullGives503) {
+  ServeConfig cfg;
+  cfg.queue_events = 4;
+  auto srv = start(cfg);
+  const uint16_t port = srv->http_port();
+  ASSERT_EQ(post(port, "/v1/scripts", kScript).status, 200);
+  // Stall the engine thread: a blocking pull queue nobody reads.
+  auto q = srv->engine().subscribe_queue("All", 1, cayuga::api::Overflow::Block).value;
+  int busy = 0;
+  std::string retry;
+  for (int i = 0; i < 20 && busy == 0; ++i) {
+    Reply r = post(port, "/v1/events", stock_line("A", 1, 1, 1) + stock_line("A", 1, 1, 1));
+    if (r.status == 503) {
+      ++busy;
+      retry = r.retry_after;
+    }
+  }
+  EXPECT_EQ(busy, 1);
+  EXPECT_EQ(retry, "1");
+  q.reset();  // the engine goes on
+  EXPECT_EQ(post(port, "/v1/events", stock_line("A", 1, 1, 2)).status, 200);
+  EXPECT_GE(stat(port, "busy_rejections"), 1u);
+}
+
+TEST(Serve, SlowSubscriberIsDisconnected) {
+  ServeConfig cfg;
+  cfg.subscriber_buffer = 64 << 10;
+  auto srv = start(cfg);
+  const uint16_t port = srv->http_port();
+  ASSERT_EQ(post(port, "/v1/scripts", kScript).status, 200);
+  Subscription slow(port, "All", 4096);
+  std::string batch;
+  for (int i = 0; i < 20000; ++i) batch += stock_line("ABCDEFGHIJ", i, i, 1);
+  for (int k = 0; k < 10 && stat(port, "subscribers_dropped") == 0; ++k)
+    ASSERT_EQ(post(port, "/v1/events", batch).status, 200);
+  // The engine was not stalled: everything accepted was processed.
+  for (int i = 0; i < 200 && stat(port, "queue_depth") != 0; ++i)
+    std::this_thread::sleep_for(std::chrono::milliseconds(10));
+  EXPECT_EQ(stat(port, "events_processed"), stat(port, "events_accepted"));
+  EXPECT_EQ(stat(port, "subscribers_dropped"), 1u);
+  std::string line, last;
+  while (!(line = slow.next_line()).empty()) last = line;
+  EXPECT_NE(last.find("{\"end\":\"slow subscriber"), std::string::npos) << last;
+}
+
+TEST(Serve, TcpIngest) {
+  ServeConfig cfg;
+  cfg.ingest_port = 0;
+  auto srv = start(cfg);
+  const uint16_t port = srv->http_port();
+  ASSERT_EQ(post(port, "/v1/scripts", kScript).status, 200);
+  Subscription sub(port, "All");
+  net::io_context ioc;
+  tcp::socket s(ioc);
+  s.connect(tcp::endpoint(net::ip::make_address("127.0.0.1"), srv->ingest_port()));
+  net::write(s, net::buffer(stock_line("A", 1, 1, 1) + "B,2,2,Stock,2,2\nbad line\n" +
+                            "C,3,3,Stock,3,3"));  // the last line ends with the connection
+  s.shutdown(tcp::socket::shutdown_send);
+  std::string reply;
+  boost::system::error_code ec;
+  net::read(s, net::dynamic_buffer(reply), ec);
+  EXPECT_NE(reply.find("{\"line\":3,"), std::string::npos) << reply;
+  EXPECT_NE(sub.next_line().find("\"Name\":\"A\""), std::string::npos);
+  EXPECT_NE(sub.next_line().find("\"Name\":\"B\""), std::string::npos);
+  EXPECT_NE(sub.next_line().find("\"Name\":\"C\""), std::string::npos);
+}
+
+TEST(Serve, ArrivalTimeAndHeartbeat) {
+  ServeConfig cfg;
+  cfg.heartbeat_ms = 20;
+  auto srv = start(cfg);
+  const uint16_t port = srv->http_port();
+  ASSERT_EQ(post(port, "/v1/scripts", kScript).status, 200);
+  Subscription sub(port, "All");
+  const int64_t before = cayuga::serve::now_units(cayuga::EngineUnit::Ms);
+  ASSERT_EQ(post(port, "/v1/events", stock_line("A", 1, 1)).status, 200);
+  std::string line = sub.next_line();
+  size_t p = line.find("\"t1\":");
+  ASSERT_NE(p, std::string::npos);
+  EXPECT_GE(std::stoll(line.substr(p + 5)), before);
+  std::this_thread::sleep_for(std::chrono::milliseconds(200));
+  EXPECT_GE(stat(port, "heartbeats"), 1u);
+  EXPECT_GE(static_cast<int64_t>(stat(port, "current_time")), before + 50);
+  // POST /v1/advance.
+  EXPECT_EQ(post(port, "/v1/advance?t=x", "").status, 400);
+}
+
+// Load: concurrent HTTP publishers (retrying on 503) and a TCP publisher against two
+// subscribers; every accepted event reaches both subscribers. Bounded to a few seconds.
+TEST(Serve, LoadNothingAcceptedIsLost) {
+  ServeConfig cfg;
+  cfg.ingest_port = 0;
+  cfg.queue_events = 5000;  // small: publishers meet backpressure
+  cfg.subscriber_buffer = 256 << 20;
+  auto srv = start(cfg);
+  const uint16_t port = srv->http_port();
+  ASSERT_EQ(post(port, "/v1/scripts",
+                 "CREATE STREAM Stock (Name STRING, Price FLOAT, Volume INT);\n"
+                 "SELECT * FROM FILTER{Price >= 0}(Stock) PUBLISH All;")
+                .status,
+            200);
+  Subscription sub1(port, "All"), sub2(port, "All");
+  std::atomic<uint64_t> accepted{0}, retries{0};
+  const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(3);
+  std::vector<std::thread> pubs;
+  for (int k = 0; k < 3; ++k)
+    pubs.emplace_back([&, k] {
+      std::string batch;
+      for (int i = 0; i < 500; ++i) batch += stock_line("P" + std::to_string(k), i, i);
+      while (std::chrono::steady_clock::now() < deadline) {
+        Reply r = post(port, "/v1/events", batch);
+        if (r.status == 200)
+          accepted += 500;
+        else if (r.status == 503)
+          ++retries;
+        else
+          ADD_FAILURE() << r.status << r.body;
+      }
+    });
+  pubs.emplace_back([&] {
+    net::io_context ioc;
+    tcp::socket s(ioc);
+    s.connect(tcp::endpoint(net::ip::make_address("127.0.0.1"), srv->ingest_port()));
+    std::string chunk;
+    for (int i = 0; i < 1000; ++i) chunk += stock_line("T", i, i);
+    uint64_t sent = 0;
+    while (std::chrono::steady_clock::now() < deadline) {
+      net::write(s, net::buffer(chunk));
+      sent += 1000;
+    }
+    s.shutdown(tcp::socket::shutdown_send);
+    std::string rest;
+    boost::system::error_code ec;
+    net::read(s, net::dynamic_buffer(rest), ec);  // the server read everything
+    EXPECT_EQ(rest, "");
+    accepted += sent;
+  });
+  std::atomic<uint64_t> got1{0}, got2{0};
+  std::thread r1([&] {
+    while (!sub1.next_line().empty()) ++got1;
+  });
+  std::thread r2([&] {
+    while (!sub2.next_line().empty()) ++got2;
+  });
+  auto T = [t0 = std::chrono::steady_clock::now()] {
+    return std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+  };
+  for (auto& t : pubs) t.join();
+  std::fprintf(stderr, "joined %.2f\n", T());
+  for (int i = 0; i < 500 && stat(port, "events_accepted") != accepted; ++i)
+    std::this_thread::sleep_for(std::chrono::milliseconds(10));
+  EXPECT_EQ(stat(port, "events_accepted"), accepted.load());
+  std::fprintf(stderr, "accepted %.2f\n", T());
+  srv->stop();  // drains and ends the subscriber streams
+  std::fprintf(stderr, "stopped %.2f\n", T());
+  r1.join();
+  r2.join();
+  std::fprintf(stderr, "read %.2f\n", T());
+  // Each stream ends with its {"end":...} line.
+  EXPECT_EQ(got1, accepted + 1);
+  EXPECT_EQ(got2, accepted + 1);
+  EXPECT_EQ(srv->engine().stats().late_events, 0u);
+  std::printf("load: %llu events accepted, %llu 503 retries\n",
+              static_cast<unsigned long long>(accepted.load()),
+              static_cast<unsigned long long>(retries.load()));
+}
+
+}  // namespace
