@@ -904,24 +904,74 @@ void append_const(std::string& out, Slot k, Type t) {
 
 }  // namespace
 
+namespace {
+
+TExpr resolve_refs(const TExpr& e, const RefMapper& refs) {
+  TExpr out = e;
+  if (out.op == TOp::Ref) {
+    SlotRef r = refs(e.side, e.index);
+    out.side = r.row == 0 ? Side::First : Side::Second;
+    out.index = r.offset;
+  }
+  for (auto& k : out.kids) k = resolve_refs(k, refs);
+  return out;
+}
+
+}  // namespace
+
+const TExpr& Program::source() const {
+  static const TExpr kTrue;
+  return source_ ? *source_ : kTrue;
+}
+
+Program::Program(const Program& o)
+    : kind_(o.kind_),
+      result_type_(o.result_type_),
+      always_true_(o.always_true_),
+      may_divide_by_zero_(o.may_divide_by_zero_),
+      jump_mode_(o.jump_mode_),
+      num_regs_(o.num_regs_),
+      code_(o.code_),
+      source_(o.source_),
+      native_(o.native_.load(std::memory_order_acquire)) {}
+
+Program& Program::operator=(const Program& o) {
+  if (this != &o) {
+    kind_ = o.kind_;
+    result_type_ = o.result_type_;
+    always_true_ = o.always_true_;
+    may_divide_by_zero_ = o.may_divide_by_zero_;
+    jump_mode_ = o.jump_mode_;
+    num_regs_ = o.num_regs_;
+    code_ = o.code_;
+    source_ = o.source_;
+    native_.store(o.native_.load(std::memory_order_acquire), std::memory_order_release);
+  }
+  return *this;
+}
+
 Program Program::predicate(const TExpr& e, const RefMapper& refs) {
-  return ProgramBuilder::make_predicate(e, refs);
+  Program p = ProgramBuilder::make_predicate(e, refs);
+  p.source_ = std::make_shared<const TExpr>(resolve_refs(e, refs));
+  return p;
 }
 
 Program Program::value(const TExpr& e, const RefMapper& refs) {
-  return ProgramBuilder::make_value(e, refs, true);
+  Program p = ProgramBuilder::make_value(e, refs, true);
+  p.source_ = std::make_shared<const TExpr>(resolve_refs(e, refs));
+  return p;
 }
 
 // A trap anywhere in this evaluation moved the counter: the predicate is false, the value 0.
 // (Jumping code never traps, so the check is always right and costs one compare.)
-bool Program::eval_predicate(const EvalInput& in, EvalStats& stats) const {
+bool Program::interpret_predicate(const EvalInput& in, EvalStats& stats) const {
   if (always_true_) return true;
   uint64_t before = stats.div_by_zero;
   bool r = run(code_.empty() ? kEmptyCode : code_.data(), num_regs_, in, stats).i != 0;
   return r & (stats.div_by_zero == before);  // `&`: no data-dependent branch here
 }
 
-Slot Program::eval_value(const EvalInput& in, EvalStats& stats) const {
+Slot Program::interpret_value(const EvalInput& in, EvalStats& stats) const {
   uint64_t before = stats.div_by_zero;
   Slot r = run(code_.empty() ? kEmptyCode : code_.data(), num_regs_, in, stats);
   return stats.div_by_zero == before ? r : int_slot(0);

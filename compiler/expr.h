@@ -25,7 +25,9 @@
 //    its own single gram; an empty string on either side gives 0.0).
 #pragma once
 
+#include <atomic>
 #include <cstdint>
+#include <memory>
 #include <functional>
 #include <string>
 #include <vector>
@@ -60,8 +62,45 @@ class Program {
   static Program predicate(const TExpr& e, const RefMapper& refs);
   static Program value(const TExpr& e, const RefMapper& refs);
 
-  bool eval_predicate(const EvalInput& in, EvalStats& stats) const;
-  Slot eval_value(const EvalInput& in, EvalStats& stats) const;
+  Program() = default;
+  Program(const Program& o);
+  Program& operator=(const Program& o);
+
+  // Native code, installed by a JIT (runtime/jit_manager.h) possibly from another thread while
+  // the program runs; from then on evaluation calls it instead of interpreting the bytecode.
+  // The JIT guarantees identical results (tests/jit/jit_test.cpp). The Native object must
+  // outlive every evaluation of this program.
+  struct Native {
+    int64_t (*predicate)(const Slot* const* rows, int64_t dur, const Slot* consts,
+                         uint64_t* div_by_zero) = nullptr;
+    uint64_t (*value)(const Slot* const* rows, int64_t dur, const Slot* consts,
+                      uint64_t* div_by_zero) = nullptr;
+    const Slot* consts = nullptr;
+  };
+  void install_native(const Native* native) const {
+    native_.store(native, std::memory_order_release);
+  }
+  bool has_native() const { return native_.load(std::memory_order_acquire) != nullptr; }
+  // The expression this program was compiled from, with references resolved to rows
+  // (Side::First = row 0, Side::Second = row 1, index = slot offset), for a JIT to compile.
+  const TExpr& source() const;
+
+  bool eval_predicate(const EvalInput& in, EvalStats& stats) const {
+    if (const Native* n = native_.load(std::memory_order_acquire))
+      return n->predicate(in.rows, in.dur, n->consts, &stats.div_by_zero) != 0;
+    return interpret_predicate(in, stats);
+  }
+  Slot eval_value(const EvalInput& in, EvalStats& stats) const {
+    if (const Native* n = native_.load(std::memory_order_acquire)) {
+      Slot s;
+      s.s = n->value(in.rows, in.dur, n->consts, &stats.div_by_zero);
+      return s;
+    }
+    return interpret_value(in, stats);
+  }
+  // The bytecode interpreter alone (the reference semantics).
+  bool interpret_predicate(const EvalInput& in, EvalStats& stats) const;
+  Slot interpret_value(const EvalInput& in, EvalStats& stats) const;
 
   Kind kind() const { return kind_; }
   Type result_type() const { return result_type_; }
@@ -86,6 +125,8 @@ class Program {
   bool jump_mode_ = false;  // predicate lowered to compare-and-branch code (no possible trap)
   uint32_t num_regs_ = 0;   // registers the code uses; sized at compile time
   std::vector<Instr> code_;
+  std::shared_ptr<const TExpr> source_;  // null: TRUE
+  mutable std::atomic<const Native*> native_{nullptr};
   friend struct ProgramBuilder;
 };
 

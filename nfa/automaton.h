@@ -61,7 +61,8 @@ struct Atom {
 struct Stage {
   enum class Kind : uint8_t { Filter, Map } kind = Kind::Filter;
   Program pred;                // Filter: over the produced row (row 0); DUR = t1 - t0
-  std::vector<Program> items;  // Map: one value program per output attribute
+  std::vector<Program> items;  // Map: one value program per output attribute, or
+  std::vector<uint32_t> project;  // Map: when every item is a plain attribute: its slot
   std::vector<Type> types;     // Map: item types, for explain
   int64_t max_dur = kNoDurBound;  // Filter: the DUR upper bound its predicate implies
 };

@@ -274,6 +274,11 @@ class Builder {
       }
       case PlanKind::Select: {
         auto sites = compile(p.inputs[0]);
+        const bool all_refs = std::all_of(p.items.begin(), p.items.end(),
+                                          [](const TExpr& e) { return e.op == TOp::Ref; });
+        bool identity = all_refs && p.items.size() == p.inputs[0].schema.size();
+        for (size_t i = 0; identity && i < p.items.size(); ++i) identity = p.items[i].index == i;
+        if (identity) return sites;  // SELECT * or the attributes in order: nothing to do
         for (auto& s : sites) {
           Stage st;
           st.kind = Stage::Kind::Map;
@@ -281,7 +286,8 @@ class Builder {
           s.signature += "M(";
           for (size_t i = 0; i < p.items.size(); ++i) {
             const TExpr& item = p.items[i];
-            st.items.push_back(Program::value(item, single_row_ref));
+            if (all_refs) st.project.push_back(item.index);
+            else st.items.push_back(Program::value(item, single_row_ref));
             st.types.push_back(p.schema.attrs[i].type);
             if (item.op == TOp::Const) consts[i] = item.value;
             if (item.op == TOp::Ref) consts[i] = s.consts[item.index];

@@ -99,7 +99,9 @@ std::string to_text(const Automaton& a) {
         if (st.kind == Stage::Kind::Filter) {
           out << "       filter:\n" << indent(st.pred.disassemble(), "         ");
         } else {
-          out << "       map:\n";
+          out << "       map:";
+          for (uint32_t slot : st.project) out << " r" << slot;
+          out << "\n";
           for (size_t k = 0; k < st.items.size(); ++k)
             out << "         item " << k << ":\n" << indent(st.items[k].disassemble(), "           ");
         }

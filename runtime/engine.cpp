@@ -34,10 +34,16 @@ EngineOptions EngineOptions::from_env() {
   o.merge = !env_flag("CAYUGA_NO_MERGE");
   o.index = !env_flag("CAYUGA_NO_INDEX");
   o.instance_index = !env_flag("CAYUGA_NO_INSTANCE_INDEX");
+  if (const char* j = std::getenv("CAYUGA_JIT"))
+    if (auto mode = parse_jit_mode(j)) o.jit = *mode;
   return o;
 }
 
-Engine::Engine(EngineOptions options) : options_(options) {}
+Engine::Engine(EngineOptions options)
+    : options_(options),
+      jit_(options.jit == JitMode::Off ? nullptr : std::make_unique<JitManager>(options.jit)) {}
+
+Engine::~Engine() = default;
 
 Diagnostics Engine::add_script(std::string_view text) {
   Catalog existing;
@@ -47,6 +53,7 @@ Diagnostics Engine::add_script(std::string_view text) {
   }
   AnalyzeResult analyzed = compile_script(text, AnalyzeOptions{options_.unit, &existing});
   if (!analyzed.script) return std::move(analyzed.errors);
+  if (jit_) jit_->pause();  // the build may move programs the JIT worker is reading
   if (std::string err = nfa::build(*analyzed.script, automaton_, {options_.merge}); !err.empty())
     return {Diagnostic{0, 0, err}};
   state_.resize(automaton_.nodes.size());
@@ -58,6 +65,7 @@ Diagnostics Engine::add_script(std::string_view text) {
     }
   }
   rebuild_routes();
+  if (jit_) jit_->submit(automaton_);
   return {};
 }
 
@@ -206,9 +214,13 @@ void Engine::fire_emit(const Emit& emit, const Slot* row, int64_t t0, int64_t t1
     if (stage.kind == Stage::Kind::Filter) {
       if (!stage.pred.eval_predicate(in, eval_stats_)) return;
     } else {
-      std::vector<Slot>& next = scratch(stage.items.size());
-      for (size_t i = 0; i < stage.items.size(); ++i)
-        next[i] = stage.items[i].eval_value(in, eval_stats_);
+      std::vector<Slot>& next = scratch(stage.types.size());
+      if (!stage.project.empty()) {
+        for (size_t i = 0; i < stage.project.size(); ++i) next[i] = cur[stage.project[i]];
+      } else {
+        for (size_t i = 0; i < stage.items.size(); ++i)
+          next[i] = stage.items[i].eval_value(in, eval_stats_);
+      }
       cur = next.data();
     }
   }

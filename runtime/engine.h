@@ -32,6 +32,7 @@
 #include "compiler/analyzer.h"
 #include "index/stream_index.h"
 #include "nfa/automaton.h"
+#include "runtime/jit_manager.h"
 
 namespace cayuga {
 
@@ -52,8 +53,10 @@ struct EngineOptions {
   bool merge = true;           // share identical nodes across queries
   bool index = true;           // global predicate index
   bool instance_index = true;  // per-node buckets for dynamic equalities
+  JitMode jit = JitMode::Auto;  // predicates and schema maps as native code
 
-  // Defaults, with CAYUGA_NO_MERGE=1, CAYUGA_NO_INDEX=1, CAYUGA_NO_INSTANCE_INDEX=1 honoured.
+  // Defaults, with CAYUGA_NO_MERGE=1, CAYUGA_NO_INDEX=1, CAYUGA_NO_INSTANCE_INDEX=1 and
+  // CAYUGA_JIT=off|on|auto honoured.
   static EngineOptions from_env();
 };
 
@@ -63,6 +66,9 @@ class Engine {
   using Sink = std::function<void(uint32_t stream, const Row& row)>;
 
   explicit Engine(EngineOptions options = {});
+  ~Engine();
+  Engine(const Engine&) = delete;
+  Engine& operator=(const Engine&) = delete;
 
   // Compiles a script against the streams already in the engine and adds its streams and
   // queries. On error nothing is added.
@@ -81,6 +87,11 @@ class Engine {
   void finish();
 
   const EngineStats& stats() const;
+  JitStats jit_stats() const { return jit_ ? jit_->stats() : JitStats{}; }
+  // Blocks until the background JIT has compiled everything queued (benchmarks, tests).
+  void wait_for_jit() {
+    if (jit_) jit_->wait_idle();
+  }
   // The smallest t1 an event may still have (earlier ones are late).
   int64_t current_time() const { return epoch_open_ ? epoch_ : floor_; }
 
@@ -149,6 +160,8 @@ class Engine {
   size_t scratch_top_ = 0;
   std::deque<std::vector<uint32_t>> targets_;
   size_t targets_top_ = 0;
+  // Last: its worker thread reads programs of automaton_, so it must stop first.
+  std::unique_ptr<JitManager> jit_;
 };
 
 }  // namespace cayuga

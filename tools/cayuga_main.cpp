@@ -63,10 +63,14 @@ constexpr const char* kRunUsage =
     "  --quiet                   no progress line\n"
     "\n"
     "optimizations (each can be switched off; results do not change):\n"
+    "  --jit on|off|auto         native code for predicates and schema maps: on = compile\n"
+    "                            before the run, auto (default) = compile in the background\n"
+    "                            and switch when ready, off = interpreter only\n"
     "  --no-merge                do not share identical automaton nodes across queries\n"
     "  --no-index                no global predicate index: every event visits every node\n"
     "  --no-instance-index       no per-node buckets for dynamic equalities\n"
-    "  (or the environment: CAYUGA_NO_MERGE=1, CAYUGA_NO_INDEX=1, CAYUGA_NO_INSTANCE_INDEX=1)\n";
+    "  (or the environment: CAYUGA_JIT=..., CAYUGA_NO_MERGE=1, CAYUGA_NO_INDEX=1,\n"
+    "   CAYUGA_NO_INSTANCE_INDEX=1)\n";
 
 bool read_file(const std::string& path, std::string& out) {
   std::ifstream in(path, std::ios::binary);
@@ -209,6 +213,11 @@ int cmd_run(std::vector<std::string> args) {
       stats = true;
     } else if (a == "--quiet") {
       quiet = true;
+    } else if (a == "--jit") {
+      auto v = value();
+      auto m = v ? parse_jit_mode(*v) : std::nullopt;
+      if (!m) return usage_error("--jit must be on, off or auto", kRunUsage);
+      engine_options.jit = *m;
     } else if (a == "--no-merge") {
       engine_options.merge = false;
     } else if (a == "--no-index") {
@@ -304,14 +313,16 @@ int cmd_run(std::vector<std::string> args) {
     std::cerr << "cayuga: skipped " << bad_lines << " bad lines and " << s.late_events
               << " late events\n";
   if (stats) {
+    const JitStats js = engine.jit_stats();
     double compile_ms = std::chrono::duration<double, std::milli>(compiled - start).count();
     double run_ms = std::chrono::duration<double, std::milli>(end - compiled).count();
     std::fprintf(stderr,
                  "{\"events_in\":%llu,\"outputs\":%llu,\"epochs\":%llu,\"late_events\":%llu,"
                  "\"bad_lines\":%llu,\"unmatched_lines\":%llu,\"peak_instances\":%llu,"
                  "\"instances\":%llu,\"expired\":%llu,\"div_by_zero\":%llu,\"queries\":%zu,"
-                 "\"nodes\":%zu,\"compile_ms\":%.3f,\"run_ms\":%.3f,\"events_per_s\":%.0f,"
-                 "\"peak_rss_bytes\":%lld}\n",
+                 "\"nodes\":%zu,\"jit\":\"%s\",\"jit_compiled\":%llu,\"jit_shapes\":%llu,"
+                 "\"jit_compile_ms\":%.3f,\"compile_ms\":%.3f,\"run_ms\":%.3f,"
+                 "\"events_per_s\":%.0f,\"peak_rss_bytes\":%lld}\n",
                  static_cast<unsigned long long>(s.events_in),
                  static_cast<unsigned long long>(s.outputs),
                  static_cast<unsigned long long>(s.epochs),
@@ -322,7 +333,9 @@ int cmd_run(std::vector<std::string> args) {
                  static_cast<unsigned long long>(s.instances),
                  static_cast<unsigned long long>(s.expired),
                  static_cast<unsigned long long>(s.div_by_zero), automaton.queries.size(),
-                 automaton.nodes.size(), compile_ms, run_ms,
+                 automaton.nodes.size(), to_string(engine_options.jit),
+                 static_cast<unsigned long long>(js.compiled),
+                 static_cast<unsigned long long>(js.shapes), js.compile_ms, compile_ms, run_ms,
                  run_ms > 0 ? s.events_in / (run_ms / 1000.0) : 0.0,
                  static_cast<long long>(peak_rss_bytes()));
   }

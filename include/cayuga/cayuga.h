@@ -62,10 +62,10 @@ class Value {
   template <std::integral I>
   Value(I v) : type_(Type::Int), i_(static_cast<int64_t>(v)) {}  // NOLINT: implicit on purpose
   template <std::floating_point F>
-  Value(F v) : type_(Type::Float), f_(static_cast<double>(v)) {}  // NOLINT
+  Value(F v) : type_(Type::Float), f_(static_cast<double>(v)) {}                  // NOLINT
   Value(std::string_view s) : type_(Type::String), s_(s.data()), n_(s.size()) {}  // NOLINT
-  Value(const char* s) : Value(std::string_view(s)) {}                             // NOLINT
-  Value(const std::string& s) : Value(std::string_view(s)) {}                      // NOLINT
+  Value(const char* s) : Value(std::string_view(s)) {}                            // NOLINT
+  Value(const std::string& s) : Value(std::string_view(s)) {}                     // NOLINT
 
   Type type() const { return type_; }
   int64_t as_int() const { return type_ == Type::Int ? i_ : 0; }
@@ -164,8 +164,8 @@ struct StreamInfo {
 };
 
 struct QueryInfo {
-  uint32_t id = 0;      // engine-wide, 1-based, never reused
-  std::string stream;   // the stream it publishes (its PUBLISH name, or q<N>)
+  uint32_t id = 0;     // engine-wide, 1-based, never reused
+  std::string stream;  // the stream it publishes (its PUBLISH name, or q<N>)
   uint32_t stream_id = 0;
   bool removed = false;
 };
@@ -216,22 +216,22 @@ struct BatchResult {
 };
 
 struct Stats {
-  uint64_t events_in = 0;       // events accepted by the engine (not late)
-  uint64_t rejected = 0;        // events refused by push (bad stream, arity, type)
-  uint64_t late_events = 0;     // dropped: before the current time
-  uint64_t outputs = 0;         // rows delivered to subscribers (removed queries excluded)
+  uint64_t events_in = 0;    // events accepted by the engine (not late)
+  uint64_t rejected = 0;     // events refused by push (bad stream, arity, type)
+  uint64_t late_events = 0;  // dropped: before the current time
+  uint64_t outputs = 0;      // rows delivered to subscribers (removed queries excluded)
   uint64_t epochs = 0;
-  uint64_t instances = 0;       // live partial matches
+  uint64_t instances = 0;  // live partial matches
   uint64_t peak_instances = 0;
-  uint64_t expired = 0;         // instances freed because their DUR bound passed
+  uint64_t expired = 0;  // instances freed because their DUR bound passed
   uint64_t div_by_zero = 0;
-  uint64_t queries = 0;         // live (not removed) queries
+  uint64_t queries = 0;  // live (not removed) queries
   uint64_t removed_queries = 0;
   uint64_t subscriptions = 0;
-  uint64_t memory_bytes = 0;    // estimate of instance state: instances x widest instance
+  uint64_t memory_bytes = 0;  // estimate of instance state: instances x widest instance
   uint64_t memory_budget = 0;
   bool over_budget = false;
-  int64_t current_time = 0;     // the smallest t an event may still have
+  int64_t current_time = 0;  // the smallest t an event may still have
 };
 
 // ---------------------------------------------------------------------------------------------

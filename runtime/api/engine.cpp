@@ -191,7 +191,9 @@ size_t OutputQueue::size() const {
   std::lock_guard lock(state_->mu);
   return state_->rows.size();
 }
-size_t OutputQueue::capacity() const { return state_->capacity; }
+size_t OutputQueue::capacity() const {
+  return state_->capacity;
+}
 uint64_t OutputQueue::dropped() const {
   std::lock_guard lock(state_->mu);
   return state_->dropped;
@@ -211,17 +213,29 @@ std::string OutputQueue::close_reason() const {
 Engine::Engine(Options options) : impl_(std::make_shared<EngineImpl>(options)) {}
 Engine::~Engine() = default;
 
-const Options& Engine::options() const { return impl_->options; }
+const Options& Engine::options() const {
+  return impl_->options;
+}
 
-ScriptResult Engine::add_script(std::string_view text) { return impl_->add_script(text); }
-Status Engine::remove_query(uint32_t id) { return impl_->remove_query(id); }
-std::vector<QueryInfo> Engine::queries() const { return impl_->queries(); }
-std::vector<StreamInfo> Engine::streams() const { return impl_->streams(); }
+ScriptResult Engine::add_script(std::string_view text) {
+  return impl_->add_script(text);
+}
+Status Engine::remove_query(uint32_t id) {
+  return impl_->remove_query(id);
+}
+std::vector<QueryInfo> Engine::queries() const {
+  return impl_->queries();
+}
+std::vector<StreamInfo> Engine::streams() const {
+  return impl_->streams();
+}
 std::optional<uint32_t> Engine::stream_id(std::string_view name) const {
   return impl_->stream_id(name);
 }
 
-Status Engine::push(const Event& event) { return impl_->push_values(event); }
+Status Engine::push(const Event& event) {
+  return impl_->push_values(event);
+}
 
 Status Engine::push(std::string_view stream, int64_t t, std::span<const Value> values) {
   std::optional<uint32_t> id = impl_->stream_id(stream);
@@ -233,29 +247,37 @@ BatchResult Engine::push_batch(std::span<const Event> events) {
   return impl_->push_value_batch(events);
 }
 
-Status Engine::advance_to(int64_t t) { return impl_->advance_to(t); }
-Status Engine::finish() { return impl_->finish(); }
-Stats Engine::stats() const { return impl_->stats(); }
+Status Engine::advance_to(int64_t t) {
+  return impl_->advance_to(t);
+}
+Status Engine::finish() {
+  return impl_->finish();
+}
+Stats Engine::stats() const {
+  return impl_->stats();
+}
 
 Result<uint64_t> Engine::subscribe(std::string_view stream, Callback callback) {
   EngineImpl* impl = impl_.get();
-  return impl_->subscribe_rows(
-      stream, [impl, cb = std::move(callback), values = std::vector<Value>()](
-                  uint32_t id, const Row& row) mutable {
-        const Schema& schema = impl->stream_schema(id);
-        to_values(schema, row, values);
-        Output out;
-        out.stream = id;
-        out.stream_name = impl->stream_name(id);
-        out.t0 = row.t0;
-        out.t1 = row.t1;
-        out.values = values;
-        out.fields = impl->stream_fields(id);
-        cb(out);
-      });
+  return impl_->subscribe_rows(stream,
+                               [impl, cb = std::move(callback), values = std::vector<Value>()](
+                                   uint32_t id, const Row& row) mutable {
+                                 const Schema& schema = impl->stream_schema(id);
+                                 to_values(schema, row, values);
+                                 Output out;
+                                 out.stream = id;
+                                 out.stream_name = impl->stream_name(id);
+                                 out.t0 = row.t0;
+                                 out.t1 = row.t1;
+                                 out.values = values;
+                                 out.fields = impl->stream_fields(id);
+                                 cb(out);
+                               });
 }
 
-Status Engine::unsubscribe(uint64_t subscription) { return impl_->unsubscribe(subscription); }
+Status Engine::unsubscribe(uint64_t subscription) {
+  return impl_->unsubscribe(subscription);
+}
 
 Result<std::unique_ptr<OutputQueue>> Engine::subscribe_queue(std::string_view stream,
                                                              size_t capacity, Overflow overflow) {
@@ -264,15 +286,14 @@ Result<std::unique_ptr<OutputQueue>> Engine::subscribe_queue(std::string_view st
   state->capacity = capacity;
   state->overflow = overflow;
   EngineImpl* impl = impl_.get();
-  Result<uint64_t> sub =
-      impl_->subscribe_rows(stream, [impl, state](uint32_t id, const Row& row) {
-        OutputRow out;
-        out.stream = id;
-        out.t0 = row.t0;
-        out.t1 = row.t1;
-        to_values(impl->stream_schema(id), row, out.values);
-        state->offer(std::move(out));
-      });
+  Result<uint64_t> sub = impl_->subscribe_rows(stream, [impl, state](uint32_t id, const Row& row) {
+    OutputRow out;
+    out.stream = id;
+    out.t0 = row.t0;
+    out.t1 = row.t1;
+    to_values(impl->stream_schema(id), row, out.values);
+    state->offer(std::move(out));
+  });
   if (!sub.ok()) return {sub.status, nullptr};
   impl_->on_destroy(sub.value, [state] { state->close("the engine was destroyed"); });
   return {{}, std::unique_ptr<OutputQueue>(new OutputQueue(state, impl_, sub.value))};

@@ -100,7 +100,9 @@ void EngineImpl::on_destroy(uint64_t id, std::function<void()> closer) {
       if (s.id == id) s.closer = std::move(closer);
 }
 
-bool EngineImpl::in_callback() const { return tl_in_callback == this; }
+bool EngineImpl::in_callback() const {
+  return tl_in_callback == this;
+}
 
 void EngineImpl::refresh_streams() {
   const auto& streams = engine_.automaton().streams;
@@ -168,8 +170,7 @@ ScriptResult EngineImpl::add_script(std::string_view text) {
 Status EngineImpl::remove_query(uint32_t id) {
   if (in_callback()) return deadlock();
   std::lock_guard<std::recursive_mutex> lock(mu_);
-  if (id == 0 || id > queries_.size())
-    return {Code::NotFound, "no query " + std::to_string(id)};
+  if (id == 0 || id > queries_.size()) return {Code::NotFound, "no query " + std::to_string(id)};
   QueryInfo& q = queries_[id - 1].info;
   if (q.removed) return {Code::NotFound, "query " + std::to_string(id) + " was already removed"};
   q.removed = true;
@@ -259,7 +260,8 @@ void EngineImpl::push_slot_batch(std::span<const SlotEvent> events, const Slot* 
 Status EngineImpl::check_event(const Event& e, std::vector<Slot>& slots) const {
   const auto& streams = engine_.automaton().streams;
   if (e.stream >= streams.size() || streams[e.stream].kind != nfa::StreamKind::Input)
-    return {Code::InvalidArgument, "stream " + std::to_string(e.stream) + " is not an input stream"};
+    return {Code::InvalidArgument,
+            "stream " + std::to_string(e.stream) + " is not an input stream"};
   const Schema& schema = streams[e.stream].schema;
   if (e.values.size() != schema.size())
     return {Code::InvalidArgument, streams[e.stream].name + " has " +

@@ -110,9 +110,9 @@ struct EngineImpl {
   mutable std::recursive_mutex mu_;  // recursive: read-only calls from callbacks are fine
   cayuga::Engine engine_;
   std::vector<QueryRec> queries_;
-  std::vector<std::vector<Sub>> subs_;           // by stream id
-  std::vector<uint32_t> live_publishers_;        // by stream id
-  std::deque<std::vector<Field>> fields_;        // by stream id (deque: stable references)
+  std::vector<std::vector<Sub>> subs_;     // by stream id
+  std::vector<uint32_t> live_publishers_;  // by stream id
+  std::deque<std::vector<Field>> fields_;  // by stream id (deque: stable references)
   uint64_t next_sub_ = 1;
   uint64_t sub_count_ = 0;
   uint64_t outputs_ = 0;

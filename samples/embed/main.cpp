@@ -19,18 +19,20 @@ int main() {
     for (const auto& e : script.errors) std::fprintf(stderr, "%s\n", e.to_string().c_str());
     return 1;
   }
-  for (const auto& q : script.queries) std::printf("query %u publishes %s\n", q.id, q.stream.c_str());
+  for (const auto& q : script.queries)
+    std::printf("query %u publishes %s\n", q.id, q.stream.c_str());
 
   // Errors are values with a line and a column.
   cep::ScriptResult bad = engine.add_script("SELECT Prize FROM Stock PUBLISH Oops;");
   for (const auto& e : bad.errors) std::printf("error %s\n", e.to_string().c_str());
 
   // Push: callback, runs on the pushing thread.
-  engine.subscribe("T5", [](const cep::Output& out) { std::printf("%s\n", out.to_json().c_str()); });
+  engine.subscribe("T5",
+                   [](const cep::Output& out) { std::printf("%s\n", out.to_json().c_str()); });
 
   // Pull: a second query added at run time, read through a bounded queue.
-  cep::ScriptResult rising = engine.add_script(
-      "SELECT Name, Price FROM FILTER{Price > 20}(Stock) PUBLISH Expensive;");
+  cep::ScriptResult rising =
+      engine.add_script("SELECT Name, Price FROM FILTER{Price > 20}(Stock) PUBLISH Expensive;");
   auto queue = engine.subscribe_queue("Expensive", 16).value;
 
   const uint32_t stock = *engine.stream_id("Stock");
@@ -50,9 +52,9 @@ int main() {
   engine.push(stock, 2, {"IBM", 1.0, 1});  // late: dropped and counted
 
   cep::OutputRow row;
-  while (queue->pop(row)) std::printf("Expensive t=%lld %s %s\n", static_cast<long long>(row.t1),
-                                      row.values[0].to_string().c_str(),
-                                      row.values[1].to_string().c_str());
+  while (queue->pop(row))
+    std::printf("Expensive t=%lld %s %s\n", static_cast<long long>(row.t1),
+                row.values[0].to_string().c_str(), row.values[1].to_string().c_str());
 
   engine.remove_query(rising.queries[0].id);
   engine.push(stock, 7, {"ORCL", 31.0, 1});

@@ -68,10 +68,10 @@ TEST(Api, PushValidation) {
   cep::Engine e;
   ASSERT_TRUE(e.add_script(std::string(kStock) + "SELECT * FROM Stock PUBLISH All;").ok());
   uint32_t s = *e.stream_id("Stock");
-  EXPECT_EQ(e.push(s, 1, {"IBM", 1.0}).code, cep::Code::InvalidArgument);        // arity
-  EXPECT_EQ(e.push(s, 1, {"IBM", "x", 1}).code, cep::Code::InvalidArgument);     // type
-  EXPECT_EQ(e.push(s, 1, {"IBM", 1.0, 1.5}).code, cep::Code::InvalidArgument);   // FLOAT for INT
-  EXPECT_EQ(e.push(99, 1, {"IBM", 1.0, 1}).code, cep::Code::InvalidArgument);    // no stream
+  EXPECT_EQ(e.push(s, 1, {"IBM", 1.0}).code, cep::Code::InvalidArgument);       // arity
+  EXPECT_EQ(e.push(s, 1, {"IBM", "x", 1}).code, cep::Code::InvalidArgument);    // type
+  EXPECT_EQ(e.push(s, 1, {"IBM", 1.0, 1.5}).code, cep::Code::InvalidArgument);  // FLOAT for INT
+  EXPECT_EQ(e.push(99, 1, {"IBM", 1.0, 1}).code, cep::Code::InvalidArgument);   // no stream
   EXPECT_EQ(e.push(*e.stream_id("All"), 1, {"IBM", 1.0, 1}).code,
             cep::Code::InvalidArgument);  // a published stream is not an input
   std::vector<cep::Value> v{"IBM", 1.0, 1};

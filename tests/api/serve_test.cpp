@@ -1,10 +1,13 @@
 // The service (tools/serve) over real loopback sockets on ephemeral ports: the query / event /
 // subscribe cycle, bad input, limits, auth, broken connections, backpressure, slow
 // subscribers, TCP ingest, and a bounded load test that checks nothing accepted is lost.
+// clang-format off
+#include <utility>  // first: Boost 1.74's asio/awaitable.hpp uses std::exchange without it
+// clang-format on
+#include "tools/serve/serve.h"
+
 #include <gtest/gtest.h>
 #include <sys/socket.h>
-
-#include <utility>  // before Asio (Boost 1.74 needs std::exchange)
 
 #include <atomic>
 #include <boost/asio.hpp>
@@ -13,7 +16,6 @@
 #include <thread>
 
 #include "tools/serve/ingest.h"
-#include "tools/serve/serve.h"
 
 namespace {
 
@@ -21,8 +23,8 @@ namespace net = boost::asio;
 namespace beast = boost::beast;
 namespace http = beast::http;
 using tcp = net::ip::tcp;
-using cayuga::serve::Server;
 using cayuga::serve::ServeConfig;
+using cayuga::serve::Server;
 
 constexpr const char* kScript =
     "CREATE STREAM Stock (Name STRING, Price FLOAT, Volume INT);\n"
@@ -153,12 +155,15 @@ TEST(Serve, QueryEventSubscribeCycle) {
                stock_line("IBM", 12, 1, 3) + stock_line("MSFT", 21, 1, 4));
   EXPECT_EQ(r.status, 200);
   EXPECT_EQ(r.body, "{\"accepted\":5}\n");
-  EXPECT_EQ(sub.next_line(),
-            R"({"stream":"T5","t0":1,"t1":3,"Name_1":"IBM","Price_1":10,"Volume_1":1,"Name":"IBM","Price":11,"Volume":1})");
-  EXPECT_EQ(sub.next_line(),
-            R"({"stream":"T5","t0":1,"t1":3,"Name_1":"IBM","Price_1":10,"Volume_1":1,"Name":"IBM","Price":12,"Volume":1})");
-  EXPECT_EQ(sub.next_line(),
-            R"({"stream":"T5","t0":2,"t1":4,"Name_1":"MSFT","Price_1":20,"Volume_1":1,"Name":"MSFT","Price":21,"Volume":1})");
+  EXPECT_EQ(
+      sub.next_line(),
+      R"({"stream":"T5","t0":1,"t1":3,"Name_1":"IBM","Price_1":10,"Volume_1":1,"Name":"IBM","Price":11,"Volume":1})");
+  EXPECT_EQ(
+      sub.next_line(),
+      R"({"stream":"T5","t0":1,"t1":3,"Name_1":"IBM","Price_1":10,"Volume_1":1,"Name":"IBM","Price":12,"Volume":1})");
+  EXPECT_EQ(
+      sub.next_line(),
+      R"({"stream":"T5","t0":2,"t1":4,"Name_1":"MSFT","Price_1":20,"Volume_1":1,"Name":"MSFT","Price":21,"Volume":1})");
 
   EXPECT_EQ(get(port, "/v1/queries").body,
             "{\"queries\":[{\"id\":1,\"stream\":\"T5\",\"removed\":false},{\"id\":2,\"stream\":"
@@ -183,12 +188,13 @@ TEST(Serve, BadInputIsRejectedPerLine) {
   auto srv = start(cfg);
   const uint16_t port = srv->http_port();
   ASSERT_EQ(post(port, "/v1/scripts", kScript).status, 200);
-  Reply r = post(port, "/v1/events",
-                 stock_line("A", 1, 1, 1) + "{not json\n" +
-                     "{\"stream\":\"Stock\",\"t\":1,\"Name\":\"A\",\"Price\":\"x\",\"Volume\":1}\n" +
-                     "\n" + "{\"stream\":\"Nope\",\"t\":1}\n" +
-                     "{\"stream\":\"Stock\",\"t\":1,\"Name\":\"A\",\"Price\":1,\"Volume\":1.5}\n" +
-                     "A,1,1,Stock\n" + stock_line("B", 2, 1, 2));
+  Reply r =
+      post(port, "/v1/events",
+           stock_line("A", 1, 1, 1) + "{not json\n" +
+               "{\"stream\":\"Stock\",\"t\":1,\"Name\":\"A\",\"Price\":\"x\",\"Volume\":1}\n" +
+               "\n" + "{\"stream\":\"Nope\",\"t\":1}\n" +
+               "{\"stream\":\"Stock\",\"t\":1,\"Name\":\"A\",\"Price\":1,\"Volume\":1.5}\n" +
+               "A,1,1,Stock\n" + stock_line("B", 2, 1, 2));
   EXPECT_EQ(r.status, 400);
   EXPECT_NE(r.body.find("\"accepted\":2,\"rejected\":5"), std::string::npos) << r.body;
   for (int line : {2, 3, 5, 6, 7})
@@ -281,7 +287,8 @@ TEST(Serve, BrokenConnections) {
     Subscription sub(port, "All");
     sub.close();
   }
-  for (int i = 0; i < 5; ++i) EXPECT_EQ(post(port, "/v1/events", stock_line("A", 1, 1, i)).status, 200);
+  for (int i = 0; i < 5; ++i)
+    EXPECT_EQ(post(port, "/v1/events", stock_line("A", 1, 1, i)).status, 200);
   for (int i = 0; i < 100 && stat(port, "subscribers") != 0; ++i)
     std::this_thread::sleep_for(std::chrono::milliseconds(20));
   EXPECT_EQ(stat(port, "subscribers"), 0u);

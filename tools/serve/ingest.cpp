@@ -7,7 +7,9 @@ namespace cayuga::serve {
 
 namespace {
 
-bool blank(char c) { return c == ' ' || c == '\t' || c == '\r'; }
+bool blank(char c) {
+  return c == ' ' || c == '\t' || c == '\r';
+}
 
 // Whether a JSON line names its time: a key "t", "t0" or "t1" (a string followed by ':').
 // Heuristic but safe: a wrong "yes" makes the reader report the missing time; a wrong "no"
@@ -68,8 +70,8 @@ void flush(Segment& seg, const StreamSnapshot& snap, EngineUnit unit, Batch& out
         case EventReader::Status::Error: {
           const InputError& e = reader->error();
           if (e.line == 0 || e.line > seg.lines.size()) {
-            add_error(errors, max_errors, error_count, seg.lines[std::min(next, seg.lines.size() - 1)],
-                      e.message);
+            add_error(errors, max_errors, error_count,
+                      seg.lines[std::min(next, seg.lines.size() - 1)], e.message);
             more = false;
             break;
           }
@@ -89,8 +91,8 @@ void flush(Segment& seg, const StreamSnapshot& snap, EngineUnit unit, Batch& out
 }  // namespace
 
 void parse_lines(std::string_view text, const StreamSnapshot& snap, EngineUnit unit,
-                 uint64_t first_line, Batch& out, std::vector<LineError>& errors,
-                 size_t max_errors, uint64_t* error_count) {
+                 uint64_t first_line, Batch& out, std::vector<LineError>& errors, size_t max_errors,
+                 uint64_t* error_count) {
   Segment seg;
   uint64_t ln = first_line;
   for (size_t pos = 0; pos < text.size(); ++ln) {
@@ -101,8 +103,8 @@ void parse_lines(std::string_view text, const StreamSnapshot& snap, EngineUnit u
     while (first < line.size() && blank(line[first])) ++first;
     if (first == line.size()) continue;
     const bool json = line[first] == '{';
-    if (!seg.lines.empty() && seg.json != json) flush(seg, snap, unit, out, errors, max_errors,
-                                                      error_count);
+    if (!seg.lines.empty() && seg.json != json)
+      flush(seg, snap, unit, out, errors, max_errors, error_count);
     seg.json = json;
     bool arrival = json && !has_time_key(line);
     if (arrival) {

@@ -47,8 +47,8 @@ struct Batch {
 // Parses `text` (lines separated by '\n'; the last line may lack it). Line numbers start at
 // `first_line`. Errors beyond `max_errors` are counted in *error_count but not listed.
 void parse_lines(std::string_view text, const StreamSnapshot& snap, EngineUnit unit,
-                 uint64_t first_line, Batch& out, std::vector<LineError>& errors,
-                 size_t max_errors, uint64_t* error_count);
+                 uint64_t first_line, Batch& out, std::vector<LineError>& errors, size_t max_errors,
+                 uint64_t* error_count);
 
 // Now, in engine units since the Unix epoch.
 int64_t now_units(EngineUnit unit);

@@ -10,7 +10,8 @@
 //
 // Shutdown (stop(), or SIGTERM/SIGINT in serve_main): stop accepting, end every reading
 // connection (a request already read completes), drain the queue into the engine, close the
-// open epoch, then flush and end every subscriber stream.
+// open epoch, then flush and end every subscriber stream (a subscriber that does not read for
+// 5 s is cut off).
 //
 // Thread-safety: Server's public members may be called from any thread; stop() is idempotent.
 #pragma once
@@ -41,13 +42,13 @@ struct ServeConfig {
   std::vector<std::string> script_files;  // loaded at start
   std::string token;                      // bearer token; empty: no authentication
   api::TimeUnit unit = api::TimeUnit::Milliseconds;
-  size_t queue_events = 1 << 20;          // bounded event queue
-  size_t max_body = 16 << 20;             // larger request bodies get 413
-  size_t subscriber_buffer = 8 << 20;     // bytes buffered per subscriber before disconnect
+  size_t queue_events = 1 << 20;       // bounded event queue
+  size_t max_body = 16 << 20;          // larger request bodies get 413
+  size_t subscriber_buffer = 8 << 20;  // bytes buffered per subscriber before disconnect
   int heartbeat_ms = 100;
   HeartbeatMode heartbeat = HeartbeatMode::Arrival;
   size_t max_connections = 512;
-  std::string port_file;                  // written once listening: "<http> <ingest>\n"
+  std::string port_file;  // written once listening: "<http> <ingest>\n"
 };
 
 // Parses the command line into `cfg`. Returns "" or an error message; "help" for --help.

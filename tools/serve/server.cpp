@@ -1,8 +1,9 @@
 // The service: HTTP endpoints, subscriber streams, TCP ingest, the engine thread and shutdown.
 // See serve.h for the architecture and docs/service.md for the protocol.
+// clang-format off
+#include <utility>  // first: Boost 1.74's asio/awaitable.hpp uses std::exchange without it
+// clang-format on
 #include <sys/socket.h>
-
-#include <utility>  // before Asio: Boost 1.74's awaitable.hpp uses std::exchange without it
 
 #include <atomic>
 #include <boost/asio.hpp>
@@ -217,6 +218,10 @@ void Server::Impl::stop() {
     }
     s->cv.notify_all();
   }
+  // A subscriber that does not read blocks its connection thread in a write: after a grace
+  // period, cut such connections so shutdown always ends.
+  if (!conn_cv.wait_for(lock, std::chrono::seconds(5), [&] { return conns.empty(); }))
+    for (auto& [id, c] : conns) ::shutdown(c.fd, SHUT_RDWR);
   conn_cv.wait(lock, [&] { return conns.empty(); });
 }
 
@@ -344,9 +349,9 @@ void Server::Impl::http_session(tcp::socket& sock, uint64_t id) {
     };
     if (ec == http::error::body_limit) {
       ++http_requests;
-      fail_and_close(http::status::payload_too_large,
-                     "{\"error\":\"request body larger than " + std::to_string(cfg.max_body) +
-                         " bytes\"}");
+      fail_and_close(
+          http::status::payload_too_large,
+          "{\"error\":\"request body larger than " + std::to_string(cfg.max_body) + " bytes\"}");
       return;
     }
     if (ec) {
@@ -373,9 +378,9 @@ void Server::Impl::http_session(tcp::socket& sock, uint64_t id) {
     }
     http::read(sock, buffer, parser, ec);
     if (ec == http::error::body_limit) {
-      fail_and_close(http::status::payload_too_large,
-                     "{\"error\":\"request body larger than " + std::to_string(cfg.max_body) +
-                         " bytes\"}");
+      fail_and_close(
+          http::status::payload_too_large,
+          "{\"error\":\"request body larger than " + std::to_string(cfg.max_body) + " bytes\"}");
       return;
     }
     if (ec) return;  // broken connection mid-body: nothing of it was accepted
@@ -464,7 +469,8 @@ Response Server::Impl::handle(const Request& req) {
     if (ec != std::errc() || p != num.data() + num.size())
       return json(http::status::not_found, req, "{\"error\":\"no such query\"}");
     api::Status s = engine.remove_query(id);
-    if (!s.ok()) return json(http::status::not_found, req, "{\"error\":" + json_str(s.message) + "}");
+    if (!s.ok())
+      return json(http::status::not_found, req, "{\"error\":" + json_str(s.message) + "}");
     return json(http::status::ok, req, "{\"removed\":" + std::to_string(id) + "}");
   }
   if (path == "/v1/streams") {
@@ -474,8 +480,9 @@ Response Server::Impl::handle(const Request& req) {
     for (const auto& s : engine.streams()) {
       if (!first) out += ',';
       first = false;
-      out += "{\"name\":" + json_str(s.name) + ",\"kind\":" +
-             (s.kind == api::StreamKind::Input ? "\"input\"" : "\"published\"") + ",\"fields\":[";
+      out += "{\"name\":" + json_str(s.name) +
+             ",\"kind\":" + (s.kind == api::StreamKind::Input ? "\"input\"" : "\"published\"") +
+             ",\"fields\":[";
       for (size_t i = 0; i < s.fields.size(); ++i) {
         if (i) out += ',';
         out += "{\"name\":" + json_str(s.fields[i].name) + ",\"type\":\"" +
@@ -492,8 +499,7 @@ Response Server::Impl::handle(const Request& req) {
     Batch b;
     std::vector<LineError> errors;
     uint64_t error_count = 0;
-    parse_lines(req.body(), *core->snapshot(), unit, 1, b, errors, kMaxListedErrors,
-                &error_count);
+    parse_lines(req.body(), *core->snapshot(), unit, 1, b, errors, kMaxListedErrors, &error_count);
     bad_lines += error_count;
     const size_t n = b.size();
     if (n > 0 && !queue.try_push(std::move(b))) {
@@ -544,27 +550,28 @@ void Server::Impl::subscribe_session(tcp::socket& sock, uint64_t id, const Reque
   }
   EngineImpl* c = core;
   std::atomic<uint64_t>* dropped = &subscribers_dropped;
-  api::Result<uint64_t> r = core->subscribe_rows(stream, [sub, c, dropped](uint32_t s,
-                                                                           const Row& row) {
-    std::lock_guard lock(sub->mu);
-    if (sub->closed) return;
-    const size_t before = sub->buf.size();
-    if (sub->sse) sub->buf += "data: ";
-    api::detail::append_row_json(sub->buf, c->stream_name(s), c->stream_schema(s), row);
-    sub->buf += sub->sse ? "\n\n" : "\n";
-    if (sub->buf.size() > sub->limit) {
-      sub->buf.resize(before);
-      sub->closed = true;
-      sub->reason = "slow subscriber: more than " + std::to_string(sub->limit) +
-                    " bytes waiting to be sent";
-      ++*dropped;
-    } else {
-      ++sub->rows;
-    }
-    sub->cv.notify_one();
-  });
+  api::Result<uint64_t> r =
+      core->subscribe_rows(stream, [sub, c, dropped](uint32_t s, const Row& row) {
+        std::lock_guard lock(sub->mu);
+        if (sub->closed) return;
+        const size_t before = sub->buf.size();
+        if (sub->sse) sub->buf += "data: ";
+        api::detail::append_row_json(sub->buf, c->stream_name(s), c->stream_schema(s), row);
+        sub->buf += sub->sse ? "\n\n" : "\n";
+        if (sub->buf.size() > sub->limit) {
+          sub->buf.resize(before);
+          sub->closed = true;
+          sub->reason = "slow subscriber: more than " + std::to_string(sub->limit) +
+                        " bytes waiting to be sent";
+          ++*dropped;
+        } else {
+          ++sub->rows;
+        }
+        sub->cv.notify_one();
+      });
   if (!r.ok()) {
-    Response res = json(http::status::not_found, req, "{\"error\":" + json_str(r.status.message) + "}");
+    Response res =
+        json(http::status::not_found, req, "{\"error\":" + json_str(r.status.message) + "}");
     res.keep_alive(false);
     http::write(sock, res, ec);
     return;
@@ -669,7 +676,8 @@ void Server::Impl::ingest_session(tcp::socket& sock) {
       if (!errors.empty()) {
         std::string out;
         for (const auto& e : errors)
-          out += "{\"line\":" + std::to_string(e.line) + ",\"error\":" + json_str(e.message) + "}\n";
+          out +=
+              "{\"line\":" + std::to_string(e.line) + ",\"error\":" + json_str(e.message) + "}\n";
         reply(out);
       }
       buf.erase(0, upto);
@@ -701,10 +709,10 @@ std::string Server::Impl::stats_json() {
          ",\"instances\":" + u(s.instances) + ",\"peak_instances\":" + u(s.peak_instances) +
          ",\"expired\":" + u(s.expired) + ",\"div_by_zero\":" + u(s.div_by_zero) +
          ",\"queries\":" + u(s.queries) + ",\"removed_queries\":" + u(s.removed_queries) +
-         ",\"memory_bytes\":" + u(s.memory_bytes) + ",\"current_time\":" +
-         std::to_string(s.current_time) + ",\"queue_depth\":" + u(queue.depth()) +
-         ",\"queue_capacity\":" + u(queue.capacity()) + ",\"subscribers\":" + u(subs) +
-         ",\"subscribers_dropped\":" + u(subscribers_dropped) +
+         ",\"memory_bytes\":" + u(s.memory_bytes) +
+         ",\"current_time\":" + std::to_string(s.current_time) +
+         ",\"queue_depth\":" + u(queue.depth()) + ",\"queue_capacity\":" + u(queue.capacity()) +
+         ",\"subscribers\":" + u(subs) + ",\"subscribers_dropped\":" + u(subscribers_dropped) +
          ",\"busy_rejections\":" + u(busy_rejections) + ",\"http_requests\":" + u(http_requests) +
          ",\"ingest_connections\":" + u(ingest_connections) +
          ",\"auth_failures\":" + u(auth_failures) + ",\"heartbeats\":" + u(heartbeats) + "}";
@@ -751,11 +759,23 @@ std::string Server::Impl::metrics_text() {
 // ---------------------------------------------------------------------------------------------
 
 Server::Server(ServeConfig cfg) : impl_(std::make_unique<Impl>(std::move(cfg))) {}
-Server::~Server() { impl_->stop(); }
-std::string Server::start() { return impl_->start(); }
-uint16_t Server::http_port() const { return impl_->http_port; }
-uint16_t Server::ingest_port() const { return impl_->ingest_port; }
-void Server::stop() { impl_->stop(); }
-api::Engine& Server::engine() { return impl_->engine; }
+Server::~Server() {
+  impl_->stop();
+}
+std::string Server::start() {
+  return impl_->start();
+}
+uint16_t Server::http_port() const {
+  return impl_->http_port;
+}
+uint16_t Server::ingest_port() const {
+  return impl_->ingest_port;
+}
+void Server::stop() {
+  impl_->stop();
+}
+api::Engine& Server::engine() {
+  return impl_->engine;
+}
 
 }  // namespace cayuga::serve

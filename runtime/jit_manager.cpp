@@ -1,0 +1,148 @@
+#include "runtime/jit_manager.h"
+
+#include <cstdio>
+#include <functional>
+
+namespace cayuga {
+
+const char* to_string(JitMode m) {
+  switch (m) {
+    case JitMode::Off: return "off";
+    case JitMode::On: return "on";
+    case JitMode::Auto: return "auto";
+  }
+  return "?";
+}
+
+std::optional<JitMode> parse_jit_mode(std::string_view s) {
+  if (s == "off") return JitMode::Off;
+  if (s == "on") return JitMode::On;
+  if (s == "auto") return JitMode::Auto;
+  return std::nullopt;
+}
+
+namespace {
+
+// Program::source() references rows directly: First = row 0, Second = row 1.
+SlotRef resolved_ref(Side side, uint32_t index) {
+  return SlotRef{static_cast<uint8_t>(side == Side::Second ? 1 : 0), index};
+}
+
+void for_each_program(const nfa::Automaton& a, const std::function<void(const Program&)>& f) {
+  for (const auto& node : a.nodes) {
+    if (node.kind != nfa::NodeKind::Start) f(node.filter);
+    if (node.kind == nfa::NodeKind::Fold) {
+      f(node.rebind);
+      for (const auto& agg : node.aggregates) f(agg.second);
+    }
+    for (const auto& emit : node.emits)
+      for (const auto& stage : emit.stages) {
+        if (stage.kind == nfa::Stage::Kind::Filter) f(stage.pred);
+        for (const auto& item : stage.items) f(item);
+      }
+  }
+}
+
+}  // namespace
+
+JitManager::JitManager(JitMode mode) : mode_(mode) {
+  if (mode_ == JitMode::Off) return;
+  std::string error;
+  jit_ = jit::Jit::create(&error);
+  if (!jit_) {
+    std::fprintf(stderr, "cayuga: JIT unavailable (%s); running interpreted\n", error.c_str());
+    return;
+  }
+  if (mode_ == JitMode::Auto) thread_ = std::thread([this] { worker(); });
+}
+
+JitManager::~JitManager() {
+  {
+    std::lock_guard lock(mu_);
+    stop_ = true;
+    queue_.clear();
+  }
+  cv_.notify_all();
+  if (thread_.joinable()) thread_.join();
+}
+
+void JitManager::submit(const nfa::Automaton& a) {
+  if (!jit_) return;
+  std::vector<const Program*> todo;
+  for_each_program(a, [&](const Program& p) {
+    if (!p.has_native() && !p.always_true()) todo.push_back(&p);
+  });
+  if (mode_ == JitMode::On) {
+    for (const Program* p : todo) compile_one(p);
+    return;
+  }
+  {
+    std::lock_guard lock(mu_);
+    queue_.insert(queue_.end(), todo.begin(), todo.end());
+  }
+  cv_.notify_all();
+}
+
+void JitManager::pause() {
+  std::unique_lock lock(mu_);
+  queue_.clear();
+  cv_.wait(lock, [&] { return !busy_; });
+}
+
+void JitManager::wait_idle() {
+  std::unique_lock lock(mu_);
+  cv_.wait(lock, [&] { return queue_.empty() && !busy_; });
+}
+
+void JitManager::worker() {
+  std::unique_lock lock(mu_);
+  for (;;) {
+    cv_.wait(lock, [&] { return stop_ || !queue_.empty(); });
+    if (stop_) return;
+    const Program* p = queue_.front();
+    queue_.pop_front();
+    busy_ = true;
+    lock.unlock();
+    compile_one(p);
+    lock.lock();
+    busy_ = false;
+    cv_.notify_all();
+  }
+}
+
+void JitManager::compile_one(const Program* p) {
+  std::string error;
+  jit::CompiledExpr code = p->kind() == Program::Kind::Predicate
+                               ? jit_->compile_predicate(p->source(), resolved_ref, &error)
+                               : jit_->compile_value(p->source(), resolved_ref, &error);
+  std::lock_guard lock(installed_mu_);
+  if (!code) {
+    ++failed_;
+    if (!warned_) {
+      std::fprintf(stderr, "cayuga: JIT could not compile a program (%s); it stays interpreted\n",
+                   error.c_str());
+      warned_ = true;
+    }
+    return;
+  }
+  Installed& in = installed_.emplace_back(Installed{std::move(code), {}});
+  if (in.code.kind() == Program::Kind::Predicate) in.native.predicate = in.code.predicate_fn();
+  else in.native.value = in.code.value_fn();
+  in.native.consts = in.code.consts().data();
+  p->install_native(&in.native);
+}
+
+JitStats JitManager::stats() const {
+  JitStats s;
+  s.available = jit_ != nullptr;
+  if (!jit_) return s;
+  jit::Jit::Stats js = jit_->stats();
+  s.shapes = js.live_shapes;
+  s.compile_ms = js.compile_ms_total;
+  std::lock_guard lock(installed_mu_);
+  s.compiled = installed_.size();
+  s.failed = failed_;
+  return s;
+}
+
+}  // namespace cayuga

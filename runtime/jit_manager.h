@@ -1,0 +1,80 @@
+// Moves an automaton's predicates and schema maps from the interpreter to JIT-compiled code.
+//
+// Modes (CLI `--jit`, EngineOptions::jit): `off` never compiles; `on` compiles every program of
+// a script before add_script returns; `auto` (the default) compiles on a background thread, so a
+// new query starts interpreted and switches to native code per program as soon as it is ready.
+// A program the JIT cannot compile (or a host that cannot JIT at all) stays interpreted: JIT
+// failure is logged once and never fails a query. Shapes are cached by the JIT, so queries that
+// differ only in constants share one compiled function.
+//
+// Thread-safety: the engine thread calls submit()/pause(); the worker thread only reads the
+// programs it was given and installs native code into them atomically. pause() must be called
+// before the automaton is modified (programs may move), and returns once the worker is idle.
+#pragma once
+
+#include <condition_variable>
+#include <cstdint>
+#include <deque>
+#include <memory>
+#include <mutex>
+#include <optional>
+#include <string_view>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include "compiler/expr.h"
+#include "compiler/jit/jit.h"
+#include "nfa/automaton.h"
+
+namespace cayuga {
+
+enum class JitMode : uint8_t { Off, On, Auto };
+const char* to_string(JitMode m);
+std::optional<JitMode> parse_jit_mode(std::string_view s);
+
+struct JitStats {
+  uint64_t compiled = 0;  // programs running native code
+  uint64_t failed = 0;    // programs left interpreted because the JIT refused them
+  uint64_t shapes = 0;    // distinct compiled functions
+  double compile_ms = 0;
+  bool available = false;  // the host can JIT
+};
+
+class JitManager {
+ public:
+  explicit JitManager(JitMode mode);
+  ~JitManager();
+
+  // Queues every interpreted program of `a` (on: compiles them now).
+  void submit(const nfa::Automaton& a);
+  // Stops the worker after the program it is compiling; queued programs are dropped (submit
+  // them again after changing the automaton).
+  void pause();
+  // Waits until every queued program is compiled (tests and benchmarks).
+  void wait_idle();
+  JitStats stats() const;
+
+ private:
+  struct Installed {
+    jit::CompiledExpr code;
+    Program::Native native;
+  };
+  void worker();
+  void compile_one(const Program* p);
+
+  JitMode mode_;
+  std::unique_ptr<jit::Jit> jit_;
+  mutable std::mutex mu_;
+  std::condition_variable cv_;
+  std::deque<const Program*> queue_;
+  bool busy_ = false;
+  bool stop_ = false;
+  mutable std::mutex installed_mu_;
+  std::deque<Installed> installed_;  // deque: Native addresses stay valid
+  uint64_t failed_ = 0;
+  bool warned_ = false;
+  std::thread thread_;
+};
+
+}  // namespace cayuga
