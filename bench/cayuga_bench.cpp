@@ -32,6 +32,9 @@ constexpr const char* kUsage =
     "  --symbols N        symbol universe of the random walk (default 2000)\n"
     "  --copies N         relabelled copies of each real ticker (default 100)\n"
     "  --per-epoch N      simultaneous events per epoch in the random walk (default 4)\n"
+    "  --tick-ms N        time between epochs of the random walk (default 100)\n"
+    "  --jit LIST         off, on and/or auto (default on,off): one run per mode\n"
+    "  --no-merge, --no-index, --no-instance-index   switch an optimization off\n"
     "  --overlap F        fraction of queries sharing an earlier START filter (default 0)\n"
     "  --data FILE        stock bars CSV (default tests/data/stocks/bars_1min_2024_slice.csv.gz)\n";
 
@@ -53,19 +56,22 @@ long current_rss_bytes() {
 struct Result {
   double compile_ms, events_per_s, p50_ns, p99_ns;
   uint64_t outputs, peak_instances;
+  double candidates;
   long rss_bytes;
 };
 
-Result run_one(const std::string& script, const std::vector<bench::StockEvent>& events) {
+Result run_one(const std::string& script, const std::vector<bench::StockEvent>& events,
+               const EngineOptions& options) {
   Result r{};
   auto t0 = Clock::now();
-  Engine engine;
+  Engine engine(options);
   Diagnostics ds = engine.add_script(script);
   if (!ds.empty()) {
     std::cerr << "generated script does not compile: " << ds[0].line << ":" << ds[0].column
               << ": " << ds[0].message << "\n";
     std::exit(1);
   }
+  engine.wait_for_jit();  // `auto` measures steady state; compile time is reported
   auto t1 = Clock::now();
   r.compile_ms = std::chrono::duration<double, std::milli>(t1 - t0).count();
   const uint32_t stock = static_cast<uint32_t>(engine.automaton().find_stream("Stock"));
@@ -92,6 +98,7 @@ Result run_one(const std::string& script, const std::vector<bench::StockEvent>& 
     r.p99_ns = samples[samples.size() * 99 / 100];
   }
   r.outputs = engine.stats().outputs;
+  r.candidates = double(engine.stats().candidates) / std::max<size_t>(1, events.size());
   r.peak_instances = engine.stats().peak_instances;
   r.rss_bytes = current_rss_bytes();
   return r;
@@ -103,6 +110,9 @@ int main(int argc, char** argv) {
   std::vector<size_t> queries = {1, 100, 10000};
   std::vector<std::string> workloads = {"walk", "stock"};
   size_t events = 1000000, symbols = 2000, copies = 100, per_epoch = 4;
+  int64_t tick_ms = 100;
+  std::vector<JitMode> jit_modes = {JitMode::On, JitMode::Off};
+  EngineOptions base;
   double overlap = 0;
   std::string data = std::string(CAYUGA_SOURCE_DIR) + "/tests/data/stocks/bars_1min_2024_slice.csv.gz";
   for (int i = 1; i < argc; ++i) {
@@ -124,6 +134,22 @@ int main(int argc, char** argv) {
     else if (a == "--symbols") symbols = std::stoull(value());
     else if (a == "--copies") copies = std::stoull(value());
     else if (a == "--per-epoch") per_epoch = std::stoull(value());
+    else if (a == "--tick-ms") tick_ms = std::stoll(value());
+    else if (a == "--no-merge") base.merge = false;
+    else if (a == "--no-index") base.index = false;
+    else if (a == "--no-instance-index") base.instance_index = false;
+    else if (a == "--jit") {
+      jit_modes.clear();
+      std::stringstream ss(value());
+      for (std::string m; std::getline(ss, m, ',');) {
+        auto mode = parse_jit_mode(m);
+        if (!mode) {
+          std::cerr << "--jit takes on, off, auto\n";
+          return 2;
+        }
+        jit_modes.push_back(*mode);
+      }
+    }
     else if (a == "--overlap") overlap = std::stod(value());
     else if (a == "--data") data = value();
     else {
@@ -132,14 +158,15 @@ int main(int argc, char** argv) {
     }
   }
 
-  std::printf("%-7s %9s %10s %12s %9s %9s %10s %10s %9s\n", "load", "queries", "compile_ms",
-              "events/s", "p50_ns", "p99_ns", "outputs", "peak_inst", "rss_MiB");
+  std::printf("%-7s %9s %-4s %10s %12s %9s %9s %8s %10s %10s %9s\n", "load", "queries", "jit",
+              "compile_ms", "events/s", "p50_ns", "p99_ns", "cand/ev", "outputs", "peak_inst",
+              "rss_MiB");
   for (const auto& w : workloads) {
     std::vector<std::string> universe;
     std::vector<bench::StockEvent> stream;
     if (w == "walk") {
       universe = bench::synthetic_symbols(symbols);
-      stream = bench::random_walk(events, universe, per_epoch, 7);
+      stream = bench::random_walk(events, universe, per_epoch, tick_ms, 7);
     } else if (w == "stock") {
       std::string error;
       stream = bench::replay_bars(data, events, copies, universe, error);
@@ -156,12 +183,17 @@ int main(int argc, char** argv) {
       mix.queries = q;
       mix.overlap = overlap;
       std::string script = bench::generate_queries(mix, universe);
-      Result r = run_one(script, stream);
-      std::printf("%-7s %9zu %10.1f %12.0f %9.0f %9.0f %10llu %10llu %9.1f\n", w.c_str(), q,
-                  r.compile_ms, r.events_per_s, r.p50_ns, r.p99_ns,
-                  static_cast<unsigned long long>(r.outputs),
-                  static_cast<unsigned long long>(r.peak_instances), r.rss_bytes / 1048576.0);
-      std::fflush(stdout);
+      for (JitMode mode : jit_modes) {
+        EngineOptions options = base;
+        options.jit = mode;
+        Result r = run_one(script, stream, options);
+        std::printf("%-7s %9zu %-4s %10.1f %12.0f %9.0f %9.0f %8.1f %10llu %10llu %9.1f\n",
+                    w.c_str(), q, to_string(mode), r.compile_ms, r.events_per_s, r.p50_ns,
+                    r.p99_ns, r.candidates,
+                    static_cast<unsigned long long>(r.outputs),
+                    static_cast<unsigned long long>(r.peak_instances), r.rss_bytes / 1048576.0);
+        std::fflush(stdout);
+      }
     }
   }
   return 0;

@@ -64,7 +64,7 @@ std::vector<std::string> synthetic_symbols(size_t n) {
 }
 
 std::vector<StockEvent> random_walk(size_t n, const std::vector<std::string>& symbols,
-                                    size_t per_epoch, uint64_t seed) {
+                                    size_t per_epoch, int64_t tick_ms, uint64_t seed) {
   std::mt19937_64 rng(seed);
   std::normal_distribution<double> step(0, 0.2);
   std::uniform_int_distribution<size_t> pick(0, symbols.size() - 1);
@@ -76,7 +76,7 @@ std::vector<StockEvent> random_walk(size_t n, const std::vector<std::string>& sy
   for (size_t i = 0; i < n; ++i) {
     size_t s = pick(rng);
     price[s] = std::max(1.0, price[s] + step(rng));
-    out[i].t = static_cast<int64_t>(i / std::max<size_t>(1, per_epoch));
+    out[i].t = static_cast<int64_t>(i / std::max<size_t>(1, per_epoch)) * tick_ms;
     out[i].values[0] = string_slot(ids[s]);
     out[i].values[1] = float_slot(price[s]);
     out[i].values[2] = int_slot(volume(rng));

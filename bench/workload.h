@@ -35,9 +35,9 @@ struct StockEvent {
 // Symbol names S0000, S0001, ... (or the real tickers relabelled per copy).
 std::vector<std::string> synthetic_symbols(size_t n);
 
-// A random walk: `n` events over `symbols`, `per_epoch` simultaneous events per millisecond.
+// A random walk: `n` events over `symbols`, `per_epoch` simultaneous events every `tick_ms`.
 std::vector<StockEvent> random_walk(size_t n, const std::vector<std::string>& symbols,
-                                    size_t per_epoch, uint64_t seed);
+                                    size_t per_epoch, int64_t tick_ms, uint64_t seed);
 
 // Real 1-minute bars (CSV with header sym,epoch_ms,...,close,...,volume, optionally .gz),
 // replayed until `n` events: each symbol is relabelled into `copies` distinct symbols (`IBM.3`)

@@ -434,10 +434,16 @@ void Analyzer::find_cycles() {
   for (size_t v = 0; v < n; ++v)
     if (index[v] < 0) strong(v);
 
+  // Only components with a cycle need a path: more than one query, or a query reading itself.
+  std::vector<size_t> comp_size(ncomp, 0);
+  for (size_t v = 0; v < n; ++v) ++comp_size[comp[v]];
   std::vector<bool> reported(ncomp, false);
   for (size_t q0 = 0; q0 < n; ++q0) {
     int c = comp[q0];
     if (reported[c]) continue;
+    if (comp_size[c] == 1 &&
+        std::find(succ[q0].begin(), succ[q0].end(), q0) == succ[q0].end())
+      continue;
     // Shortest path q0 → … → q0 inside the component (BFS); none means a trivial component.
     std::vector<long> parent(n, -1);
     std::queue<size_t> bfs;

@@ -128,7 +128,9 @@ struct Result {
 // Options.
 
 enum class TimeUnit : uint8_t { Microseconds, Milliseconds, Seconds };
-enum class JitMode : uint8_t { Off, On, Auto };  // stored; the JIT is not wired in yet
+// Predicates and maps as native code (LLVM): Off = interpreter only; On = compile before running;
+// Auto = interpret while compiling in the background. Results are identical in every mode.
+enum class JitMode : uint8_t { Off, On, Auto };
 enum class LatePolicy : uint8_t {
   DropAndCount,  // a late event is dropped and counted (Stats::late_events); push returns Ok
   Error,         // ... and push returns Code::Late (push_batch lists it in errors)
@@ -136,7 +138,7 @@ enum class LatePolicy : uint8_t {
 
 struct Options {
   TimeUnit unit = TimeUnit::Milliseconds;
-  JitMode jit = JitMode::Off;
+  JitMode jit = JitMode::Auto;
   unsigned threads = 1;  // stored; the engine runs on the calling thread for now
   LatePolicy late = LatePolicy::DropAndCount;
   // Bytes of instance state (an estimate, see Stats::memory_bytes) above which Stats reports

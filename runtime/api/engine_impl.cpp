@@ -13,6 +13,17 @@ namespace {
 // would deadlock on the engine's mutex).
 thread_local const EngineImpl* tl_in_callback = nullptr;
 
+// Marks the current thread as inside `e`'s engine calls; restores the previous mark, so an
+// engine pushing into another engine from a callback stays protected.
+class CallbackScope {
+ public:
+  explicit CallbackScope(const EngineImpl* e) : prev_(tl_in_callback) { tl_in_callback = e; }
+  ~CallbackScope() { tl_in_callback = prev_; }
+
+ private:
+  const EngineImpl* prev_;
+};
+
 Status deadlock() {
   return {Code::WouldDeadlock, "called from inside a callback of the same engine"};
 }
@@ -80,8 +91,28 @@ void append_row_json(std::string& out, std::string_view stream, const Schema& sc
   out += '}';
 }
 
-EngineImpl::EngineImpl(Options opts)
-    : options(opts), engine_(EngineOptions{to_engine_unit(opts.unit)}) {
+namespace {
+
+cayuga::EngineOptions engine_options(const Options& o) {
+  cayuga::EngineOptions e;  // merging and the indexes on: they never change results
+  e.unit = to_engine_unit(o.unit);
+  switch (o.jit) {
+    case JitMode::Off:
+      e.jit = cayuga::JitMode::Off;
+      break;
+    case JitMode::On:
+      e.jit = cayuga::JitMode::On;
+      break;
+    case JitMode::Auto:
+      e.jit = cayuga::JitMode::Auto;
+      break;
+  }
+  return e;
+}
+
+}  // namespace
+
+EngineImpl::EngineImpl(Options opts) : options(opts), engine_(engine_options(opts)) {
   if (options.threads == 0) options.threads = 1;
   engine_.set_sink([this](uint32_t stream, const Row& row) { on_row(stream, row); });
   snap_ = std::make_shared<StreamSnapshot>();
@@ -229,9 +260,11 @@ Status EngineImpl::push_locked(uint32_t stream, int64_t t0, int64_t t1, const Sl
     return {Code::InvalidArgument, "stream " + std::to_string(stream) + " is not an input stream"};
   }
   const int64_t now = engine_.current_time();
-  tl_in_callback = this;
-  cayuga::Engine::PushResult r = engine_.push(stream, t0, t1, values);
-  tl_in_callback = nullptr;
+  cayuga::Engine::PushResult r;
+  {
+    CallbackScope scope(this);
+    r = engine_.push(stream, t0, t1, values);
+  }
   if (r == cayuga::Engine::PushResult::Late && options.late == LatePolicy::Error)
     return {Code::Late, "late event: t=" + std::to_string(t1) + " is before the current time " +
                             std::to_string(now)};
@@ -248,12 +281,13 @@ void EngineImpl::push_slot_batch(std::span<const SlotEvent> events, const Slot* 
                                  uint64_t* late) {
   std::lock_guard<std::recursive_mutex> lock(mu_);
   const uint64_t before = engine_.stats().late_events;
-  tl_in_callback = this;
-  for (const SlotEvent& e : events) {
-    if (closed_) break;
-    engine_.push(e.stream, e.t0, e.t1, slots + e.offset);
+  {
+    CallbackScope scope(this);
+    for (const SlotEvent& e : events) {
+      if (closed_) break;
+      engine_.push(e.stream, e.t0, e.t1, slots + e.offset);
+    }
   }
-  tl_in_callback = nullptr;
   if (late) *late += engine_.stats().late_events - before;
 }
 
@@ -335,9 +369,8 @@ Status EngineImpl::advance_to(int64_t t) {
   if (in_callback()) return deadlock();
   std::lock_guard<std::recursive_mutex> lock(mu_);
   if (closed_) return {Code::Closed, "the engine was finished"};
-  tl_in_callback = this;
+  CallbackScope scope(this);
   engine_.advance_to(t);
-  tl_in_callback = nullptr;
   return {};
 }
 
@@ -345,9 +378,10 @@ Status EngineImpl::finish() {
   if (in_callback()) return deadlock();
   std::lock_guard<std::recursive_mutex> lock(mu_);
   if (closed_) return {};
-  tl_in_callback = this;
-  engine_.finish();
-  tl_in_callback = nullptr;
+  {
+    CallbackScope scope(this);
+    engine_.finish();
+  }
   closed_ = true;
   return {};
 }

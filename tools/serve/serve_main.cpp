@@ -19,6 +19,7 @@ const char* const kServeUsage =
     "                          mandatory when HOST is not a loopback address\n"
     "  --ingest-port N         also accept JSON Lines / Cayuga-format lines on raw TCP port N\n"
     "  --time-unit us|ms|s     the engine's time unit (default ms)\n"
+    "  --jit off|on|auto       native code for predicates (default auto)\n"
     "  --heartbeat arrival|always|off   advance time on a timer (default arrival: once an\n"
     "                          event without a time was received)\n"
     "  --heartbeat-ms N        heartbeat period (default 100)\n"
@@ -82,6 +83,16 @@ std::string parse_serve_args(const std::vector<std::string>& args, ServeConfig& 
         cfg.unit = api::TimeUnit::Milliseconds;
       else if (v == "s")
         cfg.unit = api::TimeUnit::Seconds;
+      else
+        return bad();
+    } else if (a == "--jit") {
+      if (!value()) return bad();
+      if (v == "off")
+        cfg.jit = api::JitMode::Off;
+      else if (v == "on")
+        cfg.jit = api::JitMode::On;
+      else if (v == "auto")
+        cfg.jit = api::JitMode::Auto;
       else
         return bad();
     } else if (a == "--heartbeat") {
