@@ -4,6 +4,7 @@
 //
 // Events are pushed from memory straight into the engine (no parsing), one run per cell.
 #include <sys/resource.h>
+#include <malloc.h>
 #include <unistd.h>
 
 #include <algorithm>
@@ -56,6 +57,7 @@ long current_rss_bytes() {
 struct Result {
   double compile_ms, events_per_s, p50_ns, p99_ns;
   uint64_t outputs, peak_instances;
+  double heap_per_query;  // bytes of live heap per registered query, before any event
   double candidates;
   long rss_bytes;
 };
@@ -63,6 +65,7 @@ struct Result {
 Result run_one(const std::string& script, const std::vector<bench::StockEvent>& events,
                const EngineOptions& options) {
   Result r{};
+  const double heap_before = double(mallinfo2().uordblks);
   auto t0 = Clock::now();
   Engine engine(options);
   Diagnostics ds = engine.add_script(script);
@@ -73,6 +76,8 @@ Result run_one(const std::string& script, const std::vector<bench::StockEvent>& 
   }
   engine.wait_for_jit();  // `auto` measures steady state; compile time is reported
   auto t1 = Clock::now();
+  r.heap_per_query = (double(mallinfo2().uordblks) - heap_before) /
+                     std::max<size_t>(1, engine.automaton().queries.size());
   r.compile_ms = std::chrono::duration<double, std::milli>(t1 - t0).count();
   const uint32_t stock = static_cast<uint32_t>(engine.automaton().find_stream("Stock"));
   std::vector<uint32_t> samples;
@@ -158,9 +163,10 @@ int main(int argc, char** argv) {
     }
   }
 
-  std::printf("%-7s %9s %-4s %10s %12s %9s %9s %8s %10s %10s %9s\n", "load", "queries", "jit",
-              "compile_ms", "events/s", "p50_ns", "p99_ns", "cand/ev", "outputs", "peak_inst",
+  std::printf("%-7s %9s %-4s %10s %8s %12s %9s %9s %8s %10s %10s %9s\n", "load", "queries", "jit",
+              "compile_ms", "B/query", "events/s", "p50_ns", "p99_ns", "cand/ev", "outputs", "peak_inst",
               "rss_MiB");
+  std::printf("(B/query: live heap per registered query before the run)\n");
   for (const auto& w : workloads) {
     std::vector<std::string> universe;
     std::vector<bench::StockEvent> stream;
@@ -187,8 +193,9 @@ int main(int argc, char** argv) {
         EngineOptions options = base;
         options.jit = mode;
         Result r = run_one(script, stream, options);
-        std::printf("%-7s %9zu %-4s %10.1f %12.0f %9.0f %9.0f %8.1f %10llu %10llu %9.1f\n",
-                    w.c_str(), q, to_string(mode), r.compile_ms, r.events_per_s, r.p50_ns,
+        std::printf("%-7s %9zu %-4s %10.1f %8.0f %12.0f %9.0f %9.0f %8.1f %10llu %10llu %9.1f\n",
+                    w.c_str(), q, to_string(mode), r.compile_ms, r.heap_per_query,
+                    r.events_per_s, r.p50_ns,
                     r.p99_ns, r.candidates,
                     static_cast<unsigned long long>(r.outputs),
                     static_cast<unsigned long long>(r.peak_instances), r.rss_bytes / 1048576.0);

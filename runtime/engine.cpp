@@ -61,7 +61,7 @@ Diagnostics Engine::add_script(std::string_view text) {
     NodeState& st = state_[n];
     if (st.buckets.empty()) {
       st.keyed = options_.instance_index && automaton_.nodes[n].key_slot >= 0;
-      if (!st.keyed) st.buckets.emplace_back();
+      if (!st.keyed) st.buckets.push_back(std::make_unique<Bucket>());
     }
   }
   rebuild_routes();
@@ -164,7 +164,7 @@ void Engine::process(uint32_t n, const Slot* event, int64_t t0, int64_t t1) {
     if (it == ns.by_key.end()) return;
     bucket_id = it->second;
   }
-  Bucket& b = ns.buckets[bucket_id];
+  Bucket& b = *ns.buckets[bucket_id];
   const size_t count = b.count();  // installed instances only: the frozen state
   if (count == 0) return;
   const uint32_t width = node.width;
@@ -246,16 +246,16 @@ Engine::Bucket* Engine::bucket_for(uint32_t n, const Slot* instance, uint32_t* i
   NodeState& ns = state_[n];
   if (!ns.keyed) {
     *id = 0;
-    return &ns.buckets[0];
+    return ns.buckets[0].get();
   }
   const Node& node = automaton_.nodes[n];
   uint64_t key;
   // A NaN key equals nothing: such an instance can never be affected, so it is never stored.
   if (!index::equality_key(instance[node.key_slot], node.key_type, key)) return nullptr;
   auto [it, fresh] = ns.by_key.try_emplace(key, static_cast<uint32_t>(ns.buckets.size()));
-  if (fresh) ns.buckets.emplace_back();
+  if (fresh) ns.buckets.push_back(std::make_unique<Bucket>());
   *id = it->second;
-  return &ns.buckets[it->second];
+  return ns.buckets[it->second].get();
 }
 
 Slot* Engine::add_pending(uint32_t n, const Slot* instance, int64_t t0, int64_t t1) {
@@ -288,7 +288,7 @@ void Engine::add_from_row(uint32_t n, const Slot* row, int64_t t0, int64_t t1) {
 }
 
 void Engine::mark_dirty(uint32_t n, uint32_t bucket) {
-  Bucket& b = state_[n].buckets[bucket];
+  Bucket& b = *state_[n].buckets[bucket];
   if (!b.dirty) {
     b.dirty = true;
     dirty_.emplace_back(n, bucket);
@@ -326,7 +326,7 @@ void Engine::compact(Bucket& b, const Node& node, int64_t next_time) {
 // node's DUR bound. Stale heap entries (the bucket changed since) are skipped when popped.
 void Engine::schedule(uint32_t n, uint32_t bucket) {
   const Node& node = automaton_.nodes[n];
-  Bucket& b = state_[n].buckets[bucket];
+  Bucket& b = *state_[n].buckets[bucket];
   if (node.max_dur == nfa::kNoDurBound || b.count() == 0) return;
   int64_t deadline = b.min_t0 > INT64_MAX - node.max_dur - 1 ? INT64_MAX
                                                               : b.min_t0 + node.max_dur + 1;
@@ -340,7 +340,7 @@ void Engine::expire_until(int64_t next_time) {
   while (!deadlines_.empty() && deadlines_.top().time <= next_time) {
     Deadline d = deadlines_.top();
     deadlines_.pop();
-    Bucket& b = state_[d.node].buckets[d.bucket];
+    Bucket& b = *state_[d.node].buckets[d.bucket];
     if (b.scheduled != d.time) continue;  // superseded
     b.scheduled = INT64_MAX;
     if (b.dirty) continue;  // compacted and rescheduled at this epoch's end anyway
@@ -354,7 +354,7 @@ void Engine::close_epoch() {
   const int64_t next_time = epoch_ + 1;  // every later event has t1 >= next_time
   floor_ = next_time;
   for (auto [n, id] : dirty_) {
-    Bucket& b = state_[n].buckets[id];
+    Bucket& b = *state_[n].buckets[id];
     compact(b, automaton_.nodes[n], next_time);
     if (size_t added = b.pending_t0.size()) {
       b.slots.insert(b.slots.end(), b.pending_slots.begin(), b.pending_slots.end());

@@ -109,7 +109,8 @@ class Engine {
     size_t count() const { return t0.size(); }
   };
   struct NodeState {
-    std::deque<Bucket> buckets;  // deque: references stay valid while buckets are added
+    // unique_ptr: a Bucket stays put while buckets are added (and costs nothing until used).
+    std::vector<std::unique_ptr<Bucket>> buckets;
     std::unordered_map<uint64_t, uint32_t> by_key;
     bool keyed = false;
   };

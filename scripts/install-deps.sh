@@ -9,6 +9,7 @@ PACKAGES=(
   libspdlog-dev libfmt-dev libre2-dev zlib1g-dev
   libgtest-dev libgmock-dev libbenchmark-dev
   clang-14 libclang-rt-14-dev
+  curl
 )
 
 missing=()

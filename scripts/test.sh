@@ -7,11 +7,11 @@ cd "$(dirname "$0")/.."
 jobs="$(nproc)"
 
 ./scripts/build.sh release
-ctest --test-dir build --output-on-failure -j "$jobs"
+ctest --test-dir build --output-on-failure --timeout 600 -j "$jobs"
 
 if [ "${CAYUGA_SKIP_SANITIZE:-0}" != 1 ]; then
   ./scripts/build.sh sanitize
-  ctest --test-dir build-sanitize --output-on-failure -j "$jobs"
+  ctest --test-dir build-sanitize --output-on-failure --timeout 900 -j "$jobs"
 fi
 
 fuzz_seconds="${CAYUGA_FUZZ_SECONDS:-60}"

@@ -15,6 +15,7 @@
 #include "nfa/automaton.h"
 #include "runtime/engine.h"
 #include "runtime/io.h"
+#include "tools/serve/serve.h"
 
 namespace {
 
@@ -28,6 +29,7 @@ constexpr const char* kUsage =
     "  check SCRIPT.cel      compile only; print errors and exit 1 if there are any\n"
     "  explain SCRIPT.cel    print the typed queries, their output schemas and the automaton\n"
     "  run SCRIPT.cel        run the queries over event files and print the matches\n"
+    "  serve                 the detection service: HTTP/JSON and TCP ingest (docs/service.md)\n"
     "\n"
     "`cayuga <command> --help` describes each command's options.\n";
 
@@ -353,6 +355,7 @@ int main(int argc, char** argv) {
   if (cmd == "check") return cmd_check(std::move(args));
   if (cmd == "explain") return cmd_explain(std::move(args));
   if (cmd == "run") return cmd_run(std::move(args));
+  if (cmd == "serve") return cayuga::serve::serve_main(std::move(args));
   std::cerr << "cayuga: unknown command '" << cmd << "'\n\n" << kUsage;
   return 2;
 }
