@@ -81,6 +81,7 @@ class Program {
     native_.store(native, std::memory_order_release);
   }
   bool has_native() const { return native_.load(std::memory_order_acquire) != nullptr; }
+  const Native* native() const { return native_.load(std::memory_order_acquire); }
   // The expression this program was compiled from, with references resolved to rows
   // (Side::First = row 0, Side::Second = row 1, index = slot offset), for a JIT to compile.
   const TExpr& source() const;

@@ -20,6 +20,7 @@
 #pragma once
 
 #include <cstdint>
+#include <functional>
 #include <limits>
 #include <string>
 #include <unordered_map>
@@ -70,6 +71,9 @@ struct Stage {
 struct Emit {
   enum class Kind : uint8_t { ToNode, ToStream } kind = Kind::ToNode;
   uint32_t target = 0;  // node id or stream id
+  // ToStream: the query (index into Automaton::queries) whose output this is; it goes when that
+  // query is removed. ToNode edges go with their target node.
+  uint32_t owner = 0;
   std::vector<Stage> stages;
   // START edges: conditions on the event implied by the leading FILTER stages.
   std::vector<Atom> guard;
@@ -114,7 +118,8 @@ struct Node {
   Type key_type = Type::Int;
 
   std::string signature;  // structural identity (stream, predicates, incoming edge), for merging
-  uint32_t sharers = 1;   // queries sharing this node
+  uint32_t users = 0;     // uses by live queries (a query using it twice counts twice)
+  bool dead = false;      // every query using it was removed
 
   // An instance whose t0 is more than `max_dur` before every future event's t1 can never
   // produce anything again (every path out of the node bounds DUR from above): free it.
@@ -123,9 +128,11 @@ struct Node {
 };
 
 struct QueryInfo {
-  uint32_t number = 0;
+  uint32_t number = 0;  // 1-based position in its script
   std::string publish;
   uint32_t stream = 0;  // the stream id it publishes
+  std::vector<uint32_t> nodes;  // every node it uses, shared ones included (with multiplicity)
+  bool removed = false;
 };
 
 // The whole program: streams and nodes. Immutable once built; the runtime keeps the state.
@@ -152,6 +159,14 @@ struct BuildOptions {
 // Returns an error message when the script cannot be added (e.g. a schema clash with an existing
 // stream); the automaton is unchanged in that case.
 std::string build(const AnalyzedScript& script, Automaton& into, const BuildOptions& options = {});
+
+// Removes query `id` (an index into a.queries): its published edges, and every node no other
+// live query uses (with the edges into them). Calls `dropping` for each node before it is
+// cleared and each edge before it is erased, so the caller can release what it holds for them.
+// Returns the nodes that died.
+std::vector<uint32_t> remove_query(Automaton& a, uint32_t id,
+                                   const std::function<void(const Emit&)>& dropping_edge,
+                                   const std::function<void(const Node&)>& dropping_node);
 
 // `cayuga explain`: a text listing and a Graphviz DOT graph.
 std::string to_text(const Automaton& a);

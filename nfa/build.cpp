@@ -176,7 +176,8 @@ class Builder {
  public:
   Builder(const AnalyzedScript& script, Automaton& a, const BuildOptions& options)
       : script_(script), a_(a), options_(options) {
-    for (uint32_t n = 0; n < a_.nodes.size(); ++n) by_signature_.emplace(a_.nodes[n].signature, n);
+    for (uint32_t n = 0; n < a_.nodes.size(); ++n)
+      if (!a_.nodes[n].dead) by_signature_.emplace(a_.nodes[n].signature, n);
   }
 
   std::string run() {
@@ -195,9 +196,11 @@ class Builder {
       const QueryPlan& q = script_.queries[number - 1];
       query_ = q.number;
       internal_ = 0;
+      owner_ = static_cast<uint32_t>(a_.queries.size());
+      a_.queries.push_back(QueryInfo{q.number, q.publish, 0, {}, false});
       uint32_t out = static_cast<uint32_t>(a_.find_stream(q.publish));
+      a_.queries.back().stream = out;
       publish(compile(q.root), out);
-      a_.queries.push_back(QueryInfo{q.number, q.publish, out});
     }
     compute_dur_bounds();
     for (uint32_t n = first_new_node_; n < a_.nodes.size(); ++n)
@@ -210,6 +213,7 @@ class Builder {
     Emit e;
     e.kind = kind;
     e.target = target;
+    e.owner = owner_;
     e.stages = s.stages;
     e.guard = s.guard;
     a_.nodes[s.node].emits.push_back(std::move(e));
@@ -219,12 +223,17 @@ class Builder {
     for (const auto& s : sites) add_emit(s, Emit::Kind::ToStream, stream);
   }
 
+  void use(uint32_t node) {
+    ++a_.nodes[node].users;
+    a_.queries[owner_].nodes.push_back(node);
+  }
+
   // Returns the node with this signature, reusing an existing one when merging.
   std::pair<uint32_t, bool> node_for(NodeKind kind, uint32_t stream, const char* what,
                                      std::string signature) {
     if (options_.merge) {
       if (auto it = by_signature_.find(signature); it != by_signature_.end()) {
-        ++a_.nodes[it->second].sharers;
+        use(it->second);
         return {it->second, false};
       }
     }
@@ -238,6 +247,7 @@ class Builder {
     a_.nodes.push_back(std::move(n));
     uint32_t id = static_cast<uint32_t>(a_.nodes.size() - 1);
     by_signature_.emplace(std::move(signature), id);
+    use(id);
     return {id, true};
   }
 
@@ -535,11 +545,51 @@ class Builder {
   BuildOptions options_;
   std::unordered_map<std::string, uint32_t> by_signature_;
   uint32_t query_ = 0;
+  uint32_t owner_ = 0;  // index of the query being compiled in a_.queries
   uint32_t internal_ = 0;
   size_t first_new_node_ = 0;
 };
 
 }  // namespace
+
+std::vector<uint32_t> remove_query(Automaton& a, uint32_t id,
+                                   const std::function<void(const Emit&)>& dropping_edge,
+                                   const std::function<void(const Node&)>& dropping_node) {
+  QueryInfo& q = a.queries[id];
+  if (q.removed) return {};
+  q.removed = true;
+  std::vector<uint32_t> dead;
+  for (uint32_t n : q.nodes)
+    if (--a.nodes[n].users == 0) dead.push_back(n);
+  std::sort(dead.begin(), dead.end());
+  dead.erase(std::unique(dead.begin(), dead.end()), dead.end());
+  auto is_dead = [&](uint32_t n) { return std::binary_search(dead.begin(), dead.end(), n); };
+  // Every edge to remove starts at a node of this query: its published edges, and the edges into
+  // its dead nodes (whose sources are upstream, so also this query's).
+  std::vector<uint32_t> nodes = q.nodes;
+  std::sort(nodes.begin(), nodes.end());
+  nodes.erase(std::unique(nodes.begin(), nodes.end()), nodes.end());
+  for (uint32_t n : nodes) {
+    auto& emits = a.nodes[n].emits;
+    std::erase_if(emits, [&](const Emit& e) {
+      bool drop = is_dead(n) ||
+                  (e.kind == Emit::Kind::ToStream ? e.owner == id : is_dead(e.target));
+      if (drop) dropping_edge(e);
+      return drop;
+    });
+  }
+  for (uint32_t n : dead) {
+    Node& node = a.nodes[n];
+    dropping_node(node);
+    node.dead = true;
+    node.guard.clear();
+    node.filter = Program();
+    node.rebind = Program();
+    node.aggregates.clear();
+    std::erase(a.streams[node.stream].readers, n);
+  }
+  return dead;
+}
 
 std::string build(const AnalyzedScript& script, Automaton& into, const BuildOptions& options) {
   Automaton backup = into;

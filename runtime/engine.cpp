@@ -59,7 +59,7 @@ Diagnostics Engine::add_script(std::string_view text) {
   state_.resize(automaton_.nodes.size());
   for (size_t n = 0; n < automaton_.nodes.size(); ++n) {
     NodeState& st = state_[n];
-    if (st.buckets.empty()) {
+    if (st.buckets.empty() && !automaton_.nodes[n].dead) {
       st.keyed = options_.instance_index && automaton_.nodes[n].key_slot >= 0;
       if (!st.keyed) st.buckets.push_back(std::make_unique<Bucket>());
     }
@@ -69,6 +69,36 @@ Diagnostics Engine::add_script(std::string_view text) {
   return {};
 }
 
+bool Engine::remove_query(uint32_t id) {
+  if (id >= automaton_.queries.size() || automaton_.queries[id].removed) return false;
+  if (jit_) jit_->pause();
+  auto release_stages = [&](const Emit& e) {
+    if (!jit_) return;
+    for (const Stage& st : e.stages) {
+      jit_->release(st.pred);
+      for (const auto& item : st.items) jit_->release(item);
+    }
+  };
+  auto release_node = [&](const Node& n) {
+    if (!jit_) return;
+    jit_->release(n.filter);
+    jit_->release(n.rebind);
+    for (const auto& agg : n.aggregates) jit_->release(agg.second);
+  };
+  std::vector<uint32_t> dead = nfa::remove_query(automaton_, id, release_stages, release_node);
+  for (uint32_t n : dead) {
+    NodeState& st = state_[n];
+    for (const auto& b : st.buckets) stats_.instances -= b->count();
+    st.buckets.clear();
+    st.by_key.clear();
+    st.keyed = true;  // no bucket will ever be made: the node is unreachable
+  }
+  std::erase_if(dirty_, [&](const auto& d) { return automaton_.nodes[d.first].dead; });
+  rebuild_routes();
+  if (jit_) jit_->submit(automaton_);
+  return true;
+}
+
 void Engine::rebuild_routes() {
   routes_.clear();
   index_.assign(automaton_.streams.size(), index::StreamIndex());
@@ -76,6 +106,7 @@ void Engine::rebuild_routes() {
   for (uint32_t s = 0; s < automaton_.streams.size(); ++s) {
     for (uint32_t n : automaton_.streams[s].readers) {
       const Node& node = automaton_.nodes[n];
+      if (node.dead) continue;
       if (node.kind == NodeKind::Start) {
         for (size_t e = 0; e < node.emits.size(); ++e) {
           index_[s].add(static_cast<uint32_t>(routes_.size()),
@@ -340,6 +371,7 @@ void Engine::expire_until(int64_t next_time) {
   while (!deadlines_.empty() && deadlines_.top().time <= next_time) {
     Deadline d = deadlines_.top();
     deadlines_.pop();
+    if (automaton_.nodes[d.node].dead) continue;
     Bucket& b = *state_[d.node].buckets[d.bucket];
     if (b.scheduled != d.time) continue;  // superseded
     b.scheduled = INT64_MAX;

@@ -74,6 +74,11 @@ class Engine {
   // queries. On error nothing is added.
   Diagnostics add_script(std::string_view text);
 
+  // Removes query `id` (an index into automaton().queries): its outputs stop, and the nodes,
+  // instances and native code no other query shares are freed. False if there is no such live
+  // query. Allowed between events (also inside an epoch).
+  bool remove_query(uint32_t id);
+
   const nfa::Automaton& automaton() const { return automaton_; }
   const EngineOptions& options() const { return options_; }
   void set_sink(Sink sink) { sink_ = std::move(sink); }

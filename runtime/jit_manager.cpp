@@ -129,7 +129,19 @@ void JitManager::compile_one(const Program* p) {
   if (in.code.kind() == Program::Kind::Predicate) in.native.predicate = in.code.predicate_fn();
   else in.native.value = in.code.value_fn();
   in.native.consts = in.code.consts().data();
+  by_native_.emplace(&in.native, installed_.size() - 1);
   p->install_native(&in.native);
+}
+
+void JitManager::release(const Program& p) {
+  const Program::Native* n = p.native();
+  if (!n) return;
+  std::lock_guard lock(installed_mu_);
+  auto it = by_native_.find(n);
+  if (it == by_native_.end()) return;
+  installed_[it->second].code.reset();
+  by_native_.erase(it);
+  ++released_;
 }
 
 JitStats JitManager::stats() const {
@@ -140,7 +152,7 @@ JitStats JitManager::stats() const {
   s.shapes = js.live_shapes;
   s.compile_ms = js.compile_ms_total;
   std::lock_guard lock(installed_mu_);
-  s.compiled = installed_.size();
+  s.compiled = installed_.size() - released_;
   s.failed = failed_;
   return s;
 }

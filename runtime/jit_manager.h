@@ -21,6 +21,7 @@
 #include <string_view>
 #include <string>
 #include <thread>
+#include <unordered_map>
 #include <vector>
 
 #include "compiler/expr.h"
@@ -53,6 +54,10 @@ class JitManager {
   void pause();
   // Waits until every queued program is compiled (tests and benchmarks).
   void wait_idle();
+  // Frees the native code of a program that is about to be destroyed (its query was removed);
+  // the code itself goes when no other program shares its shape. Call between pause() and
+  // submit().
+  void release(const Program& p);
   JitStats stats() const;
 
  private:
@@ -72,6 +77,8 @@ class JitManager {
   bool stop_ = false;
   mutable std::mutex installed_mu_;
   std::deque<Installed> installed_;  // deque: Native addresses stay valid
+  std::unordered_map<const Program::Native*, size_t> by_native_;
+  uint64_t released_ = 0;
   uint64_t failed_ = 0;
   bool warned_ = false;
   std::thread thread_;

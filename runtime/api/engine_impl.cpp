@@ -182,16 +182,18 @@ ScriptResult EngineImpl::add_script(std::string_view text) {
   }
   refresh_streams();
   // The automaton lists a script's queries in dependency order; report them in script order.
-  std::vector<nfa::QueryInfo> added(engine_.automaton().queries.begin() + before,
-                                    engine_.automaton().queries.end());
+  const auto& all = engine_.automaton().queries;
+  std::vector<uint32_t> added;
+  for (size_t i = before; i < all.size(); ++i) added.push_back(static_cast<uint32_t>(i));
   std::sort(added.begin(), added.end(),
-            [](const auto& a, const auto& b) { return a.number < b.number; });
-  for (const auto& q : added) {
+            [&](uint32_t a, uint32_t b) { return all[a].number < all[b].number; });
+  for (uint32_t index : added) {
+    const nfa::QueryInfo& q = all[index];
     QueryInfo info;
     info.id = static_cast<uint32_t>(queries_.size() + 1);
     info.stream = q.publish;
     info.stream_id = q.stream;
-    queries_.push_back(QueryRec{info});
+    queries_.push_back(QueryRec{info, index});
     ++live_publishers_[q.stream];
     r.queries.push_back(info);
   }
@@ -206,6 +208,7 @@ Status EngineImpl::remove_query(uint32_t id) {
   if (q.removed) return {Code::NotFound, "query " + std::to_string(id) + " was already removed"};
   q.removed = true;
   --live_publishers_[q.stream_id];
+  engine_.remove_query(queries_[id - 1].automaton_index);
   return {};
 }
 

@@ -100,6 +100,7 @@ struct EngineImpl {
   };
   struct QueryRec {
     QueryInfo info;
+    uint32_t automaton_index = 0;  // in engine_.automaton().queries
   };
 
   Status check_event(const Event& e, std::vector<Slot>& slots) const;  // mu_ held

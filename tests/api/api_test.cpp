@@ -123,8 +123,8 @@ TEST(Api, RemoveQueryStopsDelivery) {
   EXPECT_EQ(e.remove_query(a.queries[0].id).code, cep::Code::NotFound);
   EXPECT_EQ(e.remove_query(77).code, cep::Code::NotFound);
   e.push(s, 2, {"Y", 2.0, 1});
-  EXPECT_EQ(ca.rows.size(), 1u);  // A no longer delivered
-  EXPECT_EQ(cb.rows.size(), 2u);  // B, reading A, keeps working
+  EXPECT_EQ(ca.rows.size(), 1u);  // A is gone
+  EXPECT_EQ(cb.rows.size(), 1u);  // so B, reading A, gets nothing new
   auto qs = e.queries();
   ASSERT_EQ(qs.size(), 2u);
   EXPECT_TRUE(qs[0].removed);

@@ -173,3 +173,36 @@ TEST(Engine, ScriptsShareStreams) {
 
 }  // namespace
 }  // namespace cayuga
+
+namespace cayuga {
+namespace {
+
+// Removing a query stops its outputs and frees what it alone used; a query sharing its prefix
+// (state merging) keeps its partial matches.
+TEST(Engine, RemoveQueryKeepsSharedState) {
+  Harness h(std::string(kStock) +
+            "SELECT * FROM FILTER{Volume > 5}(Stock) NEXT{$1.Name = $2.Name} Stock PUBLISH A;\n"
+            "SELECT Name FROM FILTER{Volume > 5}(Stock) NEXT{$1.Name = $2.Name} Stock "
+            "PUBLISH B;\n"
+            "SELECT * FROM FILTER{Volume < 5}(Stock) NEXT{} Stock PUBLISH C;");
+  const auto& queries = h.engine.automaton().queries;
+  ASSERT_EQ(queries.size(), 3u);
+  h.stock("X", 1, 10, 1);  // an instance at the NEXT node A and B share
+  h.stock("Y", 1, 1, 2);   // an instance at C's node
+  uint32_t a = 0;
+  while (queries[a].publish != "A") ++a;
+  uint32_t c = 0;
+  while (queries[c].publish != "C") ++c;
+  EXPECT_TRUE(h.engine.remove_query(a));
+  EXPECT_FALSE(h.engine.remove_query(a));
+  EXPECT_TRUE(h.engine.remove_query(c));
+  h.stock("X", 2, 1, 3);
+  h.engine.finish();
+  // B still pairs X@1 with X@3 (its NEXT node was shared with A); A and C say nothing more.
+  EXPECT_EQ(h.outputs, (std::vector<std::string>{"B[1,3] X"}));
+  // C's node died with its instance; the shared NEXT node's instance was consumed.
+  EXPECT_EQ(h.engine.stats().instances, 0u);
+}
+
+}  // namespace
+}  // namespace cayuga
