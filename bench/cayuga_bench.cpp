@@ -37,7 +37,9 @@ constexpr const char* kUsage =
     "  --jit LIST         off, on and/or auto (default on,off): one run per mode\n"
     "  --no-merge, --no-index, --no-instance-index   switch an optimization off\n"
     "  --overlap F        fraction of queries sharing an earlier START filter (default 0)\n"
-    "  --data FILE        stock bars CSV (default tests/data/stocks/bars_1min_2024_slice.csv.gz)\n";
+    "  --write DIR        instead of running: write DIR/<load>_<queries>.cel and DIR/<load>.txt\n"
+    "                     (Cayuga format) for end-to-end runs through `cayuga run --stats`\n"
+    "  --data FILE        stock bars CSV (default tests/data/stocks/bars_1min_2024_head5000.csv.gz)\n";
 
 std::vector<size_t> parse_list(const std::string& s) {
   std::vector<size_t> out;
@@ -119,7 +121,8 @@ int main(int argc, char** argv) {
   std::vector<JitMode> jit_modes = {JitMode::On, JitMode::Off};
   EngineOptions base;
   double overlap = 0;
-  std::string data = std::string(CAYUGA_SOURCE_DIR) + "/tests/data/stocks/bars_1min_2024_slice.csv.gz";
+  std::string write_dir;
+  std::string data = std::string(CAYUGA_SOURCE_DIR) + "/tests/data/stocks/bars_1min_2024_head5000.csv.gz";
   for (int i = 1; i < argc; ++i) {
     std::string a = argv[i];
     auto value = [&]() -> std::string {
@@ -157,6 +160,7 @@ int main(int argc, char** argv) {
     }
     else if (a == "--overlap") overlap = std::stod(value());
     else if (a == "--data") data = value();
+    else if (a == "--write") write_dir = value();
     else {
       std::cerr << "unknown option " << a << "\n" << kUsage;
       return 2;
@@ -184,11 +188,21 @@ int main(int argc, char** argv) {
       std::cerr << "unknown workload " << w << " (walk or stock)\n";
       return 2;
     }
+    if (!write_dir.empty()) {
+      std::ofstream out(write_dir + "/" + w + ".txt");
+      for (const auto& e : stream)
+        out << interned(e.values[0].s) << ',' << e.values[1].f << ',' << e.values[2].i
+            << ",Stock," << e.t << ',' << e.t << '\n';
+    }
     for (size_t q : queries) {
       bench::QueryMix mix;
       mix.queries = q;
       mix.overlap = overlap;
       std::string script = bench::generate_queries(mix, universe);
+      if (!write_dir.empty()) {
+        std::ofstream(write_dir + "/" + w + "_" + std::to_string(q) + ".cel") << script;
+        continue;
+      }
       for (JitMode mode : jit_modes) {
         EngineOptions options = base;
         options.jit = mode;

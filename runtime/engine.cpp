@@ -400,7 +400,9 @@ void Engine::close_epoch() {
       b.pending_t1.clear();
     }
     b.dirty = false;
-    b.scheduled = INT64_MAX;  // min_t0 may have moved either way: queue afresh
+    // A queued deadline that is not later than the new one stays: waking early is harmless
+    // (the bucket is compacted and queued again), and buckets touched every epoch would
+    // otherwise flood the heap with stale entries.
     schedule(n, id);
   }
   dirty_.clear();

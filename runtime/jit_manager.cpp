@@ -30,6 +30,7 @@ SlotRef resolved_ref(Side side, uint32_t index) {
 
 void for_each_program(const nfa::Automaton& a, const std::function<void(const Program&)>& f) {
   for (const auto& node : a.nodes) {
+    if (node.dead) continue;
     if (node.kind != nfa::NodeKind::Start) f(node.filter);
     if (node.kind == nfa::NodeKind::Fold) {
       f(node.rebind);

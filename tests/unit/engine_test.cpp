@@ -206,3 +206,41 @@ TEST(Engine, RemoveQueryKeepsSharedState) {
 
 }  // namespace
 }  // namespace cayuga
+
+namespace cayuga {
+namespace {
+
+// Removing a query frees its native code: programs of dead nodes are released, and a shape no
+// other program uses is unloaded (its ResourceTracker removed).
+TEST(Engine, RemoveQueryFreesNativeCode) {
+  EngineOptions opts;
+  opts.jit = JitMode::On;
+  Engine engine(opts);
+  ASSERT_TRUE(engine.add_script(std::string(kStock) +
+                                "SELECT * FROM Stock NEXT{$2.Price > $1.Price * 2.5} Stock;\n"
+                                "SELECT * FROM Stock NEXT{$2.Volume % 7 = 3} Stock;")
+                  .empty());
+  const JitStats before = engine.jit_stats();
+  if (!before.available) GTEST_SKIP() << "this host cannot JIT";
+  ASSERT_EQ(before.compiled, 2u);
+  ASSERT_EQ(before.shapes, 2u);
+  EXPECT_TRUE(engine.remove_query(1));
+  const JitStats after = engine.jit_stats();
+  EXPECT_EQ(after.compiled, 1u);
+  EXPECT_EQ(after.shapes, 1u);
+  // The remaining query still runs on native code.
+  Slot a[3] = {string_slot(intern("A")), float_slot(1), int_slot(3)};
+  Slot b[3] = {string_slot(intern("B")), float_slot(5), int_slot(1)};
+  std::vector<std::string> out;
+  engine.set_sink([&](uint32_t stream, const Row&) {
+    out.push_back(engine.automaton().streams[stream].name);
+  });
+  uint32_t stock = static_cast<uint32_t>(engine.automaton().find_stream("Stock"));
+  engine.push(stock, 1, 1, a);
+  engine.push(stock, 2, 2, b);
+  engine.finish();
+  EXPECT_EQ(out, (std::vector<std::string>{"q1"}));
+}
+
+}  // namespace
+}  // namespace cayuga

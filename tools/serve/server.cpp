@@ -3,12 +3,16 @@
 // clang-format off
 #include <utility>  // first: Boost 1.74's asio/awaitable.hpp uses std::exchange without it
 // clang-format on
+#include <poll.h>
+#include <sys/eventfd.h>
 #include <sys/socket.h>
+#include <unistd.h>
 
 #include <atomic>
 #include <boost/asio.hpp>
 #include <boost/beast/core.hpp>
 #include <boost/beast/http.hpp>
+#include <cerrno>
 #include <charconv>
 #include <condition_variable>
 #include <fstream>
@@ -16,6 +20,7 @@
 #include <mutex>
 #include <set>
 #include <thread>
+#include <vector>
 
 #include "runtime/api/engine_impl.h"
 #include "tools/serve/ingest.h"
@@ -59,9 +64,24 @@ bool token_matches(std::string_view given, std::string_view want) {
 }
 
 // A subscriber's bounded output buffer: filled on the engine thread, drained by its connection.
+// The connection thread waits in poll() on both `wake_fd` and its socket, so it sees new output,
+// the end of the stream and the client going away (which no write may reveal for a long time)
+// alike.
 struct Subscriber {
+  Subscriber() : wake_fd(::eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC)) {}
+  ~Subscriber() {
+    if (wake_fd >= 0) ::close(wake_fd);
+  }
+  Subscriber(const Subscriber&) = delete;
+  Subscriber& operator=(const Subscriber&) = delete;
+  // Wakes the connection thread (after `buf` or `closed` changed).
+  void wake() {
+    const uint64_t one = 1;
+    [[maybe_unused]] ssize_t r = ::write(wake_fd, &one, sizeof one);
+  }
+
+  const int wake_fd;  // an eventfd; -1 if it could not be created
   std::mutex mu;
-  std::condition_variable cv;
   std::string buf;
   bool closed = false;
   std::string reason;
@@ -103,6 +123,12 @@ struct Server::Impl {
   std::condition_variable conn_cv;
   std::map<uint64_t, Conn> conns;
   uint64_t next_conn = 1;
+  // Connection threads are never detached: their sockets belong to `ioc`, so every one must
+  // have ended before `ioc` is destroyed. A running thread is in `conn_threads`; once it is
+  // done with its socket and with *this it moves its own handle to `finished_threads`, which
+  // the acceptor joins before starting the next one; stop() joins all that remain.
+  std::map<uint64_t, std::thread> conn_threads;  // guarded by conn_mu
+  std::vector<std::thread> finished_threads;     // guarded by conn_mu
   std::set<std::shared_ptr<Subscriber>> subscribers;  // guarded by conn_mu
 
   // Counters.
@@ -122,6 +148,7 @@ struct Server::Impl {
   Response json(http::status st, const Request& req, std::string body);
   bool authorized(const Request& req) const;
   void engine_loop();
+  void join_finished_threads();
   std::string stats_json();
   std::string metrics_text();
   void set_subscriber(uint64_t id) {
@@ -216,19 +243,37 @@ void Server::Impl::stop() {
       s->closed = true;
       s->reason = "server shutting down";
     }
-    s->cv.notify_all();
+    s->wake();
   }
   // A subscriber that does not read blocks its connection thread in a write: after a grace
   // period, cut such connections so shutdown always ends.
   if (!conn_cv.wait_for(lock, std::chrono::seconds(5), [&] { return conns.empty(); }))
     for (auto& [id, c] : conns) ::shutdown(c.fd, SHUT_RDWR);
   conn_cv.wait(lock, [&] { return conns.empty(); });
+  // 5. Join every connection thread (each has closed its socket by now, but may still be on
+  // its way out), so none touches `ioc` or *this after stop() returns.
+  std::vector<std::thread> threads = std::move(finished_threads);
+  finished_threads.clear();
+  for (auto& [id, t] : conn_threads) threads.push_back(std::move(t));
+  conn_threads.clear();
+  lock.unlock();
+  for (auto& t : threads) t.join();
+}
+
+void Server::Impl::join_finished_threads() {
+  std::vector<std::thread> done;
+  {
+    std::lock_guard lock(conn_mu);
+    done.swap(finished_threads);
+  }
+  for (auto& t : done) t.join();  // each has released conn_mu for the last time: ends at once
 }
 
 void Server::Impl::accept_next(tcp::acceptor& acc, bool ingest) {
   acc.async_accept([this, &acc, ingest](boost::system::error_code ec, tcp::socket sock) {
     if (ec == net::error::operation_aborted || !acc.is_open()) return;
     if (!ec) {
+      join_finished_threads();
       std::unique_lock lock(conn_mu);
       if (conns.size() >= cfg.max_connections || stopping) {
         lock.unlock();
@@ -244,10 +289,15 @@ void Server::Impl::accept_next(tcp::acceptor& acc, bool ingest) {
       } else {
         const uint64_t id = next_conn++;
         conns[id] = Conn{sock.native_handle(), false};
-        lock.unlock();
-        std::thread([this, s = std::move(sock), id, ingest]() mutable {
+        // Started under conn_mu, so the handle is stored before the thread can look for it.
+        conn_threads.emplace(id, std::thread([this, s = std::move(sock), id, ingest]() mutable {
           run_connection(std::move(s), id, ingest);
-        }).detach();
+          std::lock_guard done_lock(conn_mu);
+          if (auto it = conn_threads.find(id); it != conn_threads.end()) {
+            finished_threads.push_back(std::move(it->second));
+            conn_threads.erase(it);
+          }
+        }));
       }
     }
     accept_next(acc, ingest);
@@ -542,8 +592,10 @@ void Server::Impl::subscribe_session(tcp::socket& sock, uint64_t id, const Reque
   sub->sse = !(accept != req.end() &&
                accept->value().find("application/x-ndjson") != beast::string_view::npos);
   sub->limit = cfg.subscriber_buffer;
-  if (stopping) {
-    Response res = json(http::status::service_unavailable, req, "{\"error\":\"shutting down\"}");
+  if (stopping || sub->wake_fd < 0) {
+    Response res = json(http::status::service_unavailable, req,
+                        stopping ? "{\"error\":\"shutting down\"}"
+                                 : "{\"error\":\"cannot subscribe: out of descriptors\"}");
     res.keep_alive(false);
     http::write(sock, res, ec);
     return;
@@ -567,7 +619,7 @@ void Server::Impl::subscribe_session(tcp::socket& sock, uint64_t id, const Reque
         } else {
           ++sub->rows;
         }
-        sub->cv.notify_one();
+        if (before == 0 || sub->closed) sub->wake();  // else the reader has not drained yet
       });
   if (!r.ok()) {
     Response res =
@@ -599,20 +651,42 @@ void Server::Impl::subscribe_session(tcp::socket& sock, uint64_t id, const Reque
     bool closed;
     std::string reason;
     {
-      std::unique_lock lock(sub->mu);
-      sub->cv.wait_for(lock, std::chrono::seconds(15),
-                       [&] { return !sub->buf.empty() || sub->closed; });
+      std::lock_guard lock(sub->mu);
       out.swap(sub->buf);
       sub->buf.clear();
       closed = sub->closed;
       reason = sub->reason;
     }
+    if (out.empty() && !closed) {
+      // Wait for output, the end, the client going away, or the keep-alive period. A wake that
+      // comes after the check above leaves the eventfd readable, so none is lost.
+      pollfd fds[2] = {{sub->wake_fd, POLLIN, 0}, {sock.native_handle(), POLLIN | POLLRDHUP, 0}};
+      const int n = ::poll(fds, 2, 15000);
+      if (n < 0) {
+        if (errno == EINTR) continue;
+        break;
+      }
+      if (fds[0].revents & POLLIN) {
+        uint64_t count;
+        [[maybe_unused]] ssize_t r = ::read(sub->wake_fd, &count, sizeof count);
+      }
+      if (fds[1].revents) {
+        // The client sends nothing after its request: end of stream or an error means it is
+        // gone. Stray bytes are discarded.
+        char sink[4096];
+        const ssize_t got = ::recv(sock.native_handle(), sink, sizeof sink, MSG_DONTWAIT);
+        if (got == 0 || (got < 0 && errno != EAGAIN && errno != EWOULDBLOCK && errno != EINTR))
+          break;
+      }
+      if (n == 0 && sub->sse) {
+        static const std::string kKeepAlive = ": keep-alive\n\n";
+        net::write(sock, http::make_chunk(net::buffer(kKeepAlive)), ec);
+      }
+      continue;
+    }
     if (!out.empty()) {
       net::write(sock, http::make_chunk(net::buffer(out)), ec);
       out.clear();
-    } else if (!closed && sub->sse) {
-      static const std::string kKeepAlive = ": keep-alive\n\n";
-      net::write(sock, http::make_chunk(net::buffer(kKeepAlive)), ec);
     }
     if (closed && !ec) {
       std::string end = sub->sse ? "event: end\ndata: {\"reason\":" + json_str(reason) + "}\n\n"
