@@ -260,6 +260,10 @@ class EventWriter {
 std::unique_ptr<EventWriter> make_writer(OutputFormat format, std::unique_ptr<OutputSink> sink);
 
 // Escaping helpers shared with other components (service, CLI).
+// {"stream":"S","t0":1,"t1":3,"A":"x",...} (CEL.md §8), without a newline: the JSON Lines
+// writer's row, also used by the embedding API and the service.
+void append_json_row(std::string& out, std::string_view stream, const Schema& schema,
+                     const Row& row);
 void append_json_string(std::string& out, std::string_view s);  // with the quotes
 void append_double(std::string& out, double v);  // shortest round-trip; "nan", "inf", "-inf"
 

@@ -89,33 +89,8 @@ class JsonlWriter final : public BufferedWriter {
  public:
   using BufferedWriter::BufferedWriter;
   void write(std::string_view stream, const Schema& schema, const Row& row) override {
-    buf_ += "{\"stream\":";
-    append_json_string(buf_, stream);
-    buf_ += ",\"t0\":";
-    append_int(buf_, row.t0);
-    buf_ += ",\"t1\":";
-    append_int(buf_, row.t1);
-    for (size_t i = 0; i < schema.size(); ++i) {
-      buf_ += ',';
-      append_json_string(buf_, schema.attrs[i].name);
-      buf_ += ':';
-      const Slot v = row.values[i];
-      switch (schema.attrs[i].type) {
-        case Type::Int:
-          append_int(buf_, v.i);
-          break;
-        case Type::Float:
-          if (std::isfinite(v.f))
-            append_double(buf_, v.f);
-          else
-            buf_ += "null";
-          break;
-        case Type::String:
-          append_json_string(buf_, interned(v.s));
-          break;
-      }
-    }
-    buf_ += "}\n";
+    append_json_row(buf_, stream, schema, row);
+    buf_ += '\n';
     done_event();
   }
 };
@@ -251,6 +226,37 @@ class WitnessWriter final : public BufferedWriter {
 };
 
 }  // namespace
+
+void append_json_row(std::string& out, std::string_view stream, const Schema& schema,
+                     const Row& row) {
+  out += "{\"stream\":";
+  append_json_string(out, stream);
+  out += ",\"t0\":";
+  append_int(out, row.t0);
+  out += ",\"t1\":";
+  append_int(out, row.t1);
+  for (size_t i = 0; i < schema.size(); ++i) {
+    out += ',';
+    append_json_string(out, schema.attrs[i].name);
+    out += ':';
+    const Slot v = row.values[i];
+    switch (schema.attrs[i].type) {
+      case Type::Int:
+        append_int(out, v.i);
+        break;
+      case Type::Float:
+        if (std::isfinite(v.f))
+          append_double(out, v.f);
+        else
+          out += "null";
+        break;
+      case Type::String:
+        append_json_string(out, interned(v.s));
+        break;
+    }
+  }
+  out += '}';
+}
 
 void append_double(std::string& out, double v) {
   if (std::isnan(v)) {

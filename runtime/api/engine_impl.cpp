@@ -28,12 +28,6 @@ Status deadlock() {
   return {Code::WouldDeadlock, "called from inside a callback of the same engine"};
 }
 
-void append_int(std::string& out, int64_t v) {
-  char buf[24];
-  auto r = std::to_chars(buf, buf + sizeof buf, v);
-  out.append(buf, r.ptr);
-}
-
 }  // namespace
 
 EngineUnit to_engine_unit(TimeUnit u) {
@@ -58,37 +52,6 @@ Type to_api_type(cayuga::Type t) {
       return Type::String;
   }
   return Type::Int;
-}
-
-void append_row_json(std::string& out, std::string_view stream, const Schema& schema,
-                     const Row& row) {
-  out += "{\"stream\":";
-  append_json_string(out, stream);
-  out += ",\"t0\":";
-  append_int(out, row.t0);
-  out += ",\"t1\":";
-  append_int(out, row.t1);
-  for (size_t i = 0; i < schema.size(); ++i) {
-    out += ',';
-    append_json_string(out, schema.attrs[i].name);
-    out += ':';
-    const Slot v = row.values[i];
-    switch (schema.attrs[i].type) {
-      case cayuga::Type::Int:
-        append_int(out, v.i);
-        break;
-      case cayuga::Type::Float:
-        if (std::isfinite(v.f))
-          append_double(out, v.f);
-        else
-          out += "null";
-        break;
-      case cayuga::Type::String:
-        append_json_string(out, interned(v.s));
-        break;
-    }
-  }
-  out += '}';
 }
 
 namespace {

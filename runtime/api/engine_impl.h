@@ -38,9 +38,6 @@ struct StreamSnapshot {
 EngineUnit to_engine_unit(TimeUnit u);
 Type to_api_type(cayuga::Type t);
 
-// {"stream":"S","t0":1,"t1":3,"A":"x"} (CEL.md §8) without the newline, appended to `out`.
-void append_row_json(std::string& out, std::string_view stream, const Schema& schema,
-                     const Row& row);
 
 struct EngineImpl {
   using RowCallback = std::function<void(uint32_t stream, const Row& row)>;

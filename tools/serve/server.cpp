@@ -608,7 +608,7 @@ void Server::Impl::subscribe_session(tcp::socket& sock, uint64_t id, const Reque
         if (sub->closed) return;
         const size_t before = sub->buf.size();
         if (sub->sse) sub->buf += "data: ";
-        api::detail::append_row_json(sub->buf, c->stream_name(s), c->stream_schema(s), row);
+        append_json_row(sub->buf, c->stream_name(s), c->stream_schema(s), row);
         sub->buf += sub->sse ? "\n\n" : "\n";
         if (sub->buf.size() > sub->limit) {
           sub->buf.resize(before);
