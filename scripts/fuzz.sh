@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Builds the CEL parser fuzz target with clang (libFuzzer + ASan + UBSan) in build-fuzz/ and runs
+# Builds the CEL front-end fuzz target (parser, analyzer, automaton builder) with clang (libFuzzer + ASan + UBSan) in build-fuzz/ and runs
 # it for SECONDS (default 60). Exits non-zero if the fuzzer finds a crash, leak, hang or UB;
 # the reproducer is left in build-fuzz/ (crash-*, timeout-*, ...).
 #
@@ -20,7 +20,7 @@ cmake -S "$root" -B "$build" "${generator[@]}" \
   -DCMAKE_CXX_COMPILER="$cxx" \
   -DCAYUGA_FUZZ=ON \
   -DCAYUGA_TESTS=OFF
-# Only the fuzz target and what it links (the lang library), not the whole project.
+# Only the fuzz target and what it links (lang, compiler, nfa), not the whole project.
 cmake --build "$build" --target fuzz_parser
 
 # The seeds stay read-only in the repository; new inputs go to a working corpus in build-fuzz.
