@@ -85,6 +85,9 @@ class Program {
   // The expression this program was compiled from, with references resolved to rows
   // (Side::First = row 0, Side::Second = row 1, index = slot offset), for a JIT to compile.
   const TExpr& source() const;
+  // Drops the source expression once no JIT will need it (it is most of a program's memory).
+  // Not thread-safe against source(): the JIT manager calls it from the thread that compiled it.
+  void release_source() const { source_.reset(); }
 
   bool eval_predicate(const EvalInput& in, EvalStats& stats) const {
     if (const Native* n = native_.load(std::memory_order_acquire))
@@ -126,7 +129,7 @@ class Program {
   bool jump_mode_ = false;  // predicate lowered to compare-and-branch code (no possible trap)
   uint32_t num_regs_ = 0;   // registers the code uses; sized at compile time
   std::vector<Instr> code_;
-  std::shared_ptr<const TExpr> source_;  // null: TRUE
+  mutable std::shared_ptr<const TExpr> source_;  // null: TRUE (or released)
   mutable std::atomic<const Native*> native_{nullptr};
   friend struct ProgramBuilder;
 };

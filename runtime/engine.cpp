@@ -66,6 +66,7 @@ Diagnostics Engine::add_script(std::string_view text) {
   }
   rebuild_routes();
   if (jit_) jit_->submit(automaton_);
+  else release_sources(automaton_);  // no JIT will ever read them
   return {};
 }
 

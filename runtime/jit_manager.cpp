@@ -46,6 +46,10 @@ void for_each_program(const nfa::Automaton& a, const std::function<void(const Pr
 
 }  // namespace
 
+void release_sources(const nfa::Automaton& a) {
+  for_each_program(a, [](const Program& p) { p.release_source(); });
+}
+
 JitManager::JitManager(JitMode mode) : mode_(mode) {
   if (mode_ == JitMode::Off) return;
   std::string error;
@@ -132,6 +136,7 @@ void JitManager::compile_one(const Program* p) {
   in.native.consts = in.code.consts().data();
   by_native_.emplace(&in.native, installed_.size() - 1);
   p->install_native(&in.native);
+  p->release_source();
 }
 
 void JitManager::release(const Program& p) {

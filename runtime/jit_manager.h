@@ -42,6 +42,9 @@ struct JitStats {
   bool available = false;  // the host can JIT
 };
 
+// Drops the source expressions of every program of `a` (when no JIT runs).
+void release_sources(const nfa::Automaton& a);
+
 class JitManager {
  public:
   explicit JitManager(JitMode mode);
