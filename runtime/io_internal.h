@@ -75,6 +75,12 @@ inline std::string_view trim(std::string_view s) {
 // "'abc'" for messages, cut at 60 bytes.
 std::string quote_for_message(std::string_view s);
 
+// The stream and time format of a one-stream input (`kind`: "CSV", "regex"). False with *error
+// ("file: message") when the stream is missing or unknown or the time format is invalid.
+bool fixed_stream_input(const InputSpec& spec, const StreamTable& streams, EngineUnit unit,
+                        const char* kind, const StreamDef*& def, TimeFormat& tf,
+                        std::string* error);
+
 // Converts one field into the slot for an attribute; returns an error message or "".
 // Numbers are trimmed of blanks first; strings are interned as given.
 std::string convert_value(std::string_view text, const Attribute& attr, Slot& out);

@@ -706,23 +706,31 @@ std::unique_ptr<EventReader> make_cayuga_reader(const InputSpec& spec,
   return std::make_unique<CayugaReader>(spec, std::move(src), streams);
 }
 
+bool fixed_stream_input(const InputSpec& spec, const StreamTable& streams, EngineUnit unit,
+                        const char* kind, const StreamDef*& def, TimeFormat& tf,
+                        std::string* error) {
+  if (spec.stream.empty()) {
+    *error = spec.path + ": a " + kind + " input needs its stream: --input Stream=" + spec.path;
+    return false;
+  }
+  def = streams.find(spec.stream);
+  if (!def) {
+    *error = spec.path + ": " + unknown_stream(spec.stream, streams);
+    return false;
+  }
+  if (std::string e = make_time_format(spec.time_format, unit, spec.year, tf); !e.empty()) {
+    *error = spec.path + ": " + e;
+    return false;
+  }
+  return true;
+}
+
 std::unique_ptr<EventReader> make_csv_reader(const InputSpec& spec, std::unique_ptr<ByteSource> src,
                                              const StreamTable& streams, EngineUnit unit,
                                              std::string* error) {
-  if (spec.stream.empty()) {
-    *error = spec.path + ": a CSV input needs its stream: --input Stream=" + spec.path;
-    return nullptr;
-  }
-  const StreamDef* def = streams.find(spec.stream);
-  if (!def) {
-    *error = spec.path + ": " + unknown_stream(spec.stream, streams);
-    return nullptr;
-  }
+  const StreamDef* def = nullptr;
   TimeFormat tf;
-  if (std::string e = make_time_format(spec.time_format, unit, spec.year, tf); !e.empty()) {
-    *error = spec.path + ": " + e;
-    return nullptr;
-  }
+  if (!fixed_stream_input(spec, streams, unit, "CSV", def, tf, error)) return nullptr;
   auto r = std::make_unique<CsvReader>(spec, std::move(src), *def, unit, std::move(tf));
   if (std::string e = r->open(spec); !e.empty()) {
     *error = e.rfind(spec.path + ":", 0) == 0 ? e : spec.path + ": " + e;

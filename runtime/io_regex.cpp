@@ -146,21 +146,9 @@ std::unique_ptr<EventReader> make_regex_reader(const InputSpec& spec,
     *error = spec.path + ": a regex input needs --regex";
     return nullptr;
   }
-  if (spec.stream.empty()) {
-    *error = spec.path + ": a regex input needs its stream: --input Stream=" + spec.path;
-    return nullptr;
-  }
-  const StreamDef* def = streams.find(spec.stream);
-  if (!def) {
-    *error = spec.path + ": unknown stream " + quote_for_message(spec.stream) +
-             " (input streams: " + streams.names() + ")";
-    return nullptr;
-  }
+  const StreamDef* def = nullptr;
   TimeFormat tf;
-  if (std::string e = make_time_format(spec.time_format, unit, spec.year, tf); !e.empty()) {
-    *error = spec.path + ": " + e;
-    return nullptr;
-  }
+  if (!fixed_stream_input(spec, streams, unit, "regex", def, tf, error)) return nullptr;
   auto r = std::make_unique<RegexReader>(spec, std::move(src), *def, unit, std::move(tf));
   if (std::string e = r->open(spec); !e.empty()) {
     *error = spec.path + ": " + e;
