@@ -183,6 +183,15 @@ void append_cayuga_value(std::string& out, Type type, Slot v) {
   }
 }
 
+// "Stream,t0,t1": how both Cayuga-style formats end a line (before any final delimiter).
+void append_stream_and_times(std::string& out, std::string_view stream, const Row& row) {
+  append_cayuga_field(out, stream);
+  out += ',';
+  append_int(out, row.t0);
+  out += ',';
+  append_int(out, row.t1);
+}
+
 class CayugaWriter final : public BufferedWriter {
  public:
   using BufferedWriter::BufferedWriter;
@@ -191,11 +200,7 @@ class CayugaWriter final : public BufferedWriter {
       append_cayuga_value(buf_, schema.attrs[i].type, row.values[i]);
       buf_ += ',';
     }
-    append_cayuga_field(buf_, stream);
-    buf_ += ',';
-    append_int(buf_, row.t0);
-    buf_ += ',';
-    append_int(buf_, row.t1);
+    append_stream_and_times(buf_, stream, row);
     buf_ += '\n';
     done_event();
   }
@@ -215,11 +220,7 @@ class WitnessWriter final : public BufferedWriter {
       append_cayuga_value(buf_, schema.attrs[i].type, row.values[i]);
       buf_ += ',';
     }
-    append_cayuga_field(buf_, stream);
-    buf_ += ',';
-    append_int(buf_, row.t0);
-    buf_ += ',';
-    append_int(buf_, row.t1);
+    append_stream_and_times(buf_, stream, row);
     buf_ += ",\n";
     done_event();
   }
