@@ -54,8 +54,10 @@ Diagnostics Engine::add_script(std::string_view text) {
   AnalyzeResult analyzed = compile_script(text, AnalyzeOptions{options_.unit, &existing});
   if (!analyzed.script) return std::move(analyzed.errors);
   if (jit_) jit_->pause();  // the build may move programs the JIT worker is reading
-  if (std::string err = nfa::build(*analyzed.script, automaton_, {options_.merge}); !err.empty())
+  if (std::string err = nfa::build(*analyzed.script, automaton_, {options_.merge}); !err.empty()) {
+    if (jit_) jit_->submit(automaton_);  // what pause() dropped from the queue
     return {Diagnostic{0, 0, err}};
+  }
   state_.resize(automaton_.nodes.size());
   for (size_t n = 0; n < automaton_.nodes.size(); ++n) {
     NodeState& st = state_[n];
