@@ -114,11 +114,11 @@ void Engine::rebuild_routes() {
         for (size_t e = 0; e < node.emits.size(); ++e) {
           index_[s].add(static_cast<uint32_t>(routes_.size()),
                         options_.index ? node.emits[e].guard : kNoGuard);
-          routes_.push_back(Route{n, static_cast<int32_t>(e)});
+          routes_.push_back(Route{&node.emits[e], n});
         }
       } else {
         index_[s].add(static_cast<uint32_t>(routes_.size()), options_.index ? node.guard : kNoGuard);
-        routes_.push_back(Route{n, -1});
+        routes_.push_back(Route{nullptr, n});
       }
     }
     index_[s].prepare();
@@ -178,7 +178,7 @@ void Engine::deliver(uint32_t stream, const Slot* row, int64_t t0, int64_t t1) {
   stats_.candidates += candidates.size();
   for (uint32_t target : candidates) {
     const Route& r = routes_[target];
-    if (r.emit >= 0) fire_emit(automaton_.nodes[r.node].emits[r.emit], row, t0, t1);
+    if (r.emit) fire_emit(*r.emit, row, t0, t1);
     else process(r.node, row, t0, t1);
   }
 }

@@ -120,9 +120,10 @@ class Engine {
     bool keyed = false;
   };
   // What the index hands an event to: one START edge, or a whole NEXT/FOLD node.
+  // Pointers into automaton_, rebuilt (rebuild_routes) whenever the automaton changes.
   struct Route {
+    const nfa::Emit* emit;  // a START edge, or null: the node
     uint32_t node;
-    int32_t emit;  // -1: the node
   };
   struct Deadline {
     int64_t time;
