@@ -20,6 +20,7 @@
 #include <string>
 #include <vector>
 
+#include "bench/texpr_builders.h"
 #include "compiler/expr.h"
 #include "compiler/jit/jit.h"
 
@@ -29,47 +30,7 @@ namespace {
 using jit::CompiledExpr;
 using jit::Jit;
 
-TExpr leaf(TOp op, Type t, Slot v = int_slot(0)) {
-  TExpr e;
-  e.op = op;
-  e.type = t;
-  e.value = v;
-  return e;
-}
-TExpr ci(int64_t v) {
-  return leaf(TOp::Const, Type::Int, int_slot(v));
-}
-TExpr cf(double v) {
-  return leaf(TOp::Const, Type::Float, float_slot(v));
-}
-TExpr ref(Type t, uint32_t index, Side side) {
-  TExpr e = leaf(TOp::Ref, t);
-  e.index = index;
-  e.side = side;
-  return e;
-}
-TExpr node(TOp op, Type t, std::vector<TExpr> kids) {
-  TExpr e = leaf(op, t);
-  e.kids = std::move(kids);
-  return e;
-}
-TExpr pred(TOp op, TExpr a, TExpr b) {
-  return node(op, Type::Int, {std::move(a), std::move(b)});
-}
-
-SlotRef two_rows(Side side, uint32_t index) {
-  return SlotRef{uint8_t(side == Side::Second ? 1 : 0), index};
-}
-constexpr Side k1 = Side::First, k2 = Side::Second;
-TExpr name(Side s) {
-  return ref(Type::String, 0, s);
-}
-TExpr price(Side s) {
-  return ref(Type::Float, 1, s);
-}
-TExpr volume(Side s) {
-  return ref(Type::Int, 2, s);
-}
+using namespace bench;
 
 TExpr simple_predicate() {
   return pred(TOp::Eq, name(k1), name(k2));
