@@ -54,6 +54,9 @@ class LineBasedReader : public EventReader {
   // Next non-blank line; End/Error as the LineReader says (an I/O error is reported once).
   // Blank means empty or only spaces/tabs.
   LineReader::Result next_line(char*& data, size_t& size);
+  // The next non-blank line as Event; End at the end of input; Error on a read error. Both end
+  // the reader (End is sticky).
+  Status read_line(char*& data, size_t& size);
   Status io_error() { return fail(0, "read error: " + lines_.error()); }
 
   std::string name_;

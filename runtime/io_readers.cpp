@@ -35,15 +35,7 @@ class CayugaReader final : public LineBasedReader {
     if (ended_) return Status::End;
     char* data;
     size_t size;
-    switch (next_line(data, size)) {
-      case LineReader::Result::End:
-        ended_ = true;
-        return Status::End;
-      case LineReader::Result::Error:
-        return io_error();
-      case LineReader::Result::Line:
-        break;
-    }
+    if (Status s = read_line(data, size); s != Status::Event) return s;
     const uint64_t ln = lines_.line_no();
     if (std::string err = split(data, size); !err.empty())
       return fail(ln, "malformed line: " + err);
@@ -259,16 +251,7 @@ class CsvReader final : public LineBasedReader {
   // The next record, joining lines while a quoted field is open (RFC 4180 allows line breaks
   // inside quotes). `ln` is the record's first line.
   Status read_record(char*& data, size_t& size, uint64_t& ln) {
-    switch (next_line(data, size)) {
-      case LineReader::Result::End:
-        ended_ = true;
-        return Status::End;
-      case LineReader::Result::Error:
-        ended_ = true;
-        return io_error();
-      case LineReader::Result::Line:
-        break;
-    }
+    if (Status s = read_line(data, size); s != Status::Event) return s;
     ln = lines_.line_no();
     if (!std::memchr(data, '"', size)) return Status::Event;  // the common case: no quotes
     QuoteState st = scan(data, size, QuoteState::FieldStart);
@@ -555,15 +538,7 @@ class JsonlReader final : public LineBasedReader {
     if (ended_) return Status::End;
     char* data;
     size_t size;
-    switch (next_line(data, size)) {
-      case LineReader::Result::End:
-        ended_ = true;
-        return Status::End;
-      case LineReader::Result::Error:
-        return io_error();
-      case LineReader::Result::Line:
-        break;
-    }
+    if (Status s = read_line(data, size); s != Status::Event) return s;
     const uint64_t ln = lines_.line_no();
     if (std::string e = parser_.parse(data, size, members_); !e.empty())
       return fail(ln, "malformed JSON: " + e);

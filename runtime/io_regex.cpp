@@ -66,15 +66,7 @@ class RegexReader final : public LineBasedReader {
     for (;;) {
       char* data;
       size_t size;
-      switch (next_line(data, size)) {
-        case LineReader::Result::End:
-          ended_ = true;
-          return Status::End;
-        case LineReader::Result::Error:
-          return io_error();
-        case LineReader::Result::Line:
-          break;
-      }
+      if (Status s = read_line(data, size); s != Status::Event) return s;
       const uint64_t ln = lines_.line_no();
       re2::StringPiece line(data, size);
       if (!re_.Match(line, 0, size, RE2::UNANCHORED, match_.data(),

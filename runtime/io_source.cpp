@@ -247,5 +247,20 @@ LineReader::Result LineBasedReader::next_line(char*& data, size_t& size) {
   }
 }
 
+EventReader::Status LineBasedReader::read_line(char*& data, size_t& size) {
+  if (ended_) return Status::End;
+  switch (next_line(data, size)) {
+    case LineReader::Result::End:
+      ended_ = true;
+      return Status::End;
+    case LineReader::Result::Error:
+      ended_ = true;
+      return io_error();
+    case LineReader::Result::Line:
+      break;
+  }
+  return Status::Event;
+}
+
 }  // namespace io_detail
 }  // namespace cayuga
