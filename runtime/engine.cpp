@@ -36,6 +36,8 @@ EngineOptions EngineOptions::from_env() {
   o.instance_index = !env_flag("CAYUGA_NO_INSTANCE_INDEX");
   if (const char* j = std::getenv("CAYUGA_JIT"))
     if (auto mode = parse_jit_mode(j)) o.jit = *mode;
+  if (const char* t = std::getenv("CAYUGA_THREADS"); t && *t)
+    o.threads = static_cast<unsigned>(std::strtoul(t, nullptr, 10));
   return o;
 }
 

@@ -54,9 +54,12 @@ struct EngineOptions {
   bool index = true;           // global predicate index
   bool instance_index = true;  // per-node buckets for dynamic equalities
   JitMode jit = JitMode::Auto;  // predicates and schema maps as native code
+  // Worker threads for an epoch's work (0 = one per core). Small epochs run inline whatever
+  // the setting; outputs and state are identical for every thread count.
+  unsigned threads = 0;
 
-  // Defaults, with CAYUGA_NO_MERGE=1, CAYUGA_NO_INDEX=1, CAYUGA_NO_INSTANCE_INDEX=1 and
-  // CAYUGA_JIT=off|on|auto honoured.
+  // Defaults, with CAYUGA_NO_MERGE=1, CAYUGA_NO_INDEX=1, CAYUGA_NO_INSTANCE_INDEX=1,
+  // CAYUGA_JIT=off|on|auto and CAYUGA_THREADS=N honoured.
   static EngineOptions from_env();
 };
 
