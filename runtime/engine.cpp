@@ -1,9 +1,18 @@
 #include "runtime/engine.h"
 
 #include <algorithm>
+#include <atomic>
 #include <climits>
 #include <cstdlib>
 #include <cstring>
+
+#include <optional>
+
+#include <tbb/blocked_range.h>
+#include <tbb/global_control.h>
+#include <tbb/info.h>
+#include <tbb/parallel_for.h>
+#include <tbb/task_arena.h>
 
 namespace cayuga {
 
@@ -38,12 +47,18 @@ EngineOptions EngineOptions::from_env() {
     if (auto mode = parse_jit_mode(j)) o.jit = *mode;
   if (const char* t = std::getenv("CAYUGA_THREADS"); t && *t)
     o.threads = static_cast<unsigned>(std::strtoul(t, nullptr, 10));
+  if (const char* w = std::getenv("CAYUGA_PARALLEL_MIN_WORK"); w && *w)
+    o.parallel_min_work = std::max<size_t>(1, std::strtoull(w, nullptr, 10));
   return o;
 }
 
 Engine::Engine(EngineOptions options)
     : options_(options),
-      jit_(options.jit == JitMode::Off ? nullptr : std::make_unique<JitManager>(options.jit)) {}
+      jit_(options.jit == JitMode::Off ? nullptr : std::make_unique<JitManager>(options.jit)) {
+  const unsigned threads = options_.threads ? options_.threads
+                                            : static_cast<unsigned>(tbb::info::default_concurrency());
+  if (threads > 1) par_ = std::make_unique<Parallel>(threads);
+}
 
 Engine::~Engine() = default;
 
@@ -55,6 +70,7 @@ Diagnostics Engine::add_script(std::string_view text) {
   }
   AnalyzeResult analyzed = compile_script(text, AnalyzeOptions{options_.unit, &existing});
   if (!analyzed.script) return std::move(analyzed.errors);
+  run_batch();  // buffered events see the queries that were there when they were pushed
   if (jit_) jit_->pause();  // the build may move programs the JIT worker is reading
   if (std::string err = nfa::build(*analyzed.script, automaton_, {options_.merge}); !err.empty()) {
     if (jit_) jit_->submit(automaton_);  // what pause() dropped from the queue
@@ -76,6 +92,7 @@ Diagnostics Engine::add_script(std::string_view text) {
 
 bool Engine::remove_query(uint32_t id) {
   if (id >= automaton_.queries.size() || automaton_.queries[id].removed) return false;
+  run_batch();
   if (jit_) jit_->pause();
   auto release_stages = [&](const Emit& e) {
     if (!jit_) return;
@@ -127,21 +144,62 @@ void Engine::rebuild_routes() {
   }
 }
 
+// ---------------------------------------------------------------------------------------------
+// Parallel batches.
+
+// Work below which a batch runs inline is EngineOptions::parallel_min_work (TBB task start-up
+// costs a few microseconds, an item a few hundred nanoseconds); a task gets at least a quarter
+// of it, and epoch-end compaction goes parallel from twice as many buckets.
+// A bucket with more instances than this is split into ranges of this many instances.
+constexpr uint32_t kSplitInstances = 2048;
+// Buffered events after which a batch runs even though its epoch is still open.
+constexpr size_t kMaxBatchEvents = 8192;
+
+struct Engine::Parallel {
+  explicit Parallel(unsigned threads) : arena(static_cast<int>(threads)), threads(threads) {
+    // More threads than cores (tests oversubscribe on purpose) needs TBB's process-wide cap
+    // raised, for as long as this engine lives.
+    if (threads > static_cast<unsigned>(tbb::info::default_concurrency()))
+      cap.emplace(tbb::global_control::max_allowed_parallelism, threads);
+  }
+  std::optional<tbb::global_control> cap;
+  tbb::task_arena arena;
+  unsigned threads;
+  std::vector<std::unique_ptr<Context>> workers;  // one per chunk, reused across batches
+};
+
+unsigned Engine::threads() const { return par_ ? par_->threads : 1; }
+
+void Engine::flush() { run_batch(); }
+
 const EngineStats& Engine::stats() const {
-  stats_.div_by_zero = eval_stats_.div_by_zero;
+  stats_.div_by_zero = main_.eval.div_by_zero;
+  stats_.candidates = main_.candidates;
+  if (par_)
+    for (const auto& w : par_->workers) {
+      stats_.div_by_zero += w->eval.div_by_zero;
+      stats_.candidates += w->candidates;
+    }
   return stats_;
 }
 
-std::vector<Slot>& Engine::scratch(size_t width) {
-  if (scratch_top_ == scratch_.size()) scratch_.emplace_back();
-  std::vector<Slot>& buf = scratch_[scratch_top_++];
+std::vector<Slot>& Engine::Context::scratch_row(size_t width) {
+  if (scratch_top == scratch.size()) scratch.emplace_back();
+  std::vector<Slot>& buf = scratch[scratch_top++];
   buf.resize(width);
   return buf;
 }
 
-std::vector<uint32_t>& Engine::scratch_targets() {
-  if (targets_top_ == targets_.size()) targets_.emplace_back();
-  std::vector<uint32_t>& buf = targets_[targets_top_++];
+Slot* Engine::Context::defer(bool output, uint32_t id, size_t width, int64_t t0, int64_t t1) {
+  const size_t offset = slots.size();
+  effects.push_back(Effect{output, id, static_cast<uint32_t>(offset), t0, t1});
+  slots.resize(offset + width);
+  return slots.data() + offset;
+}
+
+std::vector<uint32_t>& Engine::Context::scratch_targets() {
+  if (targets_top == targets.size()) targets.emplace_back();
+  std::vector<uint32_t>& buf = targets[targets_top++];
   buf.clear();
   return buf;
 }
@@ -158,7 +216,14 @@ Engine::PushResult Engine::push(uint32_t stream, int64_t t0, int64_t t1, const S
     ++stats_.epochs;
   }
   ++stats_.events_in;
-  deliver(stream, values, t0, t1);
+  if (!par_) {
+    deliver(main_, stream, values, t0, t1);
+    return PushResult::Ok;
+  }
+  const size_t width = automaton_.streams[stream].schema.size();
+  batch_.push_back(BufferedEvent{stream, static_cast<uint32_t>(batch_slots_.size()), t0, t1});
+  batch_slots_.insert(batch_slots_.end(), values, values + width);
+  if (batch_.size() >= kMaxBatchEvents) run_batch();
   return PushResult::Ok;
 }
 
@@ -173,74 +238,168 @@ void Engine::finish() {
   if (epoch_open_) close_epoch();
 }
 
-void Engine::deliver(uint32_t stream, const Slot* row, int64_t t0, int64_t t1) {
-  ScratchGuard guard(targets_top_);
-  std::vector<uint32_t>& candidates = scratch_targets();
+void Engine::run_batch() {
+  if (batch_.empty()) return;
+  // Cut the batch into work items, in the order a one-thread run would do them.
+  work_.clear();
+  size_t total = 0;
+  {
+    ScratchGuard guard(main_.targets_top);
+    std::vector<uint32_t>& candidates = main_.scratch_targets();
+    for (uint32_t e = 0; e < batch_.size(); ++e) {
+      const BufferedEvent& ev = batch_[e];
+      const Slot* row = batch_slots_.data() + ev.offset;
+      candidates.clear();
+      index_[ev.stream].match(row, candidates);
+      main_.candidates += candidates.size();
+      for (uint32_t target : candidates) {
+        const Route& r = routes_[target];
+        if (r.emit) {
+          work_.push_back(Work{e, target, 0, 0, 0});
+          ++total;
+          continue;
+        }
+        uint32_t bucket;
+        if (!find_bucket(r.node, row, &bucket)) continue;
+        const uint32_t count = static_cast<uint32_t>(state_[r.node].buckets[bucket]->count());
+        for (uint32_t b = 0; b < count; b += kSplitInstances)
+          work_.push_back(Work{e, target, bucket, b, std::min(count, b + kSplitInstances)});
+        total += 1 + count;
+      }
+    }
+  }
+  auto weight = [](const Work& w) { return size_t{1} + (w.end - w.begin); };
+  if (total < options_.parallel_min_work) {
+    for (const Work& w : work_) run_work(main_, w);
+  } else {
+    // Contiguous chunks of about equal weight, a few per thread so that skew evens out.
+    const size_t chunk_min = std::max<size_t>(1, options_.parallel_min_work / 4);
+    const size_t chunks = std::clamp<size_t>(total / chunk_min, 1, par_->threads * 4);
+    std::vector<size_t> cut{0};
+    size_t acc = 0;
+    for (size_t i = 0; i < work_.size() && cut.size() < chunks; ++i) {
+      acc += weight(work_[i]);
+      if (acc * chunks >= total * cut.size()) cut.push_back(i + 1);
+    }
+    if (cut.back() != work_.size()) cut.push_back(work_.size());
+    const size_t n = cut.size() - 1;
+    while (par_->workers.size() < n) {
+      par_->workers.push_back(std::make_unique<Context>());
+      par_->workers.back()->deferred = true;
+    }
+    par_->arena.execute([&] {
+      tbb::parallel_for(size_t{0}, n, [&](size_t c) {
+        Context& cx = *par_->workers[c];
+        for (size_t i = cut[c]; i < cut[c + 1]; ++i) run_work(cx, work_[i]);
+      });
+    });
+    for (size_t c = 0; c < n; ++c) apply_effects(*par_->workers[c]);
+  }
+  batch_.clear();
+  batch_slots_.clear();
+}
+
+void Engine::run_work(Context& cx, const Work& w) {
+  const BufferedEvent& ev = batch_[w.event];
+  const Slot* row = batch_slots_.data() + ev.offset;
+  const Route& r = routes_[w.route];
+  if (r.emit) fire_emit(cx, *r.emit, row, ev.t0, ev.t1);
+  else process(cx, r.node, w.bucket, w.begin, w.end, row, ev.t0, ev.t1);
+}
+
+void Engine::apply_effects(Context& cx) {
+  for (const Context::Effect& e : cx.effects) {
+    const Slot* row = cx.slots.data() + e.offset;
+    if (e.output) publish(e.id, row, e.t0, e.t1);
+    else add_instance(e.id, row, e.t0, e.t1);
+  }
+  for (auto [n, bucket] : cx.dirty) mark_dirty(n, bucket);
+  cx.effects.clear();
+  cx.slots.clear();
+  cx.dirty.clear();
+}
+
+// ---------------------------------------------------------------------------------------------
+// Running one event.
+
+bool Engine::find_bucket(uint32_t n, const Slot* event, uint32_t* bucket) const {
+  const NodeState& ns = state_[n];
+  *bucket = 0;
+  if (ns.keyed) {
+    const Node& node = automaton_.nodes[n];
+    uint64_t key;
+    if (!index::equality_key(event[node.key_attr], node.key_type, key)) return false;
+    auto it = ns.by_key.find(key);
+    if (it == ns.by_key.end()) return false;
+    *bucket = it->second;
+  }
+  return ns.buckets[*bucket]->count() != 0;
+}
+
+void Engine::deliver(Context& cx, uint32_t stream, const Slot* row, int64_t t0, int64_t t1) {
+  ScratchGuard guard(cx.targets_top);
+  std::vector<uint32_t>& candidates = cx.scratch_targets();
   index_[stream].match(row, candidates);
-  stats_.candidates += candidates.size();
+  cx.candidates += candidates.size();
   for (uint32_t target : candidates) {
     const Route& r = routes_[target];
-    if (r.emit) fire_emit(*r.emit, row, t0, t1);
-    else process(r.node, row, t0, t1);
+    uint32_t bucket;
+    if (r.emit) fire_emit(cx, *r.emit, row, t0, t1);
+    else if (find_bucket(r.node, row, &bucket))
+      process(cx, r.node, bucket, 0, state_[r.node].buckets[bucket]->count(), row, t0, t1);
   }
 }
 
-void Engine::process(uint32_t n, const Slot* event, int64_t t0, int64_t t1) {
+void Engine::process(Context& cx, uint32_t n, uint32_t bucket_id, size_t begin, size_t end,
+                     const Slot* event, int64_t t0, int64_t t1) {
   const Node& node = automaton_.nodes[n];
-  if (node.kind == NodeKind::Start) {
-    fire(node, event, t0, t1);
-    return;
-  }
-  NodeState& ns = state_[n];
-  uint32_t bucket_id = 0;
-  if (ns.keyed) {
-    uint64_t key;
-    if (!index::equality_key(event[node.key_attr], node.key_type, key)) return;
-    auto it = ns.by_key.find(key);
-    if (it == ns.by_key.end()) return;
-    bucket_id = it->second;
-  }
-  Bucket& b = *ns.buckets[bucket_id];
-  const size_t count = b.count();  // installed instances only: the frozen state
-  if (count == 0) return;
+  Bucket& b = *state_[n].buckets[bucket_id];
   const uint32_t width = node.width;
-  ScratchGuard guard(scratch_top_);
-  std::vector<Slot>& out = scratch(node.output.size());
-  Slot* rebound = node.kind == NodeKind::Fold ? scratch(width).data() : nullptr;
-  for (size_t k = 0; k < count; ++k) {
+  ScratchGuard guard(cx.scratch_top);
+  std::vector<Slot>& out = cx.scratch_row(node.output.size());
+  Slot* rebound = node.kind == NodeKind::Fold ? cx.scratch_row(width).data() : nullptr;
+  bool consumed_any = false;
+  for (size_t k = begin; k < end; ++k) {
     if (b.t1[k] >= t0) continue;
     const Slot* inst = b.slots.data() + k * width;
     EvalInput in;
     in.rows[0] = inst;
     in.rows[1] = event;
     in.dur = t1 - b.t0[k];
-    if (!node.filter.eval_predicate(in, eval_stats_)) continue;
-    if (!b.consumed[k]) {
-      b.consumed[k] = 1;
-      mark_dirty(n, bucket_id);
+    if (!node.filter.eval_predicate(in, cx.eval)) continue;
+    // Several tasks may consume the same instance: the flag is only ever set.
+    std::atomic_ref<uint8_t> consumed(b.consumed[k]);
+    if (!consumed.load(std::memory_order_relaxed)) {
+      consumed.store(1, std::memory_order_relaxed);
+      consumed_any = true;
     }
     const Slot* rows[2] = {inst, event};
     if (node.kind == NodeKind::Fold) {
-      if (!node.rebind.eval_predicate(in, eval_stats_)) continue;
+      if (!node.rebind.eval_predicate(in, cx.eval)) continue;
       std::copy(inst, inst + width, rebound);
       for (const auto& [slot, prog] : node.aggregates)
-        rebound[slot] = prog.eval_value(in, eval_stats_);
+        rebound[slot] = prog.eval_value(in, cx.eval);
       std::copy(event, event + (width - node.last_base), rebound + node.last_base);
-      add_instance(n, rebound, b.t0[k], t1);
+      if (cx.deferred) std::copy_n(rebound, width, cx.defer(false, n, width, b.t0[k], t1));
+      else add_instance(n, rebound, b.t0[k], t1);
       rows[0] = rebound;
     }
     for (size_t i = 0; i < node.output.size(); ++i)
       out[i] = rows[node.output[i].row][node.output[i].offset];
-    fire(node, out.data(), b.t0[k], t1);
+    fire(cx, node, out.data(), b.t0[k], t1);
+  }
+  if (consumed_any) {
+    if (cx.deferred) cx.dirty.emplace_back(n, bucket_id);
+    else mark_dirty(n, bucket_id);
   }
 }
 
-void Engine::fire(const Node& node, const Slot* row, int64_t t0, int64_t t1) {
-  for (const Emit& emit : node.emits) fire_emit(emit, row, t0, t1);
+void Engine::fire(Context& cx, const Node& node, const Slot* row, int64_t t0, int64_t t1) {
+  for (const Emit& emit : node.emits) fire_emit(cx, emit, row, t0, t1);
 }
 
-void Engine::fire_emit(const Emit& emit, const Slot* row, int64_t t0, int64_t t1) {
-  ScratchGuard guard(scratch_top_);
+void Engine::fire_emit(Context& cx, const Emit& emit, const Slot* row, int64_t t0, int64_t t1) {
+  ScratchGuard guard(cx.scratch_top);
   const Slot* cur = row;
   for (const Stage& stage : emit.stages) {
     EvalInput in;
@@ -248,35 +407,43 @@ void Engine::fire_emit(const Emit& emit, const Slot* row, int64_t t0, int64_t t1
     in.rows[1] = cur;
     in.dur = t1 - t0;
     if (stage.kind == Stage::Kind::Filter) {
-      if (!stage.pred.eval_predicate(in, eval_stats_)) return;
+      if (!stage.pred.eval_predicate(in, cx.eval)) return;
     } else {
-      std::vector<Slot>& next = scratch(stage.types.size());
+      std::vector<Slot>& next = cx.scratch_row(stage.types.size());
       if (!stage.project.empty()) {
         for (size_t i = 0; i < stage.project.size(); ++i) next[i] = cur[stage.project[i]];
       } else {
         for (size_t i = 0; i < stage.items.size(); ++i)
-          next[i] = stage.items[i].eval_value(in, eval_stats_);
+          next[i] = stage.items[i].eval_value(in, cx.eval);
       }
       cur = next.data();
     }
   }
   if (emit.kind == Emit::Kind::ToNode) {
-    add_from_row(emit.target, cur, t0, t1);
+    add_from_row(cx, emit.target, cur, t0, t1);
     return;
   }
   const nfa::Stream& s = automaton_.streams[emit.target];
   if (s.kind == nfa::StreamKind::Published) {
-    ++stats_.outputs;
-    if (sink_) {
-      Row r;
-      r.t0 = t0;
-      r.t1 = t1;
-      r.values.assign(cur, cur + s.schema.size());
-      sink_(emit.target, r);
-    }
+    const size_t width = s.schema.size();
+    if (cx.deferred) std::copy_n(cur, width, cx.defer(true, emit.target, width, t0, t1));
+    else publish(emit.target, cur, t0, t1);
   }
-  deliver(emit.target, cur, t0, t1);
+  deliver(cx, emit.target, cur, t0, t1);
 }
+
+void Engine::publish(uint32_t stream, const Slot* row, int64_t t0, int64_t t1) {
+  ++stats_.outputs;
+  if (!sink_) return;
+  Row r;
+  r.t0 = t0;
+  r.t1 = t1;
+  r.values.assign(row, row + automaton_.streams[stream].schema.size());
+  sink_(stream, r);
+}
+
+// ---------------------------------------------------------------------------------------------
+// Instance state.
 
 Engine::Bucket* Engine::bucket_for(uint32_t n, const Slot* instance, uint32_t* id) {
   NodeState& ns = state_[n];
@@ -294,33 +461,27 @@ Engine::Bucket* Engine::bucket_for(uint32_t n, const Slot* instance, uint32_t* i
   return ns.buckets[it->second].get();
 }
 
-Slot* Engine::add_pending(uint32_t n, const Slot* instance, int64_t t0, int64_t t1) {
+void Engine::add_instance(uint32_t n, const Slot* instance, int64_t t0, int64_t t1) {
   uint32_t id;
   Bucket* b = bucket_for(n, instance, &id);
-  if (!b) return nullptr;
+  if (!b) return;
   const uint32_t width = automaton_.nodes[n].width;
-  size_t base = b->pending_slots.size();
-  b->pending_slots.resize(base + width);
+  b->pending_slots.insert(b->pending_slots.end(), instance, instance + width);
   b->pending_t0.push_back(t0);
   b->pending_t1.push_back(t1);
   mark_dirty(n, id);
-  return b->pending_slots.data() + base;
 }
 
-void Engine::add_instance(uint32_t n, const Slot* instance, int64_t t0, int64_t t1) {
-  if (Slot* dst = add_pending(n, instance, t0, t1))
-    std::copy_n(instance, automaton_.nodes[n].width, dst);
-}
-
-void Engine::add_from_row(uint32_t n, const Slot* row, int64_t t0, int64_t t1) {
+void Engine::add_from_row(Context& cx, uint32_t n, const Slot* row, int64_t t0, int64_t t1) {
   const Node& node = automaton_.nodes[n];
-  ScratchGuard guard(scratch_top_);
-  std::vector<Slot>& inst = scratch(node.width);
+  ScratchGuard guard(cx.scratch_top);
+  Slot* inst = cx.deferred ? cx.defer(false, n, node.width, t0, t1)
+                           : cx.scratch_row(node.width).data();
   for (uint32_t k = 0; k < node.width; ++k) {
     int32_t src = node.init[k];
     inst[k] = src >= 0 ? row[src] : Slot{};
   }
-  add_instance(n, inst.data(), t0, t1);
+  if (!cx.deferred) add_instance(n, inst, t0, t1);
 }
 
 void Engine::mark_dirty(uint32_t n, uint32_t bucket) {
@@ -331,15 +492,16 @@ void Engine::mark_dirty(uint32_t n, uint32_t bucket) {
   }
 }
 
-void Engine::compact(Bucket& b, const Node& node, int64_t next_time) {
+uint64_t Engine::compact(Bucket& b, const Node& node, int64_t next_time) {
   const uint32_t width = node.width;
   const bool bounded = node.max_dur != nfa::kNoDurBound;
   size_t keep = 0;
+  uint64_t expired = 0;
   int64_t min_t0 = INT64_MAX;
   for (size_t k = 0; k < b.count(); ++k) {
     if (b.consumed[k]) continue;
     if (bounded && next_time - b.t0[k] > node.max_dur) {
-      ++stats_.expired;
+      ++expired;
       continue;
     }
     if (keep != k) {
@@ -350,12 +512,56 @@ void Engine::compact(Bucket& b, const Node& node, int64_t next_time) {
     min_t0 = std::min(min_t0, b.t0[keep]);
     ++keep;
   }
-  stats_.instances -= b.count() - keep;
   b.slots.resize(keep * width);
   b.t0.resize(keep);
   b.t1.resize(keep);
   b.consumed.assign(keep, 0);
   b.min_t0 = min_t0;
+  return expired;
+}
+
+void Engine::compact_all(const std::vector<std::pair<uint32_t, uint32_t>>& list,
+                         int64_t next_time, bool install) {
+  // Per bucket: the change in live instances and the expired count.
+  auto one = [&](uint32_t n, uint32_t id, int64_t& delta, uint64_t& expired) {
+    Bucket& b = *state_[n].buckets[id];
+    const size_t before = b.count();
+    expired += compact(b, automaton_.nodes[n], next_time);
+    delta -= static_cast<int64_t>(before - b.count());
+    if (!install || b.pending_t0.empty()) return;
+    b.slots.insert(b.slots.end(), b.pending_slots.begin(), b.pending_slots.end());
+    b.t0.insert(b.t0.end(), b.pending_t0.begin(), b.pending_t0.end());
+    b.t1.insert(b.t1.end(), b.pending_t1.begin(), b.pending_t1.end());
+    b.consumed.resize(b.t0.size(), 0);
+    for (int64_t t : b.pending_t0) b.min_t0 = std::min(b.min_t0, t);
+    delta += static_cast<int64_t>(b.pending_t0.size());
+    b.pending_slots.clear();
+    b.pending_t0.clear();
+    b.pending_t1.clear();
+  };
+  int64_t delta = 0;
+  uint64_t expired = 0;
+  if (!par_ || list.size() < 2 * options_.parallel_min_work) {
+    for (auto [n, id] : list) one(n, id, delta, expired);
+  } else {
+    std::atomic<int64_t> total_delta{0};
+    std::atomic<uint64_t> total_expired{0};
+    par_->arena.execute([&] {
+      tbb::parallel_for(tbb::blocked_range<size_t>(0, list.size(), 64),
+                        [&](const tbb::blocked_range<size_t>& r) {
+                          int64_t d = 0;
+                          uint64_t x = 0;
+                          for (size_t i = r.begin(); i != r.end(); ++i)
+                            one(list[i].first, list[i].second, d, x);
+                          total_delta += d;
+                          total_expired += x;
+                        });
+    });
+    delta = total_delta;
+    expired = total_expired;
+  }
+  stats_.instances += delta;
+  stats_.expired += expired;
 }
 
 // Queues the bucket's next expiry: the first time at which its oldest instance is past the
@@ -373,6 +579,7 @@ void Engine::schedule(uint32_t n, uint32_t bucket) {
 }
 
 void Engine::expire_until(int64_t next_time) {
+  due_.clear();
   while (!deadlines_.empty() && deadlines_.top().time <= next_time) {
     Deadline d = deadlines_.top();
     deadlines_.pop();
@@ -381,30 +588,20 @@ void Engine::expire_until(int64_t next_time) {
     if (b.scheduled != d.time) continue;  // superseded
     b.scheduled = INT64_MAX;
     if (b.dirty) continue;  // compacted and rescheduled at this epoch's end anyway
-    compact(b, automaton_.nodes[d.node], next_time);
-    schedule(d.node, d.bucket);
+    due_.emplace_back(d.node, d.bucket);
   }
+  compact_all(due_, next_time, false);
+  for (auto [n, id] : due_) schedule(n, id);
 }
 
 void Engine::close_epoch() {
+  run_batch();
   epoch_open_ = false;
   const int64_t next_time = epoch_ + 1;  // every later event has t1 >= next_time
   floor_ = next_time;
+  compact_all(dirty_, next_time, true);
   for (auto [n, id] : dirty_) {
-    Bucket& b = *state_[n].buckets[id];
-    compact(b, automaton_.nodes[n], next_time);
-    if (size_t added = b.pending_t0.size()) {
-      b.slots.insert(b.slots.end(), b.pending_slots.begin(), b.pending_slots.end());
-      b.t0.insert(b.t0.end(), b.pending_t0.begin(), b.pending_t0.end());
-      b.t1.insert(b.t1.end(), b.pending_t1.begin(), b.pending_t1.end());
-      b.consumed.resize(b.t0.size(), 0);
-      for (int64_t t : b.pending_t0) b.min_t0 = std::min(b.min_t0, t);
-      stats_.instances += added;
-      b.pending_slots.clear();
-      b.pending_t0.clear();
-      b.pending_t1.clear();
-    }
-    b.dirty = false;
+    state_[n].buckets[id]->dirty = false;
     // A queued deadline that is not later than the new one stays: waking early is harmless
     // (the bucket is compacted and queued again), and buckets touched every epoch would
     // otherwise flood the heap with stale entries.

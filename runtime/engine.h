@@ -18,12 +18,24 @@
 // Each of the three optimizations can be switched off (EngineOptions / environment) and the
 // results must not change.
 //
-// Thread-safety: an Engine is single-threaded; one thread calls push/advance_to/finish.
+// Parallel epochs (EngineOptions::threads > 1). Every event of an epoch sees the same frozen
+// state, so an epoch's work is order-independent (CEL.md §7). With several threads, push()
+// buffers the epoch's events; when the epoch closes (or the buffer fills, or flush()) the batch
+// is cut into work items (event × candidate edge or node, large buckets split by instance range),
+// the items are split into contiguous chunks run as TBB tasks, and each task records its
+// effects (new instances, outputs, consumed instances) instead of applying them. The effects
+// are then applied chunk by chunk, in order, so the sink sees the same rows in the same order
+// and the instance columns end up identical to a one-thread run. A batch with little work
+// runs inline on the calling thread. Epoch-end compaction and expiry of many buckets are split
+// the same way. Outputs of a buffered epoch reach the sink when its batch runs, not at push().
+//
+// Thread-safety: one thread calls push/advance_to/finish (the engine uses its own workers).
 #pragma once
 
 #include <cstdint>
 #include <deque>
 #include <functional>
+#include <memory>
 #include <queue>
 #include <string_view>
 #include <unordered_map>
@@ -57,9 +69,13 @@ struct EngineOptions {
   // Worker threads for an epoch's work (0 = one per core). Small epochs run inline whatever
   // the setting; outputs and state are identical for every thread count.
   unsigned threads = 0;
+  // Work items (an event × a candidate edge, or × an instance of a candidate node) below which
+  // a batch runs inline on the calling thread. Tests set it to 1 to force the parallel path.
+  size_t parallel_min_work = 256;
 
   // Defaults, with CAYUGA_NO_MERGE=1, CAYUGA_NO_INDEX=1, CAYUGA_NO_INSTANCE_INDEX=1,
-  // CAYUGA_JIT=off|on|auto and CAYUGA_THREADS=N honoured.
+  // CAYUGA_JIT=off|on|auto, CAYUGA_THREADS=N and
+  // CAYUGA_PARALLEL_MIN_WORK=N honoured.
   static EngineOptions from_env();
 };
 
@@ -94,12 +110,18 @@ class Engine {
   // Closes the current epoch (end of input).
   void finish();
 
+  // Runs the events buffered for a parallel batch now (outputs reach the sink), without
+  // closing the epoch. A no-op with one thread, where every push runs at once.
+  void flush();
+
   const EngineStats& stats() const;
   JitStats jit_stats() const { return jit_ ? jit_->stats() : JitStats{}; }
   // Blocks until the background JIT has compiled everything queued (benchmarks, tests).
   void wait_for_jit() {
     if (jit_) jit_->wait_idle();
   }
+  // Worker threads in use (1: everything runs on the calling thread).
+  unsigned threads() const;
   // The smallest t1 an event may still have (earlier ones are late).
   int64_t current_time() const { return epoch_open_ ? epoch_ : floor_; }
 
@@ -108,7 +130,7 @@ class Engine {
   struct Bucket {
     std::vector<Slot> slots;  // width slots per instance
     std::vector<int64_t> t0, t1;
-    std::vector<uint8_t> consumed;
+    std::vector<uint8_t> consumed;  // written through std::atomic_ref (parallel batches)
     std::vector<Slot> pending_slots;
     std::vector<int64_t> pending_t0, pending_t1;
     int64_t min_t0 = INT64_MAX;       // of installed instances
@@ -133,25 +155,72 @@ class Engine {
     uint32_t node, bucket;
     bool operator>(const Deadline& o) const { return time > o.time; }
   };
+  // What one thread needs to run events: scratch rows and, for a worker of a parallel batch,
+  // the effects it may not apply itself (new instances, outputs, consumed buckets), which are
+  // applied in order once the batch is done.
+  struct Context {
+    // Scratch rows reused across events; stacks because publishing recurses into readers.
+    std::deque<std::vector<Slot>> scratch;  // deque: growing keeps earlier rows in place
+    size_t scratch_top = 0;
+    std::deque<std::vector<uint32_t>> targets;
+    size_t targets_top = 0;
+    EvalStats eval;
+    uint64_t candidates = 0;
+    bool deferred = false;  // a worker: record effects instead of applying them
+    struct Effect {
+      bool output;      // an output row on stream `id`, or a new instance of node `id`
+      uint32_t id;
+      uint32_t offset;  // into `slots`
+      int64_t t0, t1;
+    };
+    std::vector<Effect> effects;
+    std::vector<Slot> slots;
+    std::vector<std::pair<uint32_t, uint32_t>> dirty;  // (node, bucket) with a consumed instance
+
+    std::vector<Slot>& scratch_row(size_t width);
+    // Records an effect and returns its `width` slots, to be filled before the next call.
+    Slot* defer(bool output, uint32_t id, size_t width, int64_t t0, int64_t t1);
+    std::vector<uint32_t>& scratch_targets();
+  };
+  // One unit of a batch: a buffered event and one of its candidates (for a node: a range of
+  // the instances of one bucket, so a large bucket spreads over several tasks).
+  struct Work {
+    uint32_t event;  // index into batch_
+    uint32_t route;
+    uint32_t bucket;
+    uint32_t begin, end;
+  };
+  struct BufferedEvent {
+    uint32_t stream;
+    uint32_t offset;  // into batch_slots_
+    int64_t t0, t1;
+  };
+  struct Parallel;  // the TBB arena and the workers' contexts (engine.cpp)
 
   void rebuild_routes();
   void close_epoch();
-  void deliver(uint32_t stream, const Slot* row, int64_t t0, int64_t t1);
-  void process(uint32_t node, const Slot* event, int64_t t0, int64_t t1);
-  void fire(const nfa::Node& node, const Slot* row, int64_t t0, int64_t t1);
-  void fire_emit(const nfa::Emit& emit, const Slot* row, int64_t t0, int64_t t1);
+  void run_batch();
+  void run_work(Context& cx, const Work& w);
+  void apply_effects(Context& cx);
+  bool find_bucket(uint32_t node, const Slot* event, uint32_t* bucket) const;
+  void deliver(Context& cx, uint32_t stream, const Slot* row, int64_t t0, int64_t t1);
+  void process(Context& cx, uint32_t node, uint32_t bucket, size_t begin, size_t end,
+               const Slot* event, int64_t t0, int64_t t1);
+  void fire(Context& cx, const nfa::Node& node, const Slot* row, int64_t t0, int64_t t1);
+  void fire_emit(Context& cx, const nfa::Emit& emit, const Slot* row, int64_t t0, int64_t t1);
+  void publish(uint32_t stream, const Slot* row, int64_t t0, int64_t t1);
   Bucket* bucket_for(uint32_t node, const Slot* instance, uint32_t* id);
-  Slot* add_pending(uint32_t node, const Slot* instance_for_key, int64_t t0, int64_t t1);
   void add_instance(uint32_t node, const Slot* instance, int64_t t0, int64_t t1);
-  void add_from_row(uint32_t node, const Slot* row, int64_t t0, int64_t t1);
+  void add_from_row(Context& cx, uint32_t node, const Slot* row, int64_t t0, int64_t t1);
   void mark_dirty(uint32_t node, uint32_t bucket);
-  void compact(Bucket& b, const nfa::Node& node, int64_t next_time);
+  // Drops consumed and (by `next_time`) expired instances; returns how many were expired.
+  uint64_t compact(Bucket& b, const nfa::Node& node, int64_t next_time);
+  // Compacts the buckets in `list`, installing their pending instances when `install`; in
+  // parallel when there are many.
+  void compact_all(const std::vector<std::pair<uint32_t, uint32_t>>& list, int64_t next_time,
+                   bool install);
   void schedule(uint32_t node, uint32_t bucket);
   void expire_until(int64_t next_time);
-
-  // Scratch rows reused across events; a stack because publishing recurses into readers.
-  std::vector<Slot>& scratch(size_t width);
-  std::vector<uint32_t>& scratch_targets();
 
   EngineOptions options_;
   nfa::Automaton automaton_;
@@ -159,17 +228,19 @@ class Engine {
   std::vector<Route> routes_;
   std::vector<index::StreamIndex> index_;  // per stream
   std::vector<std::pair<uint32_t, uint32_t>> dirty_;  // (node, bucket) touched this epoch
+  std::vector<std::pair<uint32_t, uint32_t>> due_;    // scratch of expire_until
   std::priority_queue<Deadline, std::vector<Deadline>, std::greater<>> deadlines_;
   Sink sink_;
   mutable EngineStats stats_;
-  EvalStats eval_stats_;
   int64_t epoch_ = INT64_MIN;  // t1 of the open epoch
   bool epoch_open_ = false;
   int64_t floor_ = INT64_MIN;  // events with a smaller t1 are late
-  std::deque<std::vector<Slot>> scratch_;  // deque: growing keeps earlier rows in place
-  size_t scratch_top_ = 0;
-  std::deque<std::vector<uint32_t>> targets_;
-  size_t targets_top_ = 0;
+  Context main_;               // the calling thread's
+  // Events of the open epoch not run yet (only with more than one thread).
+  std::vector<BufferedEvent> batch_;
+  std::vector<Slot> batch_slots_;
+  std::vector<Work> work_;
+  std::unique_ptr<Parallel> par_;  // null: one thread
   // Last: its worker thread reads programs of automaton_, so it must stop first.
   std::unique_ptr<JitManager> jit_;
 };

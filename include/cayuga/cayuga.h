@@ -139,7 +139,11 @@ enum class LatePolicy : uint8_t {
 struct Options {
   TimeUnit unit = TimeUnit::Milliseconds;
   JitMode jit = JitMode::Auto;
-  unsigned threads = 1;  // stored; the engine runs on the calling thread for now
+  // Worker threads for an epoch's work; 0 = one per core (options() then reports the number
+  // in use). The events of one push_batch call are matched in parallel when there is enough
+  // work; outputs, their order and the state are the same for every thread count, and still
+  // reach callbacks before the push call returns.
+  unsigned threads = 0;
   LatePolicy late = LatePolicy::DropAndCount;
   // Bytes of instance state (an estimate, see Stats::memory_bytes) above which Stats reports
   // over_budget. 0 = no budget. Not enforced: nothing is rejected when it is exceeded.

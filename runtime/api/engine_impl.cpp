@@ -59,6 +59,7 @@ namespace {
 cayuga::EngineOptions engine_options(const Options& o) {
   cayuga::EngineOptions e;  // merging and the indexes on: they never change results
   e.unit = to_engine_unit(o.unit);
+  e.threads = o.threads;
   switch (o.jit) {
     case JitMode::Off:
       e.jit = cayuga::JitMode::Off;
@@ -76,7 +77,7 @@ cayuga::EngineOptions engine_options(const Options& o) {
 }  // namespace
 
 EngineImpl::EngineImpl(Options opts) : options(opts), engine_(engine_options(opts)) {
-  if (options.threads == 0) options.threads = 1;
+  options.threads = engine_.threads();
   engine_.set_sink([this](uint32_t stream, const Row& row) { on_row(stream, row); });
   snap_ = std::make_shared<StreamSnapshot>();
 }
@@ -218,7 +219,8 @@ const std::vector<Field>& EngineImpl::stream_fields(uint32_t stream) const {
   return fields_[stream];
 }
 
-Status EngineImpl::push_locked(uint32_t stream, int64_t t0, int64_t t1, const Slot* values) {
+Status EngineImpl::push_locked(uint32_t stream, int64_t t0, int64_t t1, const Slot* values,
+                               bool flush) {
   if (closed_) return {Code::Closed, "the engine was finished"};
   const auto& streams = engine_.automaton().streams;
   if (stream >= streams.size() || streams[stream].kind != nfa::StreamKind::Input) {
@@ -230,6 +232,9 @@ Status EngineImpl::push_locked(uint32_t stream, int64_t t0, int64_t t1, const Sl
   {
     CallbackScope scope(this);
     r = engine_.push(stream, t0, t1, values);
+    // With several threads the engine buffers the epoch's events; running them now keeps the
+    // contract that a push's outputs reach the callbacks before it returns.
+    if (flush) engine_.flush();
   }
   if (r == cayuga::Engine::PushResult::Late && options.late == LatePolicy::Error)
     return {Code::Late, "late event: t=" + std::to_string(t1) + " is before the current time " +
@@ -253,6 +258,7 @@ void EngineImpl::push_slot_batch(std::span<const SlotEvent> events, const Slot* 
       if (closed_) break;
       engine_.push(e.stream, e.t0, e.t1, slots + e.offset);
     }
+    engine_.flush();  // the whole batch at once: this is where several threads pay
   }
   if (late) *late += engine_.stats().late_events - before;
 }
@@ -320,7 +326,7 @@ BatchResult EngineImpl::push_value_batch(std::span<const Event> events) {
       continue;
     }
     const uint64_t late_before = engine_.stats().late_events;
-    s = push_locked(events[i].stream, events[i].t, events[i].t, scratch_.data());
+    s = push_locked(events[i].stream, events[i].t, events[i].t, scratch_.data(), false);
     if (!s.ok()) {
       r.failures.push_back({i, std::move(s)});
       continue;
@@ -328,6 +334,8 @@ BatchResult EngineImpl::push_value_batch(std::span<const Event> events) {
     ++r.accepted;
     if (engine_.stats().late_events != late_before) ++r.late;
   }
+  CallbackScope scope(this);
+  engine_.flush();
   return r;
 }
 

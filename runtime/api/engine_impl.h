@@ -101,7 +101,9 @@ struct EngineImpl {
   };
 
   Status check_event(const Event& e, std::vector<Slot>& slots) const;  // mu_ held
-  Status push_locked(uint32_t stream, int64_t t0, int64_t t1, const Slot* values);
+  // `flush`: run the engine's buffered events before returning (batches flush once, at the end).
+  Status push_locked(uint32_t stream, int64_t t0, int64_t t1, const Slot* values,
+                     bool flush = true);
   void on_row(uint32_t stream, const Row& row);
   void refresh_streams();  // after add_script, mu_ held
 

@@ -43,6 +43,7 @@ struct ServeConfig {
   std::string token;                      // bearer token; empty: no authentication
   api::TimeUnit unit = api::TimeUnit::Milliseconds;
   api::JitMode jit = api::JitMode::Auto;
+  unsigned threads = 0;                // the engine's worker threads; 0 = one per core
   size_t queue_events = 1 << 20;       // bounded event queue
   size_t max_body = 16 << 20;          // larger request bodies get 413
   size_t subscriber_buffer = 8 << 20;  // bytes buffered per subscriber before disconnect

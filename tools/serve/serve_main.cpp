@@ -20,6 +20,8 @@ const char* const kServeUsage =
     "  --ingest-port N         also accept JSON Lines / Cayuga-format lines on raw TCP port N\n"
     "  --time-unit us|ms|s     the engine's time unit (default ms)\n"
     "  --jit off|on|auto       native code for predicates (default auto)\n"
+    "  --threads N             worker threads matching each batch of events (default 0: one\n"
+    "                          per core); results are identical for every N\n"
     "  --heartbeat arrival|always|off   advance time on a timer (default arrival: once an\n"
     "                          event without a time was received)\n"
     "  --heartbeat-ms N        heartbeat period (default 100)\n"
@@ -95,6 +97,8 @@ std::string parse_serve_args(const std::vector<std::string>& args, ServeConfig& 
         cfg.jit = api::JitMode::Auto;
       else
         return bad();
+    } else if (a == "--threads") {
+      if (!value() || !parse_num(v, cfg.threads)) return bad();
     } else if (a == "--heartbeat") {
       if (!value()) return bad();
       if (v == "arrival")

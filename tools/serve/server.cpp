@@ -95,7 +95,7 @@ struct Subscriber {
 struct Server::Impl {
   explicit Impl(ServeConfig c)
       : cfg(std::move(c)),
-        engine(api::Options{.unit = cfg.unit, .jit = cfg.jit}),
+        engine(api::Options{.unit = cfg.unit, .jit = cfg.jit, .threads = cfg.threads}),
         core(engine.impl().get()),
         unit(api::detail::to_engine_unit(cfg.unit)),
         queue(cfg.queue_events, unit) {}
