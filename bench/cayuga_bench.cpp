@@ -35,6 +35,9 @@ constexpr const char* kUsage =
     "  --per-epoch N      simultaneous events per epoch in the random walk (default 4)\n"
     "  --tick-ms N        time between epochs of the random walk (default 100)\n"
     "  --jit LIST         off, on and/or auto (default on,off): one run per mode\n"
+    "  --threads LIST     engine worker threads, one run per value (default 1; 0 = all cores).\n"
+    "                     With more than one, events are buffered until their epoch closes,\n"
+    "                     so p50/p99 (per push call) are only meaningful with 1\n"
     "  --no-merge, --no-index, --no-instance-index   switch an optimization off\n"
     "  --overlap F        fraction of queries sharing an earlier START filter (default 0)\n"
     "  --write DIR        instead of running: write DIR/<load>_<queries>.cel and DIR/<load>.txt\n"
@@ -119,6 +122,7 @@ int main(int argc, char** argv) {
   size_t events = 1000000, symbols = 2000, copies = 100, per_epoch = 4;
   int64_t tick_ms = 100;
   std::vector<JitMode> jit_modes = {JitMode::On, JitMode::Off};
+  std::vector<size_t> thread_counts = {1};
   EngineOptions base;
   double overlap = 0;
   std::string write_dir;
@@ -158,6 +162,7 @@ int main(int argc, char** argv) {
         jit_modes.push_back(*mode);
       }
     }
+    else if (a == "--threads") thread_counts = parse_list(value());
     else if (a == "--overlap") overlap = std::stod(value());
     else if (a == "--data") data = value();
     else if (a == "--write") write_dir = value();
@@ -167,7 +172,8 @@ int main(int argc, char** argv) {
     }
   }
 
-  std::printf("%-7s %9s %-4s %10s %8s %12s %9s %9s %8s %10s %10s %9s\n", "load", "queries", "jit",
+  std::printf("%-7s %9s %-4s %3s %10s %8s %12s %9s %9s %8s %10s %10s %9s\n", "load", "queries",
+              "jit", "thr",
               "compile_ms", "B/query", "events/s", "p50_ns", "p99_ns", "cand/ev", "outputs", "peak_inst",
               "rss_MiB");
   std::printf("(B/query: live heap per registered query before the run)\n");
@@ -203,12 +209,14 @@ int main(int argc, char** argv) {
         std::ofstream(write_dir + "/" + w + "_" + std::to_string(q) + ".cel") << script;
         continue;
       }
-      for (JitMode mode : jit_modes) {
+      for (JitMode mode : jit_modes)
+      for (size_t threads : thread_counts) {
         EngineOptions options = base;
         options.jit = mode;
+        options.threads = static_cast<unsigned>(threads);
         Result r = run_one(script, stream, options);
-        std::printf("%-7s %9zu %-4s %10.1f %8.0f %12.0f %9.0f %9.0f %8.1f %10llu %10llu %9.1f\n",
-                    w.c_str(), q, to_string(mode), r.compile_ms, r.heap_per_query,
+        std::printf("%-7s %9zu %-4s %3zu %10.1f %8.0f %12.0f %9.0f %9.0f %8.1f %10llu %10llu %9.1f\n",
+                    w.c_str(), q, to_string(mode), threads, r.compile_ms, r.heap_per_query,
                     r.events_per_s, r.p50_ns,
                     r.p99_ns, r.candidates,
                     static_cast<unsigned long long>(r.outputs),

@@ -12,6 +12,7 @@
 #include <tbb/global_control.h>
 #include <tbb/info.h>
 #include <tbb/parallel_for.h>
+#include <tbb/task_group.h>
 #include <tbb/task_arena.h>
 
 namespace cayuga {
@@ -162,10 +163,18 @@ struct Engine::Parallel {
     if (threads > static_cast<unsigned>(tbb::info::default_concurrency()))
       cap.emplace(tbb::global_control::max_allowed_parallelism, threads);
   }
+  // Worker contexts for `n` tasks.
+  void grow(size_t n) {
+    while (workers.size() < n) {
+      workers.push_back(std::make_unique<Context>());
+      workers.back()->deferred = true;
+    }
+  }
   std::optional<tbb::global_control> cap;
   tbb::task_arena arena;
   unsigned threads;
-  std::vector<std::unique_ptr<Context>> workers;  // one per chunk, reused across batches
+  std::vector<std::unique_ptr<Context>> workers;  // one per task, reused across batches
+  std::vector<BucketList> dirty;                  // apply_effects: per node partition
 };
 
 unsigned Engine::threads() const { return par_ ? par_->threads : 1; }
@@ -220,9 +229,17 @@ Engine::PushResult Engine::push(uint32_t stream, int64_t t0, int64_t t1, const S
     deliver(main_, stream, values, t0, t1);
     return PushResult::Ok;
   }
-  const size_t width = automaton_.streams[stream].schema.size();
+  // Buffered with its candidates; an event without any is done.
+  ScratchGuard guard(main_.targets_top);
+  std::vector<uint32_t>& candidates = main_.scratch_targets();
+  index_[stream].match(values, candidates);
+  main_.candidates += candidates.size();
+  if (candidates.empty()) return PushResult::Ok;
+  const uint32_t e = static_cast<uint32_t>(batch_.size());
   batch_.push_back(BufferedEvent{stream, static_cast<uint32_t>(batch_slots_.size()), t0, t1});
-  batch_slots_.insert(batch_slots_.end(), values, values + width);
+  batch_slots_.insert(batch_slots_.end(), values,
+                      values + automaton_.streams[stream].schema.size());
+  for (uint32_t target : candidates) cands_.emplace_back(e, target);
   if (batch_.size() >= kMaxBatchEvents) run_batch();
   return PushResult::Ok;
 }
@@ -238,65 +255,79 @@ void Engine::finish() {
   if (epoch_open_) close_epoch();
 }
 
-void Engine::run_batch() {
-  if (batch_.empty()) return;
-  // Cut the batch into work items, in the order a one-thread run would do them.
-  work_.clear();
+// The installed instances cannot change before the epoch closes, so the buckets and bucket
+// sizes found here stay valid until the batch has run.
+size_t Engine::expand(size_t begin, size_t end, std::vector<Work>& out) const {
   size_t total = 0;
-  {
-    ScratchGuard guard(main_.targets_top);
-    std::vector<uint32_t>& candidates = main_.scratch_targets();
-    for (uint32_t e = 0; e < batch_.size(); ++e) {
-      const BufferedEvent& ev = batch_[e];
-      const Slot* row = batch_slots_.data() + ev.offset;
-      candidates.clear();
-      index_[ev.stream].match(row, candidates);
-      main_.candidates += candidates.size();
-      for (uint32_t target : candidates) {
-        const Route& r = routes_[target];
-        if (r.emit) {
-          work_.push_back(Work{e, target, 0, 0, 0});
-          ++total;
-          continue;
-        }
-        uint32_t bucket;
-        if (!find_bucket(r.node, row, &bucket)) continue;
-        const uint32_t count = static_cast<uint32_t>(state_[r.node].buckets[bucket]->count());
-        for (uint32_t b = 0; b < count; b += kSplitInstances)
-          work_.push_back(Work{e, target, bucket, b, std::min(count, b + kSplitInstances)});
-        total += 1 + count;
-      }
+  for (size_t i = begin; i < end; ++i) {
+    const auto [e, target] = cands_[i];
+    const Route& r = routes_[target];
+    if (r.emit) {
+      out.push_back(Work{e, target, 0, 0, 0});
+      total += out.back().weight();
+      continue;
+    }
+    uint32_t bucket;
+    if (!find_bucket(r.node, batch_slots_.data() + batch_[e].offset, &bucket)) continue;
+    const uint32_t count = static_cast<uint32_t>(state_[r.node].buckets[bucket]->count());
+    for (uint32_t k = 0; k < count; k += kSplitInstances) {
+      out.push_back(Work{e, target, bucket, k, std::min(count, k + kSplitInstances)});
+      total += out.back().weight();
     }
   }
-  auto weight = [](const Work& w) { return size_t{1} + (w.end - w.begin); };
-  if (total < options_.parallel_min_work) {
+  return total;
+}
+
+void Engine::run_batch() {
+  if (batch_.empty()) return;
+  // Work items in one-thread order; the bucket look-ups are spread over tasks when many.
+  work_.clear();
+  size_t total = 0;
+  const size_t min_work = options_.parallel_min_work;
+  const size_t chunk_min = std::max<size_t>(1, min_work / 4);
+  if (cands_.size() < min_work) {
+    total = expand(0, cands_.size(), work_);
+  } else {
+    const size_t n = std::min<size_t>(par_->threads * 4, cands_.size() / chunk_min);
+    par_->grow(n);
+    par_->arena.execute([&] {
+      tbb::parallel_for(size_t{0}, n, [&](size_t c) {
+        Context& cx = *par_->workers[c];
+        cx.work.clear();
+        cx.work_total = expand(cands_.size() * c / n, cands_.size() * (c + 1) / n, cx.work);
+      });
+    });
+    for (size_t c = 0; c < n; ++c) {
+      const Context& cx = *par_->workers[c];
+      work_.insert(work_.end(), cx.work.begin(), cx.work.end());
+      total += cx.work_total;
+    }
+  }
+  if (total < min_work) {
     for (const Work& w : work_) run_work(main_, w);
   } else {
     // Contiguous chunks of about equal weight, a few per thread so that skew evens out.
-    const size_t chunk_min = std::max<size_t>(1, options_.parallel_min_work / 4);
     const size_t chunks = std::clamp<size_t>(total / chunk_min, 1, par_->threads * 4);
     std::vector<size_t> cut{0};
     size_t acc = 0;
     for (size_t i = 0; i < work_.size() && cut.size() < chunks; ++i) {
-      acc += weight(work_[i]);
+      acc += work_[i].weight();
       if (acc * chunks >= total * cut.size()) cut.push_back(i + 1);
     }
     if (cut.back() != work_.size()) cut.push_back(work_.size());
     const size_t n = cut.size() - 1;
-    while (par_->workers.size() < n) {
-      par_->workers.push_back(std::make_unique<Context>());
-      par_->workers.back()->deferred = true;
-    }
+    par_->grow(n);
     par_->arena.execute([&] {
       tbb::parallel_for(size_t{0}, n, [&](size_t c) {
         Context& cx = *par_->workers[c];
         for (size_t i = cut[c]; i < cut[c + 1]; ++i) run_work(cx, work_[i]);
       });
     });
-    for (size_t c = 0; c < n; ++c) apply_effects(*par_->workers[c]);
+    apply_effects(n);
   }
   batch_.clear();
   batch_slots_.clear();
+  cands_.clear();
 }
 
 void Engine::run_work(Context& cx, const Work& w) {
@@ -307,16 +338,52 @@ void Engine::run_work(Context& cx, const Work& w) {
   else process(cx, r.node, w.bucket, w.begin, w.end, row, ev.t0, ev.t1);
 }
 
-void Engine::apply_effects(Context& cx) {
-  for (const Context::Effect& e : cx.effects) {
-    const Slot* row = cx.slots.data() + e.offset;
-    if (e.output) publish(e.id, row, e.t0, e.t1);
-    else add_instance(e.id, row, e.t0, e.t1);
+// Applies what the workers recorded as a one-thread run would have: outputs in order, on the
+// calling thread (the sink's contract); new instances and consumed marks partitioned by node
+// over the workers meanwhile, each partition in order (only the order inside a bucket shows).
+void Engine::apply_effects(size_t workers) {
+  auto instances = [&](size_t part, size_t parts, BucketList& dirty) {
+    for (size_t c = 0; c < workers; ++c) {
+      const Context& cx = *par_->workers[c];
+      for (const Context::Effect& e : cx.effects)
+        if (!e.output && e.id % parts == part)
+          add_instance(e.id, cx.slots.data() + e.offset, e.t0, e.t1, dirty);
+      for (auto [n, bucket] : cx.dirty)
+        if (n % parts == part) mark_dirty(n, bucket, dirty);
+    }
+  };
+  size_t effects = 0;
+  for (size_t c = 0; c < workers; ++c)
+    effects += par_->workers[c]->effects.size() + par_->workers[c]->dirty.size();
+  const size_t parts = effects < options_.parallel_min_work ? 0 : par_->threads;
+  tbb::task_group group;
+  if (parts == 0) {
+    instances(0, 1, dirty_);
+  } else {
+    par_->dirty.resize(parts);
+    par_->arena.execute([&] {
+      for (size_t p = 0; p < parts; ++p)
+        group.run([&, p] { instances(p, parts, par_->dirty[p]); });
+    });
   }
-  for (auto [n, bucket] : cx.dirty) mark_dirty(n, bucket);
-  cx.effects.clear();
-  cx.slots.clear();
-  cx.dirty.clear();
+  for (size_t c = 0; c < workers; ++c) {
+    const Context& cx = *par_->workers[c];
+    for (const Context::Effect& e : cx.effects)
+      if (e.output) publish(e.id, cx.slots.data() + e.offset, e.t0, e.t1);
+  }
+  if (parts != 0) {
+    par_->arena.execute([&] { group.wait(); });
+    for (BucketList& d : par_->dirty) {
+      dirty_.insert(dirty_.end(), d.begin(), d.end());
+      d.clear();
+    }
+  }
+  for (size_t c = 0; c < workers; ++c) {
+    Context& cx = *par_->workers[c];
+    cx.effects.clear();
+    cx.slots.clear();
+    cx.dirty.clear();
+  }
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -461,7 +528,8 @@ Engine::Bucket* Engine::bucket_for(uint32_t n, const Slot* instance, uint32_t* i
   return ns.buckets[it->second].get();
 }
 
-void Engine::add_instance(uint32_t n, const Slot* instance, int64_t t0, int64_t t1) {
+void Engine::add_instance(uint32_t n, const Slot* instance, int64_t t0, int64_t t1,
+                          BucketList& dirty) {
   uint32_t id;
   Bucket* b = bucket_for(n, instance, &id);
   if (!b) return;
@@ -469,7 +537,7 @@ void Engine::add_instance(uint32_t n, const Slot* instance, int64_t t0, int64_t 
   b->pending_slots.insert(b->pending_slots.end(), instance, instance + width);
   b->pending_t0.push_back(t0);
   b->pending_t1.push_back(t1);
-  mark_dirty(n, id);
+  mark_dirty(n, id, dirty);
 }
 
 void Engine::add_from_row(Context& cx, uint32_t n, const Slot* row, int64_t t0, int64_t t1) {
@@ -484,11 +552,11 @@ void Engine::add_from_row(Context& cx, uint32_t n, const Slot* row, int64_t t0, 
   if (!cx.deferred) add_instance(n, inst, t0, t1);
 }
 
-void Engine::mark_dirty(uint32_t n, uint32_t bucket) {
+void Engine::mark_dirty(uint32_t n, uint32_t bucket, BucketList& dirty) {
   Bucket& b = *state_[n].buckets[bucket];
   if (!b.dirty) {
     b.dirty = true;
-    dirty_.emplace_back(n, bucket);
+    dirty.emplace_back(n, bucket);
   }
 }
 
@@ -565,7 +633,7 @@ void Engine::compact_all(const std::vector<std::pair<uint32_t, uint32_t>>& list,
 }
 
 // Queues the bucket's next expiry: the first time at which its oldest instance is past the
-// node's DUR bound. Stale heap entries (the bucket changed since) are skipped when popped.
+// node's DUR bound. Stale entries (the bucket changed since) are skipped when they come due.
 void Engine::schedule(uint32_t n, uint32_t bucket) {
   const Node& node = automaton_.nodes[n];
   Bucket& b = *state_[n].buckets[bucket];
@@ -574,18 +642,18 @@ void Engine::schedule(uint32_t n, uint32_t bucket) {
                                                               : b.min_t0 + node.max_dur + 1;
   if (deadline < b.scheduled) {
     b.scheduled = deadline;
-    deadlines_.push(Deadline{deadline, n, bucket});
+    deadlines_.add(deadline, n, bucket);
   }
 }
 
 void Engine::expire_until(int64_t next_time) {
+  due_entries_.clear();
+  deadlines_.take_until(next_time, due_entries_);
   due_.clear();
-  while (!deadlines_.empty() && deadlines_.top().time <= next_time) {
-    Deadline d = deadlines_.top();
-    deadlines_.pop();
+  for (const ExpiryWheel::Entry& d : due_entries_) {
     if (automaton_.nodes[d.node].dead) continue;
     Bucket& b = *state_[d.node].buckets[d.bucket];
-    if (b.scheduled != d.time) continue;  // superseded
+    if (b.scheduled != d.deadline) continue;  // superseded
     b.scheduled = INT64_MAX;
     if (b.dirty) continue;  // compacted and rescheduled at this epoch's end anyway
     due_.emplace_back(d.node, d.bucket);
@@ -604,7 +672,7 @@ void Engine::close_epoch() {
     state_[n].buckets[id]->dirty = false;
     // A queued deadline that is not later than the new one stays: waking early is harmless
     // (the bucket is compacted and queued again), and buckets touched every epoch would
-    // otherwise flood the heap with stale entries.
+    // otherwise flood the wheel with stale entries.
     schedule(n, id);
   }
   dirty_.clear();

@@ -14,7 +14,8 @@
 //    value, so an event visits one bucket;
 //  - instances live in flat per-bucket columns (slots, t0, t1), compacted only when an epoch
 //    touched the bucket;
-//  - expiry of DUR-bounded instances is driven by a min-heap of bucket deadlines, never by a scan.
+//  - expiry of DUR-bounded instances is driven by a timing wheel of bucket deadlines
+//    (expiry_wheel.h), never by a scan.
 // Each of the three optimizations can be switched off (EngineOptions / environment) and the
 // results must not change.
 //
@@ -36,7 +37,6 @@
 #include <deque>
 #include <functional>
 #include <memory>
-#include <queue>
 #include <string_view>
 #include <unordered_map>
 #include <vector>
@@ -44,6 +44,7 @@
 #include "compiler/analyzer.h"
 #include "index/stream_index.h"
 #include "nfa/automaton.h"
+#include "runtime/expiry_wheel.h"
 #include "runtime/jit_manager.h"
 
 namespace cayuga {
@@ -134,7 +135,7 @@ class Engine {
     std::vector<Slot> pending_slots;
     std::vector<int64_t> pending_t0, pending_t1;
     int64_t min_t0 = INT64_MAX;       // of installed instances
-    int64_t scheduled = INT64_MAX;    // expiry deadline queued in the heap
+    int64_t scheduled = INT64_MAX;    // expiry deadline queued in the wheel
     bool dirty = false;
     size_t count() const { return t0.size(); }
   };
@@ -150,10 +151,14 @@ class Engine {
     const nfa::Emit* emit;  // a START edge, or null: the node
     uint32_t node;
   };
-  struct Deadline {
-    int64_t time;
-    uint32_t node, bucket;
-    bool operator>(const Deadline& o) const { return time > o.time; }
+  // One unit of a batch: a buffered event and one of its candidates (for a node: a range of
+  // the instances of the bucket the event selects, so a large bucket spreads over tasks).
+  struct Work {
+    uint32_t event;  // index into batch_
+    uint32_t route;
+    uint32_t bucket;
+    uint32_t begin, end;
+    size_t weight() const { return size_t{1} + (end - begin); }  // its share of the batch
   };
   // What one thread needs to run events: scratch rows and, for a worker of a parallel batch,
   // the effects it may not apply itself (new instances, outputs, consumed buckets), which are
@@ -176,19 +181,13 @@ class Engine {
     std::vector<Effect> effects;
     std::vector<Slot> slots;
     std::vector<std::pair<uint32_t, uint32_t>> dirty;  // (node, bucket) with a consumed instance
+    std::vector<Work> work;  // expand(): this task's share of the batch's items
+    size_t work_total = 0;
 
     std::vector<Slot>& scratch_row(size_t width);
     // Records an effect and returns its `width` slots, to be filled before the next call.
     Slot* defer(bool output, uint32_t id, size_t width, int64_t t0, int64_t t1);
     std::vector<uint32_t>& scratch_targets();
-  };
-  // One unit of a batch: a buffered event and one of its candidates (for a node: a range of
-  // the instances of one bucket, so a large bucket spreads over several tasks).
-  struct Work {
-    uint32_t event;  // index into batch_
-    uint32_t route;
-    uint32_t bucket;
-    uint32_t begin, end;
   };
   struct BufferedEvent {
     uint32_t stream;
@@ -200,8 +199,11 @@ class Engine {
   void rebuild_routes();
   void close_epoch();
   void run_batch();
+  // Appends the work items of candidates [begin, end) of the batch to `out`; returns their
+  // weight.
+  size_t expand(size_t begin, size_t end, std::vector<Work>& out) const;
   void run_work(Context& cx, const Work& w);
-  void apply_effects(Context& cx);
+  void apply_effects(size_t workers);
   bool find_bucket(uint32_t node, const Slot* event, uint32_t* bucket) const;
   void deliver(Context& cx, uint32_t stream, const Slot* row, int64_t t0, int64_t t1);
   void process(Context& cx, uint32_t node, uint32_t bucket, size_t begin, size_t end,
@@ -210,9 +212,16 @@ class Engine {
   void fire_emit(Context& cx, const nfa::Emit& emit, const Slot* row, int64_t t0, int64_t t1);
   void publish(uint32_t stream, const Slot* row, int64_t t0, int64_t t1);
   Bucket* bucket_for(uint32_t node, const Slot* instance, uint32_t* id);
-  void add_instance(uint32_t node, const Slot* instance, int64_t t0, int64_t t1);
+  using BucketList = std::vector<std::pair<uint32_t, uint32_t>>;  // (node, bucket)
+  // Adds a pending instance; its bucket goes on `dirty` when first touched this epoch.
+  void add_instance(uint32_t node, const Slot* instance, int64_t t0, int64_t t1,
+                    BucketList& dirty);
+  void add_instance(uint32_t node, const Slot* instance, int64_t t0, int64_t t1) {
+    add_instance(node, instance, t0, t1, dirty_);
+  }
   void add_from_row(Context& cx, uint32_t node, const Slot* row, int64_t t0, int64_t t1);
-  void mark_dirty(uint32_t node, uint32_t bucket);
+  void mark_dirty(uint32_t node, uint32_t bucket, BucketList& dirty);
+  void mark_dirty(uint32_t node, uint32_t bucket) { mark_dirty(node, bucket, dirty_); }
   // Drops consumed and (by `next_time`) expired instances; returns how many were expired.
   uint64_t compact(Bucket& b, const nfa::Node& node, int64_t next_time);
   // Compacts the buckets in `list`, installing their pending instances when `install`; in
@@ -228,17 +237,19 @@ class Engine {
   std::vector<Route> routes_;
   std::vector<index::StreamIndex> index_;  // per stream
   std::vector<std::pair<uint32_t, uint32_t>> dirty_;  // (node, bucket) touched this epoch
+  std::vector<ExpiryWheel::Entry> due_entries_;       // scratch of expire_until
   std::vector<std::pair<uint32_t, uint32_t>> due_;    // scratch of expire_until
-  std::priority_queue<Deadline, std::vector<Deadline>, std::greater<>> deadlines_;
+  ExpiryWheel deadlines_;
   Sink sink_;
   mutable EngineStats stats_;
   int64_t epoch_ = INT64_MIN;  // t1 of the open epoch
   bool epoch_open_ = false;
   int64_t floor_ = INT64_MIN;  // events with a smaller t1 are late
   Context main_;               // the calling thread's
-  // Events of the open epoch not run yet (only with more than one thread).
+  // Events of the open epoch not run yet, and their work (only with more than one thread).
   std::vector<BufferedEvent> batch_;
   std::vector<Slot> batch_slots_;
+  std::vector<std::pair<uint32_t, uint32_t>> cands_;  // (event, route) in one-thread order
   std::vector<Work> work_;
   std::unique_ptr<Parallel> par_;  // null: one thread
   // Last: its worker thread reads programs of automaton_, so it must stop first.

@@ -1,0 +1,92 @@
+// The expiry wheel hands out exactly the deadlines that have passed, however time moves.
+#include "runtime/expiry_wheel.h"
+
+#include <gtest/gtest.h>
+
+#include <algorithm>
+#include <random>
+#include <tuple>
+
+namespace cayuga {
+namespace {
+
+using Key = std::tuple<int64_t, uint32_t, uint32_t>;
+
+std::vector<Key> sorted(const std::vector<ExpiryWheel::Entry>& v) {
+  std::vector<Key> out;
+  for (const auto& e : v) out.emplace_back(e.deadline, e.node, e.bucket);
+  std::sort(out.begin(), out.end());
+  return out;
+}
+
+TEST(ExpiryWheel, HandsOutPassedDeadlinesOnly) {
+  ExpiryWheel w;
+  std::vector<ExpiryWheel::Entry> due;
+  w.take_until(0, due);
+  w.add(5, 1, 0);
+  w.add(1023, 2, 0);
+  w.add(1024, 3, 0);
+  w.add(1024 + 4096 * 1024, 4, 0);  // same slot as 1024, a later round
+  w.add(INT64_MAX, 5, 0);           // never
+  w.take_until(4, due);
+  EXPECT_TRUE(due.empty());
+  w.take_until(5, due);
+  EXPECT_EQ(sorted(due), (std::vector<Key>{{5, 1, 0}}));
+  due.clear();
+  w.take_until(1024, due);
+  EXPECT_EQ(sorted(due), (std::vector<Key>{{1023, 2, 0}, {1024, 3, 0}}));
+  due.clear();
+  w.take_until(1024 + 4096 * 1024 - 1, due);
+  EXPECT_TRUE(due.empty());
+  w.take_until(int64_t{1} << 40, due);  // a jump over many rounds
+  EXPECT_EQ(sorted(due), (std::vector<Key>{{1024 + 4096 * 1024, 4, 0}}));
+  EXPECT_EQ(w.size(), 1u);
+}
+
+TEST(ExpiryWheel, NegativeTimesAndAddsBeforeTheFirstTake) {
+  ExpiryWheel w;
+  w.add(-3000, 1, 1);
+  w.add(-1, 2, 2);
+  w.add(7, 3, 3);
+  std::vector<ExpiryWheel::Entry> due;
+  w.take_until(-1, due);
+  EXPECT_EQ(sorted(due), (std::vector<Key>{{-3000, 1, 1}, {-1, 2, 2}}));
+  due.clear();
+  w.take_until(100, due);
+  EXPECT_EQ(sorted(due), (std::vector<Key>{{7, 3, 3}}));
+  EXPECT_EQ(w.size(), 0u);
+}
+
+// Against a plain list: random deadlines ahead of the clock, the clock moving by small steps
+// and by large jumps.
+TEST(ExpiryWheel, MatchesAReferenceList) {
+  std::mt19937_64 rng(11);
+  ExpiryWheel w;
+  std::vector<Key> pending;
+  int64_t now = -50000;
+  for (int step = 0; step < 20000; ++step) {
+    const int adds = static_cast<int>(rng() % 4);
+    for (int a = 0; a < adds; ++a) {
+      const int64_t ahead = rng() % 8 == 0 ? static_cast<int64_t>(rng() % 20000000)
+                                           : static_cast<int64_t>(rng() % 5000);
+      const Key k{now + 1 + ahead, static_cast<uint32_t>(step), static_cast<uint32_t>(a)};
+      w.add(std::get<0>(k), std::get<1>(k), std::get<2>(k));
+      pending.push_back(k);
+    }
+    now += rng() % 100 == 0 ? static_cast<int64_t>(rng() % 10000000) : static_cast<int64_t>(rng() % 300);
+    std::vector<ExpiryWheel::Entry> due;
+    w.take_until(now, due);
+    std::vector<Key> expect;
+    std::erase_if(pending, [&](const Key& k) {
+      if (std::get<0>(k) > now) return false;
+      expect.push_back(k);
+      return true;
+    });
+    std::sort(expect.begin(), expect.end());
+    ASSERT_EQ(sorted(due), expect) << "step " << step << " now " << now;
+    ASSERT_EQ(w.size(), pending.size());
+  }
+}
+
+}  // namespace
+}  // namespace cayuga
