@@ -8,7 +8,18 @@
 
 #include <optional>
 
-#include <tbb/blocked_range.h>
+// Debian's libtbb is not built with ThreadSanitizer, so TSan cannot see that handing a task to
+// a TBB worker orders it after what the caller did before, and reports races inside TBB. Under
+// TSan, tasks therefore run on a small pool of std::threads synchronized by a mutex (TsanPool),
+// whose hand-offs it does see; the engine code the tasks run is the same.
+#if defined(__SANITIZE_THREAD__)
+#define CAYUGA_TSAN 1
+#include <condition_variable>
+#include <mutex>
+#include <thread>
+#else
+#define CAYUGA_TSAN 0
+#endif
 #include <tbb/global_control.h>
 #include <tbb/info.h>
 #include <tbb/parallel_for.h>
@@ -156,6 +167,57 @@ constexpr uint32_t kSplitInstances = 2048;
 // Buffered events after which a batch runs even though its epoch is still open.
 constexpr size_t kMaxBatchEvents = 8192;
 
+#if CAYUGA_TSAN
+// Fork-join over `threads` std::threads: run(n, body) hands out body(0..n-1) and returns when
+// all have run; start() returns at once and wait() joins.
+class TsanPool {
+ public:
+  explicit TsanPool(unsigned threads) {
+    for (unsigned i = 0; i < threads; ++i) threads_.emplace_back([this] { loop(); });
+  }
+  ~TsanPool() {
+    {
+      std::lock_guard lock(mu_);
+      stop_ = true;
+    }
+    wake_.notify_all();
+    for (auto& t : threads_) t.join();
+  }
+  void start(size_t n, std::function<void(size_t)> body) {
+    std::lock_guard lock(mu_);
+    body_ = std::move(body);
+    total_ = n;
+    next_ = 0;
+    left_ = n;
+    wake_.notify_all();
+  }
+  void wait() {
+    std::unique_lock lock(mu_);
+    done_.wait(lock, [&] { return left_ == 0; });
+  }
+
+ private:
+  void loop() {
+    std::unique_lock lock(mu_);
+    for (;;) {
+      wake_.wait(lock, [&] { return stop_ || next_ < total_; });
+      if (stop_) return;
+      const size_t i = next_++;
+      lock.unlock();
+      body_(i);
+      lock.lock();
+      if (--left_ == 0) done_.notify_all();
+    }
+  }
+  std::mutex mu_;
+  std::condition_variable wake_, done_;
+  std::function<void(size_t)> body_;
+  size_t total_ = 0, next_ = 0, left_ = 0;
+  bool stop_ = false;
+  std::vector<std::thread> threads_;
+};
+#endif
+
 struct Engine::Parallel {
   explicit Parallel(unsigned threads) : arena(static_cast<int>(threads)), threads(threads) {
     // More threads than cores (tests oversubscribe on purpose) needs TBB's process-wide cap
@@ -163,6 +225,36 @@ struct Engine::Parallel {
     if (threads > static_cast<unsigned>(tbb::info::default_concurrency()))
       cap.emplace(tbb::global_control::max_allowed_parallelism, threads);
   }
+  // Runs body(0), ..., body(n - 1) as tasks; returns when all are done.
+  template <class F>
+  void run(size_t n, const F& body) {
+#if CAYUGA_TSAN
+    start(n, body);
+    wait();
+#else
+    arena.execute([&] { tbb::parallel_for(size_t{0}, n, [&](size_t i) { body(i); }); });
+#endif
+  }
+  // Starts body(0), ..., body(n - 1) as tasks and returns at once; wait() joins them. The
+  // tasks hold copies of `body` (what it refers to must live until wait()).
+  template <class F>
+  void start(size_t n, const F& body) {
+#if CAYUGA_TSAN
+    pool.start(n, body);
+#else
+    arena.execute([&] {
+      for (size_t i = 0; i < n; ++i) group.run([body, i] { body(i); });
+    });
+#endif
+  }
+  void wait() {
+#if CAYUGA_TSAN
+    pool.wait();
+#else
+    arena.execute([&] { group.wait(); });
+#endif
+  }
+
   // Worker contexts for `n` tasks.
   void grow(size_t n) {
     while (workers.size() < n) {
@@ -175,6 +267,10 @@ struct Engine::Parallel {
   unsigned threads;
   std::vector<std::unique_ptr<Context>> workers;  // one per task, reused across batches
   std::vector<BucketList> dirty;                  // apply_effects: per node partition
+  tbb::task_group group;                          // start() / wait()
+#if CAYUGA_TSAN
+  TsanPool pool{threads};
+#endif
 };
 
 unsigned Engine::threads() const { return par_ ? par_->threads : 1; }
@@ -290,12 +386,10 @@ void Engine::run_batch() {
   } else {
     const size_t n = std::min<size_t>(par_->threads * 4, cands_.size() / chunk_min);
     par_->grow(n);
-    par_->arena.execute([&] {
-      tbb::parallel_for(size_t{0}, n, [&](size_t c) {
-        Context& cx = *par_->workers[c];
-        cx.work.clear();
-        cx.work_total = expand(cands_.size() * c / n, cands_.size() * (c + 1) / n, cx.work);
-      });
+    par_->run(n, [&](size_t c) {
+      Context& cx = *par_->workers[c];
+      cx.work.clear();
+      cx.work_total = expand(cands_.size() * c / n, cands_.size() * (c + 1) / n, cx.work);
     });
     for (size_t c = 0; c < n; ++c) {
       const Context& cx = *par_->workers[c];
@@ -317,11 +411,9 @@ void Engine::run_batch() {
     if (cut.back() != work_.size()) cut.push_back(work_.size());
     const size_t n = cut.size() - 1;
     par_->grow(n);
-    par_->arena.execute([&] {
-      tbb::parallel_for(size_t{0}, n, [&](size_t c) {
-        Context& cx = *par_->workers[c];
-        for (size_t i = cut[c]; i < cut[c + 1]; ++i) run_work(cx, work_[i]);
-      });
+    par_->run(n, [&](size_t c) {
+      Context& cx = *par_->workers[c];
+      for (size_t i = cut[c]; i < cut[c + 1]; ++i) run_work(cx, work_[i]);
     });
     apply_effects(n);
   }
@@ -356,15 +448,11 @@ void Engine::apply_effects(size_t workers) {
   for (size_t c = 0; c < workers; ++c)
     effects += par_->workers[c]->effects.size() + par_->workers[c]->dirty.size();
   const size_t parts = effects < options_.parallel_min_work ? 0 : par_->threads;
-  tbb::task_group group;
   if (parts == 0) {
     instances(0, 1, dirty_);
   } else {
     par_->dirty.resize(parts);
-    par_->arena.execute([&] {
-      for (size_t p = 0; p < parts; ++p)
-        group.run([&, p] { instances(p, parts, par_->dirty[p]); });
-    });
+    par_->start(parts, [&](size_t p) { instances(p, parts, par_->dirty[p]); });
   }
   for (size_t c = 0; c < workers; ++c) {
     const Context& cx = *par_->workers[c];
@@ -372,7 +460,7 @@ void Engine::apply_effects(size_t workers) {
       if (e.output) publish(e.id, cx.slots.data() + e.offset, e.t0, e.t1);
   }
   if (parts != 0) {
-    par_->arena.execute([&] { group.wait(); });
+    par_->wait();
     for (BucketList& d : par_->dirty) {
       dirty_.insert(dirty_.end(), d.begin(), d.end());
       d.clear();
@@ -609,21 +697,19 @@ void Engine::compact_all(const std::vector<std::pair<uint32_t, uint32_t>>& list,
   };
   int64_t delta = 0;
   uint64_t expired = 0;
-  if (!par_ || list.size() < 2 * options_.parallel_min_work) {
+  if (!par_ || list.size() < options_.parallel_min_work / 2 + 1) {
     for (auto [n, id] : list) one(n, id, delta, expired);
   } else {
     std::atomic<int64_t> total_delta{0};
     std::atomic<uint64_t> total_expired{0};
-    par_->arena.execute([&] {
-      tbb::parallel_for(tbb::blocked_range<size_t>(0, list.size(), 64),
-                        [&](const tbb::blocked_range<size_t>& r) {
-                          int64_t d = 0;
-                          uint64_t x = 0;
-                          for (size_t i = r.begin(); i != r.end(); ++i)
-                            one(list[i].first, list[i].second, d, x);
-                          total_delta += d;
-                          total_expired += x;
-                        });
+    const size_t tasks = std::min<size_t>(par_->threads * 4, list.size());
+    par_->run(tasks, [&](size_t c) {
+      int64_t d = 0;
+      uint64_t x = 0;
+      for (size_t i = list.size() * c / tasks; i < list.size() * (c + 1) / tasks; ++i)
+        one(list[i].first, list[i].second, d, x);
+      total_delta += d;
+      total_expired += x;
     });
     delta = total_delta;
     expired = total_expired;

@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Installs everything, builds and runs the whole test suite: the release build, the
-# AddressSanitizer + UndefinedBehaviorSanitizer build, and a bounded parser fuzzing run.
+# AddressSanitizer + UndefinedBehaviorSanitizer build, the ThreadSanitizer build of the engine
+# tests (parallel epochs) and a bounded parser fuzzing run.
 # Set CAYUGA_SKIP_SANITIZE=1 or CAYUGA_FUZZ_SECONDS=0 to skip those parts locally.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -12,6 +13,13 @@ ctest --test-dir build --output-on-failure --timeout 600 -j "$jobs"
 if [ "${CAYUGA_SKIP_SANITIZE:-0}" != 1 ]; then
   ./scripts/build.sh sanitize
   ctest --test-dir build-sanitize --output-on-failure --timeout 900 -j "$jobs"
+
+  # ThreadSanitizer: the engine, the embedding API and the whole end-to-end suite with four
+  # workers and every batch split into tasks.
+  cmake --preset tsan >/dev/null
+  cmake --build --preset tsan --target engine_test expiry_wheel_test api_test cayuga e2e_runner
+  ctest --test-dir build-tsan --output-on-failure --timeout 900 -j "$jobs" \
+    -R '^(Engine|Api|ExpiryWheel)[.]|[.]threads4$'
 fi
 
 fuzz_seconds="${CAYUGA_FUZZ_SECONDS:-60}"
