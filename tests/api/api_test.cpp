@@ -254,6 +254,48 @@ TEST(Api, OptionsAndBudget) {
   EXPECT_EQ(st.current_time, 1000);
 }
 
+// Parallel batches keep the API's contract: the same rows in the same order, delivered before
+// each push or push_batch call returns, whatever the thread count.
+TEST(Api, ThreadsDeliverTheSameRowsBeforeEachCallReturns) {
+  auto run = [](unsigned threads) {
+    cep::Options o;
+    o.threads = threads;
+    cep::Engine e(o);
+    EXPECT_EQ(e.options().threads, threads);
+    EXPECT_TRUE(e.add_script(std::string(kStock) +
+                             "SELECT * FROM Stock NEXT{$1.Name = $2.Name AND $2.Price > $1.Price} "
+                             "Stock PUBLISH Up;\n"
+                             "SELECT Name, Price_1 AS P0, Price AS P1 FROM FILTER{DUR < 6}(Stock "
+                             "FOLD{$2.Name = $.Name, $2.Price >= $.Price,} Stock) PUBLISH Run;")
+                    .ok());
+    Collector c;
+    EXPECT_TRUE(e.subscribe("Up", c.cb()).ok());
+    EXPECT_TRUE(e.subscribe("Run", c.cb()).ok());
+    const uint32_t s = *e.stream_id("Stock");
+    std::vector<size_t> after_call;  // rows delivered when each call returned
+    const char* names[] = {"S0", "S1", "S2", "S3", "S4", "S5", "S6", "S7"};
+    std::vector<std::vector<cep::Value>> values;
+    for (int t = 0; t < 300; ++t) {
+      values.clear();
+      std::vector<cep::Event> batch;
+      for (int k = 0; k < 40; ++k)  // 40 simultaneous events over 8 names
+        values.push_back({names[k % 8], double((t * 7 + k * 13) % 50), k});
+      for (auto& v : values) batch.push_back(cep::Event{s, t, v});
+      EXPECT_EQ(e.push_batch(batch).accepted, batch.size());
+      after_call.push_back(c.rows.size());
+      EXPECT_TRUE(e.push(s, t, {"S1", double(t % 9), 1}).ok());
+      after_call.push_back(c.rows.size());
+    }
+    e.finish();
+    return std::make_pair(c.rows, after_call);
+  };
+  const auto one = run(1);
+  EXPECT_GT(one.first.size(), 10000u) << "too few rows to exercise parallel batches";
+  const auto four = run(4);
+  EXPECT_EQ(four.first, one.first);
+  EXPECT_EQ(four.second, one.second);
+}
+
 TEST(Api, ValueBasics) {
   cep::Value i = 42, f = 1.5, s = "x";
   EXPECT_EQ(i.type(), cep::Type::Int);
