@@ -220,7 +220,9 @@ std::string function_list() {
 
 // Per query of the script.
 struct QueryState {
-  const ast::Query* ast = nullptr;
+  const ast::Query* ast = nullptr;  // null once analysed when the analyzer consumes the AST
+  size_t statement = 0;             // index in the script
+  ast::Pos pos;                     // the query's start
   uint32_t number = 0;  // 1-based
   std::string publish;
   ast::Pos publish_pos;  // the PUBLISH name, or the query's start for a default name
@@ -241,8 +243,11 @@ struct StreamState {
 
 class Analyzer {
  public:
-  Analyzer(const ast::Script& script, const AnalyzeOptions& options)
-      : script_(script), options_(options) {}
+  // With `consume` (the same script, owned by the caller), each query's AST is freed as soon as
+  // its plan is built, so the whole AST and the whole typed algebra never coexist.
+  Analyzer(const ast::Script& script, const AnalyzeOptions& options,
+           ast::Script* consume = nullptr)
+      : script_(script), options_(options), consume_(consume) {}
 
   AnalyzeResult run();
 
@@ -273,6 +278,7 @@ class Analyzer {
 
   const ast::Script& script_;
   const AnalyzeOptions& options_;
+  ast::Script* consume_;
   Diagnostics errors_;
   std::map<std::string, StreamState, std::less<>> streams_;
   std::vector<std::string> inputs_;
@@ -343,11 +349,13 @@ void Analyzer::declare_inputs() {
 }
 
 void Analyzer::declare_queries() {
-  for (const auto& stmt : script_.statements) {
-    const auto* q = std::get_if<ast::Query>(&stmt);
+  for (size_t k = 0; k < script_.statements.size(); ++k) {
+    const auto* q = std::get_if<ast::Query>(&script_.statements[k]);
     if (!q) continue;
     QueryState qs;
     qs.ast = q;
+    qs.statement = k;
+    qs.pos = q->pos;
     qs.number = static_cast<uint32_t>(queries_.size() + 1);
     if (q->publish) {
       qs.publish = *q->publish;
@@ -1084,6 +1092,10 @@ AnalyzeResult Analyzer::run() {
     QueryState& qs = queries_[i];
     qs.plan = query(*qs.ast, /*top=*/true);
     qs.done = true;
+    if (consume_) {
+      qs.ast = nullptr;
+      consume_->statements[qs.statement] = ast::Query();
+    }
   }
   check_unions();
 
@@ -1098,12 +1110,14 @@ AnalyzeResult Analyzer::run() {
 
   AnalyzedScript out;
   out.inputs = inputs_;
-  for (const auto& qs : queries_) {
+  out.queries.reserve(queries_.size());
+  for (auto& qs : queries_) {
     QueryPlan qp;
     qp.number = qs.number;
     qp.publish = qs.publish;
-    qp.pos = qs.ast->pos;
+    qp.pos = qs.pos;
     qp.root = std::move(*qs.plan);
+    qs.plan.reset();
     out.queries.push_back(std::move(qp));
   }
   for (size_t i : order) out.topo_order.push_back(queries_[i].number);
@@ -1142,7 +1156,7 @@ AnalyzeResult compile_script(std::string_view text, const AnalyzeOptions& option
     r.errors = std::move(parsed.errors);
     return r;
   }
-  return analyze(*parsed.script, options);
+  return Analyzer(*parsed.script, options, &*parsed.script).run();
 }
 
 }  // namespace cayuga

@@ -20,6 +20,7 @@
 #include <cmath>
 #include <cstring>
 #include <unordered_map>
+#include <utility>
 
 namespace cayuga {
 
@@ -271,26 +272,22 @@ struct ProgramBuilder {
     ProgramBuilder b(refs);
     b.code.push_back(ret_instr(b.value(s)));
     Program p;
-    p.kind_ = Program::Kind::Value;
-    p.result_type_ = e.is_bool() ? Type::Int : e.type;
-    p.may_divide_by_zero_ = has_trap(s);
-    p.num_regs_ = b.max_regs;
-    p.code_ = std::move(b.code);
+    p.code_ = b.finish();
+    p.code_->kind = Program::Kind::Value;
+    p.code_->result_type = e.is_bool() ? Type::Int : e.type;
+    p.code_->may_divide_by_zero = has_trap(s);
     return p;
   }
 
   static Program make_predicate(const TExpr& e, const RefMapper& refs) {
     TExpr s = simplify(e);
     ProgramBuilder b(refs);
-    Program p;
-    p.kind_ = Program::Kind::Predicate;
-    p.result_type_ = Type::Int;
-    p.may_divide_by_zero_ = has_trap(s);
+    const bool may_divide_by_zero = has_trap(s);
+    bool jump_mode = false;
     if (s.op == TOp::True) {
-      p.always_true_ = true;
       b.emit(RetTrue);
-    } else if (!p.may_divide_by_zero_) {
-      p.jump_mode_ = true;
+    } else if (!may_divide_by_zero) {
+      jump_mode = true;
       Label fail;
       b.jump(s, false, fail);
       b.emit(RetTrue);
@@ -308,9 +305,22 @@ struct ProgramBuilder {
     } else {
       b.code.push_back(ret_instr(b.boolean(s)));
     }
-    p.num_regs_ = b.max_regs;
-    p.code_ = std::move(b.code);
+    Program p;
+    p.code_ = b.finish();
+    p.code_->kind = Program::Kind::Predicate;
+    p.code_->result_type = Type::Int;
+    p.code_->always_true = s.op == TOp::True;
+    p.code_->may_divide_by_zero = may_divide_by_zero;
+    p.code_->jump_mode = jump_mode;
     return p;
+  }
+
+  // The code block of the instructions emitted so far.
+  Program::Code* finish() {
+    Program::Code* c = Program::new_code(code.size());
+    std::copy(code.begin(), code.end(), c->instrs());
+    c->num_regs = max_regs;
+    return c;
   }
 
   const RefMapper& refs;
@@ -876,9 +886,6 @@ Slot run(const Instr* code, uint32_t num_regs, const EvalInput& in, EvalStats& s
   return big.data();
 }
 
-// What a default-constructed Program runs: false / zero.
-const Instr kEmptyCode[1] = {Instr{uint16_t(RetFalse), 0, 0, 0, 0, int_slot(0)}};
-
 void append_const(std::string& out, Slot k, Type t) {
   switch (t) {
     case Type::Int:
@@ -904,94 +911,253 @@ void append_const(std::string& out, Slot k, Type t) {
 
 }  // namespace
 
-namespace {
-
-TExpr resolve_refs(const TExpr& e, const RefMapper& refs) {
-  TExpr out = e;
-  if (out.op == TOp::Ref) {
+// Appends `e` in preorder, with references resolved through `refs`.
+void Program::flatten(const TExpr& e, const RefMapper& refs, std::vector<Source::Node>& out) {
+  Source::Node n{e.op, e.type, e.side, e.func, e.index, static_cast<uint32_t>(e.kids.size()),
+                 e.value};
+  if (e.op == TOp::Ref) {
     SlotRef r = refs(e.side, e.index);
-    out.side = r.row == 0 ? Side::First : Side::Second;
-    out.index = r.offset;
+    n.side = r.row == 0 ? Side::First : Side::Second;
+    n.index = r.offset;
   }
-  for (auto& k : out.kids) k = resolve_refs(k, refs);
-  return out;
+  out.push_back(n);
+  for (const auto& k : e.kids) flatten(k, refs, out);
 }
 
-}  // namespace
+// The tree of the preorder nodes starting at `at`, which is moved past them.
+TExpr Program::unflatten(const Source::Node*& at) {
+  const Source::Node& n = *at++;
+  TExpr e;
+  e.op = n.op;
+  e.type = n.type;
+  e.side = n.side;
+  e.func = n.func;
+  e.index = n.index;
+  e.value = n.value;
+  e.kids.reserve(n.kids);
+  for (uint32_t k = 0; k < n.kids; ++k) e.kids.push_back(unflatten(at));
+  return e;
+}
 
-const TExpr& Program::source() const {
-  static const TExpr kTrue;
-  return source_ ? *source_ : kTrue;
+TExpr Program::source() const {
+  if (!source_) return TExpr();  // TRUE
+  const Source::Node* at = source_->nodes();
+  return unflatten(at);
+}
+
+Program::Source* Program::new_source(const TExpr& e, const RefMapper& refs) {
+  std::vector<Source::Node> nodes;
+  flatten(e, refs, nodes);
+  void* raw = ::operator new(sizeof(Source) + nodes.size() * sizeof(Source::Node));
+  Source* s = new (raw) Source;
+  s->size = static_cast<uint32_t>(nodes.size());
+  std::copy(nodes.begin(), nodes.end(), s->nodes());
+  return s;
+}
+
+void Program::release_source() const {
+  unref(std::exchange(source_, nullptr));
+}
+
+Program::Code* Program::new_code(size_t size) {
+  void* raw = ::operator new(sizeof(Code) + size * sizeof(Instr));
+  Code* c = new (raw) Code;
+  c->size = static_cast<uint32_t>(size);
+  return c;
+}
+
+void Program::unref(Code* c) {
+  if (c && c->refs.fetch_sub(1, std::memory_order_acq_rel) == 1) {
+    c->~Code();  // Instr is trivially destructible
+    ::operator delete(c);
+  }
+}
+
+void Program::unref(Source* s) {
+  if (s && s->refs.fetch_sub(1, std::memory_order_acq_rel) == 1) {
+    s->~Source();  // the nodes are trivially destructible
+    ::operator delete(s);
+  }
 }
 
 Program::Program(const Program& o)
-    : kind_(o.kind_),
-      result_type_(o.result_type_),
-      always_true_(o.always_true_),
-      may_divide_by_zero_(o.may_divide_by_zero_),
-      jump_mode_(o.jump_mode_),
-      num_regs_(o.num_regs_),
-      code_(o.code_),
+    : code_(o.code_),
       source_(o.source_),
-      native_(o.native_.load(std::memory_order_acquire)) {}
+      native_(o.native_.load(std::memory_order_acquire)) {
+  if (code_) code_->refs.fetch_add(1, std::memory_order_relaxed);
+  if (source_) source_->refs.fetch_add(1, std::memory_order_relaxed);
+}
+
+Program::Program(Program&& o) noexcept
+    : code_(std::exchange(o.code_, nullptr)),
+      source_(std::exchange(o.source_, nullptr)),
+      native_(o.native_.exchange(nullptr, std::memory_order_acq_rel)) {}
 
 Program& Program::operator=(const Program& o) {
+  if (this != &o) *this = Program(o);
+  return *this;
+}
+
+Program& Program::operator=(Program&& o) noexcept {
   if (this != &o) {
-    kind_ = o.kind_;
-    result_type_ = o.result_type_;
-    always_true_ = o.always_true_;
-    may_divide_by_zero_ = o.may_divide_by_zero_;
-    jump_mode_ = o.jump_mode_;
-    num_regs_ = o.num_regs_;
-    code_ = o.code_;
-    source_ = o.source_;
-    native_.store(o.native_.load(std::memory_order_acquire), std::memory_order_release);
+    unref(std::exchange(code_, std::exchange(o.code_, nullptr)));
+    unref(std::exchange(source_, std::exchange(o.source_, nullptr)));
+    native_.store(o.native_.exchange(nullptr, std::memory_order_acq_rel),
+                  std::memory_order_release);
   }
   return *this;
 }
 
+Program::~Program() {
+  unref(code_);
+  unref(source_);
+}
+
 Program Program::predicate(const TExpr& e, const RefMapper& refs) {
   Program p = ProgramBuilder::make_predicate(e, refs);
-  p.source_ = std::make_shared<const TExpr>(resolve_refs(e, refs));
+  p.source_ = new_source(e, refs);
   return p;
 }
 
 Program Program::value(const TExpr& e, const RefMapper& refs) {
   Program p = ProgramBuilder::make_value(e, refs, true);
-  p.source_ = std::make_shared<const TExpr>(resolve_refs(e, refs));
+  p.source_ = new_source(e, refs);
   return p;
+}
+
+// Two codes are identical when their header fields (all of which matter to evaluation or to
+// disassemble()) and their instructions are. Instructions compare as bytes: emit() sets every
+// field and Instr has no padding.
+static_assert(sizeof(Program::Instr) == 24);
+
+uint64_t CodePool::header(const Program::Code* c) {
+  return uint64_t{c->size} << 32 ^ uint64_t{c->num_regs} << 24 ^ uint64_t(c->kind) << 16 ^
+         uint64_t(c->result_type) << 8 ^ uint64_t{c->always_true} << 2 ^
+         uint64_t{c->may_divide_by_zero} << 1 ^ uint64_t{c->jump_mode};
+}
+
+bool CodePool::same(const Program::Code* a, const Program::Code* b) {
+  return header(a) == header(b) &&
+         std::memcmp(a->instrs(), b->instrs(), a->size * sizeof(Program::Instr)) == 0;
+}
+
+uint32_t CodePool::hash(const Program::Code* c) {
+  uint64_t h = header(c);
+  const auto* words = reinterpret_cast<const unsigned char*>(c->instrs());
+  for (size_t i = 0; i < c->size * sizeof(Program::Instr); i += 8) {
+    uint64_t w;
+    std::memcpy(&w, words + i, 8);
+    h = (h ^ w) * 0x9e3779b97f4a7c15ull;
+    h ^= h >> 29;
+  }
+  return static_cast<uint32_t>(h ^ (h >> 32));
+}
+
+CodePool::CodePool(const CodePool& o) : slots_(o.slots_), count_(o.count_) {
+  for (Program::Code* c : slots_)
+    if (c) c->refs.fetch_add(1, std::memory_order_relaxed);
+}
+
+CodePool::CodePool(CodePool&& o) noexcept
+    : slots_(std::move(o.slots_)), count_(std::exchange(o.count_, 0)) {}
+
+CodePool& CodePool::operator=(CodePool o) noexcept {
+  std::swap(slots_, o.slots_);
+  std::swap(count_, o.count_);
+  return *this;
+}
+
+CodePool::~CodePool() {
+  for (Program::Code* c : slots_) Program::unref(c);
+}
+
+void CodePool::share(Program& p) {
+  Program::Code* c = p.code_;
+  if (!c) return;
+  const uint32_t h = hash(c);
+  if (!slots_.empty()) {
+    const size_t mask = slots_.size() - 1;
+    for (size_t i = h & mask; slots_[i]; i = (i + 1) & mask) {
+      Program::Code* o = slots_[i];
+      if (o == c) return;
+      if (o->hash == h && same(o, c)) {
+        o->refs.fetch_add(1, std::memory_order_relaxed);
+        Program::unref(std::exchange(p.code_, o));
+        return;
+      }
+    }
+  }
+  c->hash = h;
+  insert(c);
+}
+
+void CodePool::insert(Program::Code* c) {
+  if (2 * (count_ + 1) > slots_.size()) make_room();
+  const size_t mask = slots_.size() - 1;
+  size_t i = c->hash & mask;
+  while (slots_[i]) i = (i + 1) & mask;
+  slots_[i] = c;
+  c->refs.fetch_add(1, std::memory_order_relaxed);
+  ++count_;
+}
+
+// Drops the codes no program uses any more, then doubles the table if it is still half full.
+void CodePool::make_room() {
+  std::vector<Program::Code*> old = std::move(slots_);
+  count_ = 0;
+  for (Program::Code*& c : old) {
+    if (c && c->refs.load(std::memory_order_acquire) == 1)
+      Program::unref(std::exchange(c, nullptr));
+    if (c) ++count_;
+  }
+  size_t n = std::max<size_t>(16, old.size());
+  while (2 * (count_ + 1) > n) n *= 2;
+  slots_.assign(n, nullptr);
+  for (Program::Code* c : old) {
+    if (!c) continue;
+    size_t i = c->hash & (n - 1);
+    while (slots_[i]) i = (i + 1) & (n - 1);
+    slots_[i] = c;
+  }
 }
 
 // A trap anywhere in this evaluation moved the counter: the predicate is false, the value 0.
 // (Jumping code never traps, so the check is always right and costs one compare.)
 bool Program::interpret_predicate(const EvalInput& in, EvalStats& stats) const {
-  if (always_true_) return true;
+  if (!code_) return false;
+  if (code_->always_true) return true;
   uint64_t before = stats.div_by_zero;
-  bool r = run(code_.empty() ? kEmptyCode : code_.data(), num_regs_, in, stats).i != 0;
+  bool r = run(code_->instrs(), code_->num_regs, in, stats).i != 0;
   return r & (stats.div_by_zero == before);  // `&`: no data-dependent branch here
 }
 
 Slot Program::interpret_value(const EvalInput& in, EvalStats& stats) const {
+  if (!code_) return int_slot(0);
   uint64_t before = stats.div_by_zero;
-  Slot r = run(code_.empty() ? kEmptyCode : code_.data(), num_regs_, in, stats);
+  Slot r = run(code_->instrs(), code_->num_regs, in, stats);
   return stats.div_by_zero == before ? r : int_slot(0);
 }
 
 std::string Program::disassemble() const {
-  std::string out = kind_ == Kind::Predicate ? "; predicate" : "; value ";
-  if (kind_ == Kind::Value) out += to_string(result_type_);
-  if (always_true_)
+  const bool jump_mode = code_ && code_->jump_mode;
+  const bool may_divide_by_zero = code_ && code_->may_divide_by_zero;
+  const uint32_t num_regs = code_ ? code_->num_regs : 0;
+  const Instr* code = code_ ? code_->instrs() : nullptr;
+  const size_t size = code_ ? code_->size : 0;
+  std::string out = kind() == Kind::Predicate ? "; predicate" : "; value ";
+  if (kind() == Kind::Value) out += to_string(result_type());
+  if (always_true())
     out += ", always true";
-  else if (kind_ == Kind::Predicate)
-    out += jump_mode_ ? ", jumping code" : ", value code";
-  if (may_divide_by_zero_) out += ", may divide by zero";
-  out += ", registers: " + std::to_string(num_regs_) + "\n";
+  else if (kind() == Kind::Predicate)
+    out += jump_mode ? ", jumping code" : ", value code";
+  if (may_divide_by_zero) out += ", may divide by zero";
+  out += ", registers: " + std::to_string(num_regs) + "\n";
   auto reg = [](uint32_t r) { return "r" + std::to_string(r); };
   auto mem = [](uint32_t m) {
     return "row" + std::to_string(m >> 31) + "[" + std::to_string(m & kOffsetMask) + "]";
   };
-  for (size_t i = 0; i < code_.size(); ++i) {
-    const Instr& in = code_[i];
+  for (size_t i = 0; i < size; ++i) {
+    const Instr& in = code[i];
     std::string line = std::to_string(i);
     line.insert(0, line.size() < 4 ? 4 - line.size() : 0, ' ');
     line += "  ";

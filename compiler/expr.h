@@ -39,7 +39,10 @@ namespace cayuga {
 struct SlotRef {
   uint8_t row;      // 0: instance / single row, 1: incoming event
   uint32_t offset;  // slot index within that row
+  bool operator==(const SlotRef&) const = default;
 };
+// For SharedArray<SlotRef>::Pool (compiler/fixed_vector.h).
+inline uint64_t element_bits(const SlotRef& r) { return uint64_t{r.row} << 32 | r.offset; }
 
 using RefMapper = std::function<SlotRef(Side side, uint32_t index)>;
 
@@ -62,9 +65,14 @@ class Program {
   static Program predicate(const TExpr& e, const RefMapper& refs);
   static Program value(const TExpr& e, const RefMapper& refs);
 
+  // A default-constructed program is a predicate that is always false (a value: 0).
   Program() = default;
+  // Copies share the bytecode and the source expression (both immutable, reference counted).
   Program(const Program& o);
+  Program(Program&& o) noexcept;
   Program& operator=(const Program& o);
+  Program& operator=(Program&& o) noexcept;
+  ~Program();
 
   // Native code, installed by a JIT (runtime/jit_manager.h) possibly from another thread while
   // the program runs; from then on evaluation calls it instead of interpreting the bytecode.
@@ -84,10 +92,12 @@ class Program {
   const Native* native() const { return native_.load(std::memory_order_acquire); }
   // The expression this program was compiled from, with references resolved to rows
   // (Side::First = row 0, Side::Second = row 1, index = slot offset), for a JIT to compile.
-  const TExpr& source() const;
+  // Rebuilt at each call from a compact copy (TRUE once released).
+  TExpr source() const;
   // Drops the source expression once no JIT will need it (it is most of a program's memory).
   // Not thread-safe against source(): the JIT manager calls it from the thread that compiled it.
-  void release_source() const { source_.reset(); }
+  // Other copies of the program keep theirs.
+  void release_source() const;
 
   bool eval_predicate(const EvalInput& in, EvalStats& stats) const {
     if (const Native* n = native_.load(std::memory_order_acquire))
@@ -106,9 +116,10 @@ class Program {
   bool interpret_predicate(const EvalInput& in, EvalStats& stats) const;
   Slot interpret_value(const EvalInput& in, EvalStats& stats) const;
 
-  Kind kind() const { return kind_; }
-  Type result_type() const { return result_type_; }
-  bool always_true() const { return always_true_; }  // an empty / TRUE predicate
+  Kind kind() const { return code_ ? code_->kind : Kind::Predicate; }
+  Type result_type() const { return code_ ? code_->result_type : Type::Int; }
+  // An empty / TRUE predicate.
+  bool always_true() const { return code_ && code_->always_true; }
   std::string disassemble() const;
 
   // Bytecode; the layout is documented in expr.cpp next to the interpreter loop.
@@ -122,16 +133,83 @@ class Program {
   };
 
  private:
-  Kind kind_ = Kind::Predicate;
-  Type result_type_ = Type::Int;
-  bool always_true_ = false;
-  bool may_divide_by_zero_ = false;
-  bool jump_mode_ = false;  // predicate lowered to compare-and-branch code (no possible trap)
-  uint32_t num_regs_ = 0;   // registers the code uses; sized at compile time
-  std::vector<Instr> code_;
-  mutable std::shared_ptr<const TExpr> source_;  // null: TRUE (or released)
+  // The compiled program: one allocation holding these fields followed by `size` instructions.
+  // Immutable once built and shared by every copy of the program (reference counted), so a
+  // program is three pointers inline.
+  struct alignas(Instr) Code {
+    std::atomic<uint32_t> refs{1};
+    uint32_t size = 0;      // instructions
+    uint32_t num_regs = 0;  // registers the code uses; sized at compile time
+    uint32_t hash = 0;      // of everything else (CodePool), once complete
+    Kind kind = Kind::Predicate;
+    Type result_type = Type::Int;
+    bool always_true = false;
+    bool may_divide_by_zero = false;
+    bool jump_mode = false;  // predicate lowered to compare-and-branch code (no possible trap)
+    const Instr* instrs() const { return reinterpret_cast<const Instr*>(this + 1); }
+    Instr* instrs() { return reinterpret_cast<Instr*>(this + 1); }
+  };
+  static_assert(sizeof(Code) % alignof(Instr) == 0);
+  // The source expression, shared by copies (reference counted): one allocation holding these
+  // fields followed by the expression's `size` nodes in preorder, each with its operand count
+  // (a third of the memory of the TExpr tree).
+  struct alignas(8) Source {
+    struct Node {
+      TOp op;
+      Type type;
+      Side side;
+      Func func;
+      uint32_t index;
+      uint32_t kids;
+      Slot value;
+    };
+    std::atomic<uint32_t> refs{1};
+    uint32_t size = 0;
+    const Node* nodes() const { return reinterpret_cast<const Node*>(this + 1); }
+    Node* nodes() { return reinterpret_cast<Node*>(this + 1); }
+  };
+  static_assert(sizeof(Source) % alignof(Source::Node) == 0);
+
+  static Code* new_code(size_t size);
+  static Source* new_source(const TExpr& e, const RefMapper& refs);
+  static void flatten(const TExpr& e, const RefMapper& refs, std::vector<Source::Node>& out);
+  static TExpr unflatten(const Source::Node*& at);
+  static void unref(Code* c);
+  static void unref(Source* s);
+
+  Code* code_ = nullptr;               // null: the default program
+  mutable Source* source_ = nullptr;   // null: TRUE (or released)
   mutable std::atomic<const Native*> native_{nullptr};
   friend struct ProgramBuilder;
+  friend class CodePool;
+};
+
+// Shares bytecode between programs: a program passed to share() whose code is identical to that
+// of an earlier one (same instructions, constants included) is switched to the earlier copy.
+// The automaton keeps one pool, so the predicates and maps that many queries have in common (a
+// NEXT predicate with the same factor, the same DUR bound) are stored once. The pool holds a
+// reference on each code it knows; codes only it still uses are dropped when it grows.
+// Not thread-safe: use it from the thread that builds the programs.
+class CodePool {
+ public:
+  CodePool() = default;
+  CodePool(const CodePool& o);
+  CodePool(CodePool&& o) noexcept;
+  CodePool& operator=(CodePool o) noexcept;
+  ~CodePool();
+
+  void share(Program& p);
+  size_t size() const { return count_; }
+
+ private:
+  static uint64_t header(const Program::Code* c);
+  static bool same(const Program::Code* a, const Program::Code* b);
+  static uint32_t hash(const Program::Code* c);
+  void insert(Program::Code* c);  // c is not in the pool; takes a reference
+  void make_room();
+
+  std::vector<Program::Code*> slots_;  // open addressing by Code::hash; null: empty
+  size_t count_ = 0;
 };
 
 // The built-in functions of CEL.md §3, exposed for tests and the JIT's runtime calls.

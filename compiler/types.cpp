@@ -13,6 +13,21 @@ const char* to_string(Type t) {
   return "?";
 }
 
+AttrList::AttrList(std::initializer_list<Attribute> init) {
+  if (init.size() != 0) rep_ = new Rep{{1}, std::vector<Attribute>(init)};
+}
+
+std::vector<Attribute>& AttrList::own() {
+  if (!rep_) {
+    rep_ = new Rep;
+  } else if (rep_->refs.load(std::memory_order_acquire) != 1) {
+    Rep* copy = new Rep{{1}, rep_->items};
+    unref();
+    rep_ = copy;
+  }
+  return rep_->items;
+}
+
 std::optional<size_t> Schema::find(std::string_view name) const {
   for (size_t i = 0; i < attrs.size(); ++i)
     if (attrs[i].name == name) return i;

@@ -6,15 +6,18 @@
 // builds one) so string equality is an integer compare.
 #pragma once
 
+#include <algorithm>
 #include <atomic>
 #include <cstdint>
 #include <cstring>
+#include <initializer_list>
 #include <memory>
 #include <mutex>
 #include <optional>
 #include <string>
 #include <string_view>
 #include <unordered_map>
+#include <utility>
 #include <vector>
 
 namespace cayuga {
@@ -41,8 +44,58 @@ struct Attribute {
   bool operator==(const Attribute&) const = default;
 };
 
+// The attribute list of a schema. Copies share one list (reference counted) and a change to a
+// shared list copies it first, so copying a schema costs a counter increment: the analyzer copies
+// schemas into every plan operator, and the automaton into every stream and node that has one
+// (a million queries publish a million streams, mostly of a handful of distinct schemas).
+// Reads are thread-safe like a const std::vector's; copies and destruction like a shared_ptr's.
+class AttrList {
+ public:
+  AttrList() = default;
+  AttrList(std::initializer_list<Attribute> init);
+  AttrList(const AttrList& o) : rep_(o.rep_) {
+    if (rep_) rep_->refs.fetch_add(1, std::memory_order_relaxed);
+  }
+  AttrList(AttrList&& o) noexcept : rep_(std::exchange(o.rep_, nullptr)) {}
+  AttrList& operator=(const AttrList& o) {
+    AttrList(o).swap(*this);
+    return *this;
+  }
+  AttrList& operator=(AttrList&& o) noexcept {
+    AttrList(std::move(o)).swap(*this);
+    return *this;
+  }
+  ~AttrList() { unref(); }
+  void swap(AttrList& o) noexcept { std::swap(rep_, o.rep_); }
+
+  size_t size() const { return rep_ ? rep_->items.size() : 0; }
+  bool empty() const { return size() == 0; }
+  const Attribute& operator[](size_t i) const { return rep_->items[i]; }
+  const Attribute* begin() const { return rep_ ? rep_->items.data() : nullptr; }
+  const Attribute* end() const { return rep_ ? rep_->items.data() + rep_->items.size() : nullptr; }
+  const Attribute& front() const { return rep_->items.front(); }
+  const Attribute& back() const { return rep_->items.back(); }
+  void push_back(Attribute a) { own().push_back(std::move(a)); }
+  bool operator==(const AttrList& o) const {
+    return rep_ == o.rep_ || std::equal(begin(), end(), o.begin(), o.end());
+  }
+
+ private:
+  struct Rep {
+    std::atomic<uint32_t> refs{1};
+    std::vector<Attribute> items;
+  };
+  // The list, unshared (copied first if shared), for a change.
+  std::vector<Attribute>& own();
+  void unref() {
+    if (rep_ && rep_->refs.fetch_sub(1, std::memory_order_acq_rel) == 1) delete rep_;
+  }
+
+  Rep* rep_ = nullptr;
+};
+
 struct Schema {
-  std::vector<Attribute> attrs;
+  AttrList attrs;
 
   size_t size() const { return attrs.size(); }
   std::optional<size_t> find(std::string_view name) const;

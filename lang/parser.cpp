@@ -216,6 +216,7 @@ struct State {
   It begin;
   It end;
   std::vector<uint32_t> line_starts;  // byte offset of the first character of each line
+  mutable size_t last_line = 1;       // pos(): the line of the last position asked for
   int nesting = 0;
 
   explicit State(std::string_view text) : begin(text.data()), end(text.data() + text.size()) {
@@ -227,8 +228,21 @@ struct State {
 
   ast::Pos pos(It p) const {
     auto off = static_cast<uint32_t>(p - begin);
-    auto it = std::upper_bound(line_starts.begin(), line_starts.end(), off);
-    auto line = static_cast<uint32_t>(it - line_starts.begin());  // >= 1
+    // Parsing moves forward, so the line is nearly always the last one asked for or the next:
+    // check those before searching (a script of a million lines is a million line starts).
+    auto holds = [&](size_t line) {  // 1-based
+      return line_starts[line - 1] <= off &&
+             (line == line_starts.size() || off < line_starts[line]);
+    };
+    if (!holds(last_line)) {
+      if (last_line < line_starts.size() && holds(last_line + 1)) {
+        ++last_line;
+      } else {
+        auto it = std::upper_bound(line_starts.begin(), line_starts.end(), off);
+        last_line = static_cast<size_t>(it - line_starts.begin());  // >= 1
+      }
+    }
+    auto line = static_cast<uint32_t>(last_line);
     return ast::Pos{line, off - line_starts[line - 1] + 1, off};
   }
 

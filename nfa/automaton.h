@@ -23,10 +23,13 @@
 #include <functional>
 #include <limits>
 #include <string>
+#include <string_view>
 #include <unordered_map>
+#include <unordered_set>
 #include <vector>
 
 #include "compiler/expr.h"
+#include "compiler/fixed_vector.h"
 #include "compiler/typed.h"
 
 namespace cayuga::nfa {
@@ -48,8 +51,9 @@ struct Stream {
 // They feed the global predicate index (index/), which sends each event to the few edges and
 // nodes whose guards it satisfies.
 struct Atom {
-  enum class Op : uint8_t { Eq, Lt, Le, Gt, Ge } op = Op::Eq;
+  enum class Op : uint8_t { Eq, Lt, Le, Gt, Ge };
   uint32_t attr = 0;
+  Op op = Op::Eq;
   Type attr_type = Type::Int;
   Type cmp = Type::Int;
   Slot value{};
@@ -59,13 +63,17 @@ struct Atom {
   }
 };
 
+// Nodes, edges and stages exist once per query (or per shared prefix), so a million queries
+// make millions of them: their small arrays are FixedVectors (one pointer, exact size) rather
+// than std::vectors, and what is the same in many of them is stored once: slot maps are
+// SharedArrays, programs share their bytecode, schemas their attribute lists.
 struct Stage {
   enum class Kind : uint8_t { Filter, Map } kind = Kind::Filter;
-  Program pred;                // Filter: over the produced row (row 0); DUR = t1 - t0
-  std::vector<Program> items;  // Map: one value program per output attribute, or
-  std::vector<uint32_t> project;  // Map: when every item is a plain attribute: its slot
-  std::vector<Type> types;     // Map: item types, for explain
   int64_t max_dur = kNoDurBound;  // Filter: the DUR upper bound its predicate implies
+  Program pred;                   // Filter: over the produced row (row 0); DUR = t1 - t0
+  FixedVector<Program> items;     // Map: one value program per output attribute, or
+  SharedArray<uint32_t> project;  // Map: when every item is a plain attribute: its slot
+  SharedArray<Type> types;        // Map: item types (their count is the output width)
 };
 
 struct Emit {
@@ -74,7 +82,7 @@ struct Emit {
   // ToStream: the query (index into Automaton::queries) whose output this is; it goes when that
   // query is removed. ToNode edges go with their target node.
   uint32_t owner = 0;
-  std::vector<Stage> stages;
+  FixedVector<Stage> stages;
   // START edges: conditions on the event implied by the leading FILTER stages.
   std::vector<Atom> guard;
 };
@@ -82,27 +90,38 @@ struct Emit {
 enum class NodeKind : uint8_t { Start, Next, Fold };
 
 struct Node {
+  // (Scalars first, ordered to leave no padding: a million queries make a million nodes.)
   NodeKind kind = NodeKind::Start;
+  bool dead = false;          // every query using it was removed
+  Type key_type = Type::Int;  // see key_slot
   uint32_t stream = 0;  // the stream it reads
   uint32_t query = 0;   // 1-based query number that created it (explain, stats)
-  std::string label;    // e.g. "q1.n2 NEXT"
+  uint32_t users = 0;   // uses by live queries (a query using it twice counts twice)
+
+  // Per-node instance index: the filter requires instance slot `key_slot` = event slot
+  // `key_attr` (a dynamic equality such as `$1.Name = $2.Name`) of type `key_type`, so instances
+  // are bucketed by that slot's value and an event only visits its bucket. -1: no key.
+  int32_t key_slot = -1;
+  uint32_t key_attr = 0;
 
   // Instances (Next/Fold): `width` slots; built from an incoming row by `init`
   // (instance slot k := incoming slot init[k], or zero when init[k] < 0).
   uint32_t width = 0;
-  std::vector<int32_t> init;
+  // FOLD: instance slots [last_base, last_base + n2) hold the last event's values.
+  uint32_t last_base = 0;
+  SharedArray<int32_t> init;
 
   Program filter;  // θ (NEXT) or θ1 (FOLD), AND the FILTERs on a bare right-hand stream
 
   // FOLD: the rebind edge. aggregates: instance slot := value over (I, e);
-  // then instance slots [last_base, last_base + n2) := the event's slots.
+  // then the last values (from last_base on) := the event's slots.
   Program rebind;
-  std::vector<std::pair<uint32_t, Program>> aggregates;
-  uint32_t last_base = 0;
+  FixedVector<std::pair<uint32_t, Program>> aggregates;
 
   // The produced row: slot k := read(output[k]). NEXT reads row 0 = I and row 1 = e;
   // FOLD reads row 0 = the rebound instance. START copies the event.
-  std::vector<SlotRef> output;
+  SharedArray<SlotRef> output;
+  // Its schema (explain); one copy of each schema is shared by the automaton's streams and nodes.
   Schema output_schema;
 
   std::vector<Emit> emits;
@@ -110,16 +129,6 @@ struct Node {
   // Conditions on the event implied by the filter predicate (including `$1.a = $2.b` where every
   // instance holds the same constant in `a`), for the global index.
   std::vector<Atom> guard;
-  // Per-node instance index: the filter requires instance slot `key_slot` = event slot
-  // `key_attr` (a dynamic equality such as `$1.Name = $2.Name`), so instances are bucketed by
-  // that slot's value and an event only visits its bucket. -1: no key.
-  int32_t key_slot = -1;
-  uint32_t key_attr = 0;
-  Type key_type = Type::Int;
-
-  std::string signature;  // structural identity (stream, predicates, incoming edge), for merging
-  uint32_t users = 0;     // uses by live queries (a query using it twice counts twice)
-  bool dead = false;      // every query using it was removed
 
   // An instance whose t0 is more than `max_dur` before every future event's t1 can never
   // produce anything again (every path out of the node bounds DUR from above): free it.
@@ -129,13 +138,24 @@ struct Node {
 
 struct QueryInfo {
   uint32_t number = 0;  // 1-based position in its script
-  std::string publish;
   uint32_t stream = 0;  // the stream id it publishes
-  std::vector<uint32_t> nodes;  // every node it uses, shared ones included (with multiplicity)
   bool removed = false;
+  std::string publish;
+  FixedVector<uint32_t> nodes;  // every node it uses, shared ones included (with multiplicity)
 };
 
+// A node's structural identity (nfa/build.cpp): a 128-bit keyed hash of everything that decides
+// its behaviour and of its exact incoming edges. Two nodes are merged when their signatures are
+// equal.
+struct Signature {
+  uint64_t lo = 0, hi = 0;
+  bool operator==(const Signature&) const = default;
+};
+
+class Builder;  // nfa/build.cpp
+
 // The whole program: streams and nodes. Immutable once built; the runtime keeps the state.
+// The private part is the builder's: what later builds need to merge with and share.
 struct Automaton {
   std::vector<Stream> streams;
   std::vector<Node> nodes;
@@ -146,7 +166,28 @@ struct Automaton {
   uint32_t add_stream(Stream s);
 
  private:
-  std::unordered_map<std::string, uint32_t> stream_ids_;
+  friend class Builder;
+  struct SignatureHash {
+    size_t operator()(const Signature& s) const { return static_cast<size_t>(s.lo); }
+  };
+  struct SchemaHash {
+    size_t operator()(const Schema& s) const;
+  };
+
+  // Stream ids by name: open addressing over (name hash << 32 | id + 1), 0 = empty slot; the
+  // names themselves live in `streams`.
+  std::vector<uint64_t> stream_slots_;
+  // Nodes by signature, for merging across builds (an entry may name a node that died since).
+  std::unordered_map<Signature, uint32_t, SignatureHash> by_signature_;
+  // One copy of each stream and node schema, which the others share (see AttrList); kept for
+  // the automaton's lifetime, like dead nodes (schemas are few).
+  std::unordered_set<Schema, SchemaHash> schemas_;
+  // The programs' bytecode and the slot maps, one copy of each.
+  CodePool code_;
+  SharedArray<int32_t>::Pool inits_;
+  SharedArray<SlotRef>::Pool outputs_;
+  SharedArray<uint32_t>::Pool projects_;
+  SharedArray<Type>::Pool types_;
 };
 
 // Optimizations of the automaton build, each of which can be switched off (CAYUGA_NO_MERGE=1).
@@ -171,5 +212,7 @@ std::vector<uint32_t> remove_query(Automaton& a, uint32_t id,
 // `cayuga explain`: a text listing and a Graphviz DOT graph.
 std::string to_text(const Automaton& a);
 std::string to_dot(const Automaton& a);
+// A one-line name for a node, e.g. "q1.n2 NEXT Stock" (query number, node id, kind, stream).
+std::string label(const Automaton& a, uint32_t node);
 
 }  // namespace cayuga::nfa

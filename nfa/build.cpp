@@ -13,43 +13,223 @@
 // stream, and a node whose signature already exists is reused together with its incoming edges
 // (so queries sharing a prefix share its instances). Edges are never deduplicated otherwise: two
 // identical edges are two derivations, and results are bags (`S UNION S` yields each event twice).
+// A signature is built as a sequence of 64-bit words that encodes exactly what the text form of
+// the plan shows (dump() of each predicate, the schemas, the incoming edges' stages), and only its
+// 128-bit keyed hash (SipHash-2-4, with a key drawn at random once per process) is kept, in the
+// automaton, so later scripts merge with earlier ones. A false merge would take two different
+// nodes with equal 128-bit hashes under a key nobody knows: about 2^-128 per pair of nodes.
 //
 // Routing facts for the global index: START edges get the atoms of their leading FILTER stages
 // as a guard; NEXT/FOLD nodes get the atoms their filter predicate implies about the event,
 // including `$1.a = $2.b` when every instance holds the same constant in `a`; a remaining
 // dynamic equality `$1.a = $2.b` becomes the node's instance-index key.
 #include <algorithm>
+#include <array>
+#include <bit>
 #include <cmath>
+#include <cstring>
 #include <optional>
-#include <unordered_map>
+#include <random>
+#include <span>
 
 #include "nfa/automaton.h"
 
 namespace cayuga::nfa {
 
+namespace {
+
+uint64_t name_hash(std::string_view name) {
+  return std::hash<std::string_view>()(name);
+}
+
+// Makes room for `extra` more elements, growing a vector that keeps receiving elements by a
+// quarter instead of doubling, so the spare capacity of the automaton's large vectors (nodes,
+// streams, queries, the edges of a START node shared by every query of a stream) stays below a
+// quarter of their size; still amortized O(1) per element.
+template <typename V>
+void reserve_more(V& v, size_t extra = 1) {
+  if (v.capacity() - v.size() < extra)
+    v.reserve(std::max(v.size() + extra, v.size() + v.size() / 4 + 1));
+}
+
+}  // namespace
+
 int64_t Automaton::find_stream(std::string_view name) const {
-  auto it = stream_ids_.find(std::string(name));
-  return it == stream_ids_.end() ? -1 : static_cast<int64_t>(it->second);
+  if (stream_slots_.empty()) return -1;
+  const uint64_t h = name_hash(name) >> 32;
+  const size_t mask = stream_slots_.size() - 1;
+  for (size_t i = h & mask;; i = (i + 1) & mask) {
+    const uint64_t slot = stream_slots_[i];
+    if (slot == 0) return -1;
+    const uint32_t id = static_cast<uint32_t>(slot) - 1;
+    if (slot >> 32 == h && streams[id].name == name) return id;
+  }
 }
 
 uint32_t Automaton::add_stream(Stream s) {
-  uint32_t id = static_cast<uint32_t>(streams.size());
-  stream_ids_.emplace(s.name, id);
+  const uint32_t id = static_cast<uint32_t>(streams.size());
+  if (find_stream(s.name) < 0) {
+    // At most half full (a power of two slots): rehash into twice the slots first.
+    if (2 * (streams.size() + 1) > stream_slots_.size()) {
+      std::vector<uint64_t> old = std::exchange(
+          stream_slots_, std::vector<uint64_t>(std::max<size_t>(16, 2 * stream_slots_.size())));
+      for (uint64_t slot : old) {
+        if (slot == 0) continue;
+        size_t i = (slot >> 32) & (stream_slots_.size() - 1);
+        while (stream_slots_[i] != 0) i = (i + 1) & (stream_slots_.size() - 1);
+        stream_slots_[i] = slot;
+      }
+    }
+    const uint64_t h = name_hash(s.name) >> 32;
+    size_t i = h & (stream_slots_.size() - 1);
+    while (stream_slots_[i] != 0) i = (i + 1) & (stream_slots_.size() - 1);
+    stream_slots_[i] = h << 32 | (uint64_t{id} + 1);
+  }
+  reserve_more(streams);
   streams.push_back(std::move(s));
   return id;
+}
+
+size_t Automaton::SchemaHash::operator()(const Schema& s) const {
+  size_t h = s.size();
+  for (const auto& a : s.attrs)
+    h = h * 31 + (std::hash<std::string>()(a.name) ^ static_cast<size_t>(a.type));
+  return h;
 }
 
 namespace {
 
 using Consts = std::vector<std::optional<Slot>>;  // per attribute: the constant, if known
 
+// The words of a signature. Every item is prefixed by a tag or a count, so the encoding is
+// unambiguous. Expressions are encoded with exactly what dump() prints: the operator and the
+// number of operands of each node, plus a constant's type and value (NaNs all print "nan", so
+// they encode alike), a reference's side and index, a call's function.
+class SigWords {
+ public:
+  enum Tag : uint64_t { kStart = 1, kNext, kFold, kFilter, kMap, kIn };
+
+  std::vector<uint64_t> words;
+
+  void add(uint64_t w) { words.push_back(w); }
+  void add(std::span<const uint64_t> ws) {
+    add(ws.size());
+    words.insert(words.end(), ws.begin(), ws.end());
+  }
+  void text(std::string_view s) {
+    add(s.size());
+    for (size_t i = 0; i < s.size(); i += 8) {
+      uint64_t w = 0;
+      std::memcpy(&w, s.data() + i, std::min<size_t>(8, s.size() - i));
+      add(w);
+    }
+  }
+  void schema(const Schema& s) {
+    add(s.size());
+    for (const auto& a : s.attrs) {
+      text(a.name);
+      add(static_cast<uint64_t>(a.type));
+    }
+  }
+  void expr(const TExpr& e) {
+    add(static_cast<uint64_t>(e.op) << 32 | e.kids.size());
+    switch (e.op) {
+      case TOp::Const: {
+        Slot v = e.value;
+        if (e.type == Type::Float && std::isnan(v.f))
+          v.f = std::numeric_limits<double>::quiet_NaN();
+        add(static_cast<uint64_t>(e.type));
+        add(v.s);
+        break;
+      }
+      case TOp::Ref:
+        add(static_cast<uint64_t>(e.side) << 32 | e.index);
+        break;
+      case TOp::Call:
+        add(static_cast<uint64_t>(e.func));
+        break;
+      default:
+        break;
+    }
+    for (const auto& k : e.kids) expr(k);
+  }
+};
+
+// SipHash-2-4 with a 128-bit output (Aumasson and Bernstein) over whole 64-bit words, keyed with
+// a key drawn once per process.
+class SipHash128 {
+ public:
+  explicit SipHash128(const uint64_t key[2])
+      : v0_(key[0] ^ 0x736f6d6570736575ull),
+        v1_(key[1] ^ 0x646f72616e646f6dull ^ 0xee),
+        v2_(key[0] ^ 0x6c7967656e657261ull),
+        v3_(key[1] ^ 0x7465646279746573ull) {}
+
+  void add(uint64_t m) {
+    v3_ ^= m;
+    round();
+    round();
+    v0_ ^= m;
+    bytes_ += 8;
+  }
+
+  Signature finish() {
+    const uint64_t b = static_cast<uint64_t>(bytes_ & 0xff) << 56;
+    v3_ ^= b;
+    round();
+    round();
+    v0_ ^= b;
+    v2_ ^= 0xee;
+    for (int i = 0; i < 4; ++i) round();
+    Signature s;
+    s.lo = v0_ ^ v1_ ^ v2_ ^ v3_;
+    v1_ ^= 0xdd;
+    for (int i = 0; i < 4; ++i) round();
+    s.hi = v0_ ^ v1_ ^ v2_ ^ v3_;
+    return s;
+  }
+
+ private:
+  void round() {
+    v0_ += v1_;
+    v1_ = std::rotl(v1_, 13);
+    v1_ ^= v0_;
+    v0_ = std::rotl(v0_, 32);
+    v2_ += v3_;
+    v3_ = std::rotl(v3_, 16);
+    v3_ ^= v2_;
+    v0_ += v3_;
+    v3_ = std::rotl(v3_, 21);
+    v3_ ^= v0_;
+    v2_ += v1_;
+    v1_ = std::rotl(v1_, 17);
+    v1_ ^= v2_;
+    v2_ = std::rotl(v2_, 32);
+  }
+
+  uint64_t v0_, v1_, v2_, v3_;
+  uint64_t bytes_ = 0;
+};
+
+Signature signature_of(std::span<const uint64_t> words) {
+  static const auto key = [] {
+    std::random_device rd;
+    std::array<uint64_t, 2> k;
+    for (auto& w : k) w = uint64_t{rd()} << 32 ^ rd();
+    return k;
+  }();
+  SipHash128 h(key.data());
+  for (uint64_t w : words) h.add(w);
+  return h.finish();
+}
+
 struct Site {
   uint32_t node;
   std::vector<Stage> stages;
-  std::vector<Atom> guard;  // atoms of the leading FILTER stages (START sites only)
-  bool leading = true;      // no Map stage yet: FILTER atoms still describe the event
-  std::string signature;    // the stages' text
-  Consts consts;            // of the row the stages produce
+  std::vector<Atom> guard;        // atoms of the leading FILTER stages (START sites only)
+  bool leading = true;            // no Map stage yet: FILTER atoms still describe the event
+  std::vector<uint64_t> signature;  // the stages' signature words
+  Consts consts;                  // of the row the stages produce
 };
 
 bool uses_dur(const TExpr& e) {
@@ -172,51 +352,61 @@ std::vector<Atom> atoms_of(const TExpr& pred, Side event, const Known& known) {
   return out;
 }
 
+}  // namespace
+
 class Builder {
  public:
   Builder(const AnalyzedScript& script, Automaton& a, const BuildOptions& options)
-      : script_(script), a_(a), options_(options) {
-    for (uint32_t n = 0; n < a_.nodes.size(); ++n)
-      if (!a_.nodes[n].dead) by_signature_.emplace(a_.nodes[n].signature, n);
-  }
+      : script_(script), a_(a), options_(options) {}
 
   std::string run() {
+    // Check every stream before changing anything, so a failed build leaves no trace.
     for (const auto& [name, info] : script_.catalog.streams) {
       int64_t id = a_.find_stream(name);
-      StreamKind kind = info.is_input ? StreamKind::Input : StreamKind::Published;
-      if (id < 0) {
-        a_.add_stream(Stream{name, info.schema, kind, {}});
-      } else if (a_.streams[id].schema != info.schema) {
+      if (id >= 0 && a_.streams[id].schema != info.schema) {
         return "stream " + name + " already exists with schema " +
                a_.streams[id].schema.to_string() + ", not " + info.schema.to_string();
       }
     }
+    for (const auto& [name, info] : script_.catalog.streams) {
+      StreamKind kind = info.is_input ? StreamKind::Input : StreamKind::Published;
+      if (a_.find_stream(name) < 0)
+        a_.add_stream(Stream{name, shared_schema(info.schema), kind, {}});
+    }
     first_new_node_ = a_.nodes.size();
+    reserve_more(a_.queries, script_.topo_order.size());
     for (uint32_t number : script_.topo_order) {
       const QueryPlan& q = script_.queries[number - 1];
       query_ = q.number;
       internal_ = 0;
       owner_ = static_cast<uint32_t>(a_.queries.size());
-      a_.queries.push_back(QueryInfo{q.number, q.publish, 0, {}, false});
-      uint32_t out = static_cast<uint32_t>(a_.find_stream(q.publish));
-      a_.queries.back().stream = out;
-      publish(compile(q.root), out);
+      QueryInfo& info = a_.queries.emplace_back();
+      info.number = q.number;
+      info.publish = q.publish;
+      info.stream = static_cast<uint32_t>(a_.find_stream(q.publish));
+      publish(compile(q.root), info.stream);
+      a_.queries[owner_].nodes = FixedVector<uint32_t>(std::move(query_nodes_));
+      query_nodes_.clear();
     }
     compute_dur_bounds();
-    for (uint32_t n = first_new_node_; n < a_.nodes.size(); ++n)
-      a_.streams[a_.nodes[n].stream].readers.push_back(n);
+    for (uint32_t n = first_new_node_; n < a_.nodes.size(); ++n) {
+      auto& readers = a_.streams[a_.nodes[n].stream].readers;
+      reserve_more(readers);
+      readers.push_back(n);
+    }
     return {};
   }
 
  private:
   void add_emit(const Site& s, Emit::Kind kind, uint32_t target) {
-    Emit e;
+    auto& emits = a_.nodes[s.node].emits;
+    reserve_more(emits);
+    Emit& e = emits.emplace_back();
     e.kind = kind;
     e.target = target;
     e.owner = owner_;
-    e.stages = s.stages;
+    e.stages = FixedVector<Stage>(s.stages);
     e.guard = s.guard;
-    a_.nodes[s.node].emits.push_back(std::move(e));
   }
 
   void publish(const std::vector<Site>& sites, uint32_t stream) {
@@ -225,28 +415,36 @@ class Builder {
 
   void use(uint32_t node) {
     ++a_.nodes[node].users;
-    a_.queries[owner_].nodes.push_back(node);
+    query_nodes_.push_back(node);
   }
 
-  // Returns the node with this signature, reusing an existing one when merging.
-  std::pair<uint32_t, bool> node_for(NodeKind kind, uint32_t stream, const char* what,
-                                     std::string signature) {
+  // `p`, sharing the bytecode of an identical program of the automaton if there is one.
+  Program pooled(Program p) {
+    a_.code_.share(p);
+    return p;
+  }
+
+  // A copy of `schema` that shares the automaton's list of its attributes.
+  Schema shared_schema(const Schema& schema) { return *a_.schemas_.insert(schema).first; }
+
+  // Returns the node with this signature, reusing an existing live one when merging.
+  std::pair<uint32_t, bool> node_for(NodeKind kind, uint32_t stream, const SigWords& words) {
+    Signature sig = signature_of(words.words);
     if (options_.merge) {
-      if (auto it = by_signature_.find(signature); it != by_signature_.end()) {
+      if (auto it = a_.by_signature_.find(sig);
+          it != a_.by_signature_.end() && !a_.nodes[it->second].dead) {
         use(it->second);
         return {it->second, false};
       }
     }
-    Node n;
+    reserve_more(a_.nodes);
+    Node& n = a_.nodes.emplace_back();
     n.kind = kind;
     n.stream = stream;
     n.query = query_;
-    n.label = "q" + std::to_string(query_) + ".n" + std::to_string(a_.nodes.size()) + " " + what +
-              " " + a_.streams[stream].name;
-    n.signature = signature;
-    a_.nodes.push_back(std::move(n));
     uint32_t id = static_cast<uint32_t>(a_.nodes.size() - 1);
-    by_signature_.emplace(std::move(signature), id);
+    // Without merging no node is ever looked up, so none is recorded either.
+    if (options_.merge) a_.by_signature_[sig] = id;
     use(id);
     return {id, true};
   }
@@ -255,26 +453,35 @@ class Builder {
     switch (p.kind) {
       case PlanKind::Source: {
         uint32_t stream = static_cast<uint32_t>(a_.find_stream(p.stream));
-        auto [n, fresh] = node_for(NodeKind::Start, stream, "START", "S" + std::to_string(stream));
+        SigWords sig;
+        sig.add(SigWords::kStart);
+        sig.add(stream);
+        auto [n, fresh] = node_for(NodeKind::Start, stream, sig);
         if (fresh) {
           Node& node = a_.nodes[n];
-          node.output_schema = p.schema;
-          for (uint32_t i = 0; i < p.schema.size(); ++i) node.output.push_back(SlotRef{1, i});
+          node.output_schema = shared_schema(p.schema);
+          std::vector<SlotRef> output;
+          for (uint32_t i = 0; i < p.schema.size(); ++i) output.push_back(SlotRef{1, i});
+          node.output = a_.outputs_.intern(SharedArray<SlotRef>(output));
         }
-        return {Site{n, {}, {}, true, "", Consts(p.schema.size())}};
+        return {Site{n, {}, {}, true, {}, Consts(p.schema.size())}};
       }
       case PlanKind::Filter: {
         auto sites = compile(p.inputs[0]);
+        // One program for every site: copies share the bytecode.
+        Stage st;
+        st.kind = Stage::Kind::Filter;
+        st.pred = pooled(Program::predicate(*p.pred, single_row_ref));
+        st.max_dur = dur_upper_bound(*p.pred);
+        SigWords sig;
+        sig.add(SigWords::kFilter);
+        sig.expr(*p.pred);
+        auto atoms = atoms_of(*p.pred, Side::First, [](const TExpr&) {
+          return std::optional<Slot>();
+        });
         for (auto& s : sites) {
-          Stage st;
-          st.kind = Stage::Kind::Filter;
-          st.pred = Program::predicate(*p.pred, single_row_ref);
-          st.max_dur = dur_upper_bound(*p.pred);
-          s.stages.push_back(std::move(st));
-          s.signature += "F(" + dump(*p.pred) + ")";
-          auto atoms = atoms_of(*p.pred, Side::First, [](const TExpr&) {
-            return std::optional<Slot>();
-          });
+          s.stages.push_back(st);
+          s.signature.insert(s.signature.end(), sig.words.begin(), sig.words.end());
           for (const Atom& a : atoms) {
             if (a.op == Atom::Op::Eq && a.cmp == a.attr_type) s.consts[a.attr] = a.value;
             if (s.leading && a_.nodes[s.node].kind == NodeKind::Start) s.guard.push_back(a);
@@ -289,24 +496,36 @@ class Builder {
         bool identity = all_refs && p.items.size() == p.inputs[0].schema.size();
         for (size_t i = 0; identity && i < p.items.size(); ++i) identity = p.items[i].index == i;
         if (identity) return sites;  // SELECT * or the attributes in order: nothing to do
+        // One stage for every site: copies share the bytecode.
+        Stage st;
+        st.kind = Stage::Kind::Map;
+        std::vector<Program> items;
+        std::vector<uint32_t> project;
+        std::vector<Type> types;
+        SigWords sig;
+        sig.add(SigWords::kMap);
+        sig.add(p.items.size());
+        for (size_t i = 0; i < p.items.size(); ++i) {
+          const TExpr& item = p.items[i];
+          if (all_refs) project.push_back(item.index);
+          else items.push_back(pooled(Program::value(item, single_row_ref)));
+          types.push_back(p.schema.attrs[i].type);
+          sig.expr(item);
+        }
+        st.items = FixedVector<Program>(std::move(items));
+        st.project = a_.projects_.intern(SharedArray<uint32_t>(project));
+        st.types = a_.types_.intern(SharedArray<Type>(types));
         for (auto& s : sites) {
-          Stage st;
-          st.kind = Stage::Kind::Map;
           Consts consts(p.items.size());
-          s.signature += "M(";
           for (size_t i = 0; i < p.items.size(); ++i) {
             const TExpr& item = p.items[i];
-            if (all_refs) st.project.push_back(item.index);
-            else st.items.push_back(Program::value(item, single_row_ref));
-            st.types.push_back(p.schema.attrs[i].type);
             if (item.op == TOp::Const) consts[i] = item.value;
             if (item.op == TOp::Ref) consts[i] = s.consts[item.index];
-            s.signature += dump(item) + ",";
           }
-          s.signature += ")";
+          s.signature.insert(s.signature.end(), sig.words.begin(), sig.words.end());
           s.consts = std::move(consts);
           s.leading = false;
-          s.stages.push_back(std::move(st));
+          s.stages.push_back(st);
         }
         return sites;
       }
@@ -340,7 +559,8 @@ class Builder {
     }
     // Not inlinable: its own automaton publishing an internal stream.
     std::string name = "__q" + std::to_string(query_) + ".r" + std::to_string(++internal_);
-    uint32_t id = a_.add_stream(Stream{name, right.schema, StreamKind::Internal, {}});
+    uint32_t id =
+        a_.add_stream(Stream{name, shared_schema(right.schema), StreamKind::Internal, {}});
     publish(compile(right), id);
     return id;
   }
@@ -447,36 +667,51 @@ class Builder {
     }
 
     // Signature: everything that decides the node's behaviour, and its exact incoming edges.
-    std::string sig = std::string(fold ? "FOLD" : "NEXT") + "|" + std::to_string(stream) + "|" +
-                      s1.to_string() + "|" + p.schema.to_string() + "|" + dump(filter);
+    SigWords sig;
+    sig.add(fold ? SigWords::kFold : SigWords::kNext);
+    sig.add(stream);
+    sig.schema(s1);
+    sig.schema(p.schema);
+    sig.expr(filter);
     if (fold) {
-      sig += "|" + dump(rebind);
-      for (const auto& agg : p.aggregates)
-        sig += "|" + std::to_string(agg.target) + ":=" + dump(agg.value);
+      sig.expr(rebind);
+      sig.add(p.aggregates.size());
+      for (const auto& agg : p.aggregates) {
+        sig.add(agg.target);
+        sig.expr(agg.value);
+      }
     }
-    for (const auto& s : left_sites) sig += "|in:" + std::to_string(s.node) + ":" + s.signature;
+    for (const auto& s : left_sites) {
+      sig.add(SigWords::kIn);
+      sig.add(s.node);
+      sig.add(s.signature);
+    }
 
-    auto [n, fresh] = node_for(fold ? NodeKind::Fold : NodeKind::Next, stream,
-                               fold ? "FOLD" : "NEXT", sig);
+    auto [n, fresh] = node_for(fold ? NodeKind::Fold : NodeKind::Next, stream, sig);
     if (fresh) {
       Node& node = a_.nodes[n];
-      node.filter = Program::predicate(filter, refs);
-      node.output_schema = p.schema;
+      node.filter = pooled(Program::predicate(filter, refs));
+      node.output_schema = shared_schema(p.schema);
       node.width = width;
-      node.init = init;
+      node.init = a_.inits_.intern(SharedArray<int32_t>(init));
       node.guard = guard;
+      std::vector<SlotRef> output;
       if (!fold) {
-        for (uint32_t i = 0; i < n1; ++i) node.output.push_back(SlotRef{0, i});
-        for (uint32_t j = 0; j < n2; ++j) node.output.push_back(SlotRef{1, j});
+        for (uint32_t i = 0; i < n1; ++i) output.push_back(SlotRef{0, i});
+        for (uint32_t j = 0; j < n2; ++j) output.push_back(SlotRef{1, j});
       } else {
         node.last_base = last_base;
-        node.rebind = Program::predicate(rebind, refs);
+        node.rebind = pooled(Program::predicate(rebind, refs));
+        std::vector<std::pair<uint32_t, Program>> aggregates;
         for (const auto& agg : p.aggregates)
-          node.aggregates.emplace_back(agg_slot[agg.target], Program::value(agg.value, refs));
+          aggregates.emplace_back(agg_slot[agg.target],
+                                  pooled(Program::value(agg.value, refs)));
+        node.aggregates = FixedVector<std::pair<uint32_t, Program>>(std::move(aggregates));
         for (uint32_t i = 0; i < n1; ++i)
-          node.output.push_back(shared_in_s2[i] >= 0 ? SlotRef{0, i} : SlotRef{0, agg_slot[i]});
-        for (uint32_t j = 0; j < n2; ++j) node.output.push_back(SlotRef{0, last_base + j});
+          output.push_back(shared_in_s2[i] >= 0 ? SlotRef{0, i} : SlotRef{0, agg_slot[i]});
+        for (uint32_t j = 0; j < n2; ++j) output.push_back(SlotRef{0, last_base + j});
       }
+      node.output = a_.outputs_.intern(SharedArray<SlotRef>(output));
       node.own_max_dur =
           std::min(dur_upper_bound(filter), fold ? dur_upper_bound(rebind) : kNoDurBound);
       pick_instance_key(node, filter, slot_of, inst);
@@ -494,7 +729,7 @@ class Builder {
     } else {
       for (const SlotRef& r : a_.nodes[n].output) out.push_back(inst[r.offset]);
     }
-    return {Site{n, {}, {}, false, "", std::move(out)}};
+    return {Site{n, {}, {}, false, {}, std::move(out)}};
   }
 
   // A dynamic equality `instance slot = event attribute` of the same type that is not already
@@ -543,14 +778,12 @@ class Builder {
   const AnalyzedScript& script_;
   Automaton& a_;
   BuildOptions options_;
-  std::unordered_map<std::string, uint32_t> by_signature_;
   uint32_t query_ = 0;
   uint32_t owner_ = 0;  // index of the query being compiled in a_.queries
+  std::vector<uint32_t> query_nodes_;  // the nodes it uses so far (QueryInfo::nodes)
   uint32_t internal_ = 0;
   size_t first_new_node_ = 0;
 };
-
-}  // namespace
 
 std::vector<uint32_t> remove_query(Automaton& a, uint32_t id,
                                    const std::function<void(const Emit&)>& dropping_edge,
@@ -566,7 +799,7 @@ std::vector<uint32_t> remove_query(Automaton& a, uint32_t id,
   auto is_dead = [&](uint32_t n) { return std::binary_search(dead.begin(), dead.end(), n); };
   // Every edge to remove starts at a node of this query: its published edges, and the edges into
   // its dead nodes (whose sources are upstream, so also this query's).
-  std::vector<uint32_t> nodes = q.nodes;
+  std::vector<uint32_t> nodes(q.nodes.begin(), q.nodes.end());
   std::sort(nodes.begin(), nodes.end());
   nodes.erase(std::unique(nodes.begin(), nodes.end()), nodes.end());
   for (uint32_t n : nodes) {
@@ -592,10 +825,7 @@ std::vector<uint32_t> remove_query(Automaton& a, uint32_t id,
 }
 
 std::string build(const AnalyzedScript& script, Automaton& into, const BuildOptions& options) {
-  Automaton backup = into;
-  std::string err = Builder(script, into, options).run();
-  if (!err.empty()) into = std::move(backup);
-  return err;
+  return Builder(script, into, options).run();  // checks before it changes anything
 }
 
 }  // namespace cayuga::nfa

@@ -38,7 +38,7 @@ std::string indent(const std::string& text, const std::string& pad) {
   return out;
 }
 
-std::string slot_list(const std::vector<SlotRef>& refs) {
+std::string slot_list(const SharedArray<SlotRef>& refs) {
   std::string out;
   for (size_t i = 0; i < refs.size(); ++i) {
     if (i) out += ' ';
@@ -109,6 +109,12 @@ std::string to_text(const Automaton& a) {
     }
   }
   return out.str();
+}
+
+std::string label(const Automaton& a, uint32_t node) {
+  const Node& n = a.nodes[node];
+  return "q" + std::to_string(n.query) + ".n" + std::to_string(node) + " " + kind_name(n.kind) +
+         " " + a.streams[n.stream].name;
 }
 
 std::string to_dot(const Automaton& a) {

@@ -836,12 +836,13 @@ CompiledExpr Jit::compile(Program::Kind kind, const TExpr& e, const RefMapper& r
   CompiledExpr out;
   std::string key;
   Node root;
-  if (!normalize(kind, e, refs, key, out.consts_, root, error)) {
+  std::vector<Slot> consts;
+  if (!normalize(kind, e, refs, key, consts, root, error)) {
     std::lock_guard lock(impl_->mu);
     ++impl_->stats.failures;
-    out.consts_.clear();
     return out;
   }
+  out.consts_ = FixedVector<Slot>(std::move(consts));
   out.kind_ = kind;
   out.result_type_ = kind == Program::Kind::Predicate || e.is_bool() ? Type::Int : e.type;
 

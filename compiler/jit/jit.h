@@ -36,6 +36,7 @@
 #include <vector>
 
 #include "compiler/expr.h"
+#include "compiler/fixed_vector.h"
 
 namespace cayuga::jit {
 
@@ -83,7 +84,7 @@ class CompiledExpr {
   // Raw access, e.g. to call the code without an EvalInput. Valid while this object lives.
   PredicateFn predicate_fn() const { return reinterpret_cast<PredicateFn>(fn_); }
   ValueFn value_fn() const { return reinterpret_cast<ValueFn>(fn_); }
-  const std::vector<Slot>& consts() const { return consts_; }
+  const FixedVector<Slot>& consts() const { return consts_; }
   const std::string& shape_key() const;  // "" when empty
 
   // Drops this reference on the shape (the code is freed when it was the last one).
@@ -93,7 +94,7 @@ class CompiledExpr {
   friend class Jit;
   std::shared_ptr<const Shape> shape_;
   void* fn_ = nullptr;
-  std::vector<Slot> consts_;
+  FixedVector<Slot> consts_;  // exact size: one CompiledExpr per compiled program
   Program::Kind kind_ = Program::Kind::Predicate;
   Type result_type_ = Type::Int;
 };

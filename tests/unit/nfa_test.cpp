@@ -1,0 +1,210 @@
+// The automaton build's bookkeeping (nfa/): merging by signature across scripts and after
+// removals, a failed build changing nothing, the stream table; and the compact storage it rests
+// on (compiler/fixed_vector.h, shared schemas and bytecode), which must never change results.
+#include <gtest/gtest.h>
+
+#include <string>
+#include <vector>
+
+#include "compiler/analyzer.h"
+#include "compiler/expr.h"
+#include "compiler/fixed_vector.h"
+#include "nfa/automaton.h"
+
+namespace cayuga {
+namespace {
+
+constexpr const char* kStock = "CREATE STREAM Stock (Name STRING, Price FLOAT, Volume INT);\n";
+
+AnalyzedScript analyzed(const std::string& text) {
+  AnalyzeResult r = compile_script(text);
+  for (const auto& d : r.errors) ADD_FAILURE() << d.line << ":" << d.column << ": " << d.message;
+  return r.script ? std::move(*r.script) : AnalyzedScript{};
+}
+
+// Adds a script to `a` (no error expected).
+void add(nfa::Automaton& a, const std::string& text, nfa::BuildOptions options = {}) {
+  std::string err = nfa::build(analyzed(text), a, options);
+  EXPECT_EQ(err, "");
+}
+
+size_t live_nodes(const nfa::Automaton& a) {
+  size_t n = 0;
+  for (const auto& node : a.nodes) n += !node.dead;
+  return n;
+}
+
+const std::string kNext =
+    "SELECT * FROM FILTER{Name = 'IBM'}(Stock) NEXT{$1.Name = $2.Name AND $2.Price > $1.Price} "
+    "Stock";
+
+TEST(NfaBuild, LaterScriptsMergeWithEarlierOnes) {
+  nfa::Automaton a;
+  add(a, std::string(kStock) + kNext + " PUBLISH A;");
+  ASSERT_EQ(a.nodes.size(), 2u);  // START Stock, NEXT
+  add(a, std::string(kStock) + kNext + " PUBLISH B;");
+  EXPECT_EQ(a.nodes.size(), 2u);  // both shared
+  EXPECT_EQ(a.nodes[1].users, 2u);
+  // A different constant is a different node; without merging, nothing is shared.
+  add(a, std::string(kStock) +
+             "SELECT * FROM FILTER{Name = 'IBM'}(Stock) NEXT{$1.Name = $2.Name AND "
+             "$2.Price > 2.0 * $1.Price} Stock PUBLISH C;");
+  EXPECT_EQ(a.nodes.size(), 3u);
+  add(a, std::string(kStock) + kNext + " PUBLISH D;", nfa::BuildOptions{false});
+  EXPECT_EQ(a.nodes.size(), 5u);
+}
+
+TEST(NfaBuild, RemovedNodesAreNotReused) {
+  nfa::Automaton a;
+  add(a, std::string(kStock) + kNext + " PUBLISH A;");
+  std::vector<uint32_t> dead =
+      nfa::remove_query(a, 0, [](const nfa::Emit&) {}, [](const nfa::Node&) {});
+  EXPECT_EQ(dead.size(), 2u);
+  EXPECT_EQ(live_nodes(a), 0u);
+  add(a, std::string(kStock) + kNext + " PUBLISH B;");
+  EXPECT_EQ(a.nodes.size(), 4u);  // a new START and NEXT: the dead ones stay dead
+  EXPECT_EQ(live_nodes(a), 2u);
+  EXPECT_EQ(a.queries[1].nodes.size(), 2u);
+}
+
+TEST(NfaBuild, FailedBuildChangesNothing) {
+  nfa::Automaton a;
+  add(a, std::string(kStock) + kNext + " PUBLISH A;");
+  const std::string before = nfa::to_text(a);
+  const size_t streams = a.streams.size();
+  // A new stream first (in name order), then a clash on Stock.
+  std::string err = nfa::build(analyzed("CREATE STREAM Aaa (X INT);\n"
+                                        "CREATE STREAM Stock (Name STRING);\n"
+                                        "SELECT X FROM Aaa;"),
+                               a);
+  EXPECT_NE(err.find("stream Stock already exists"), std::string::npos) << err;
+  EXPECT_EQ(nfa::to_text(a), before);
+  EXPECT_EQ(a.streams.size(), streams);
+  EXPECT_EQ(a.find_stream("Aaa"), -1);
+}
+
+TEST(NfaBuild, StreamTable) {
+  nfa::Automaton a;
+  for (int i = 0; i < 1000; ++i) {
+    nfa::Stream s;
+    s.name = "s" + std::to_string(i);
+    EXPECT_EQ(a.add_stream(std::move(s)), static_cast<uint32_t>(i));
+  }
+  for (int i = 0; i < 1000; ++i) EXPECT_EQ(a.find_stream("s" + std::to_string(i)), i);
+  EXPECT_EQ(a.find_stream("s1000"), -1);
+  EXPECT_EQ(a.find_stream(""), -1);
+  nfa::Automaton copy = a;
+  EXPECT_EQ(copy.find_stream("s999"), 999);
+}
+
+TEST(NfaBuild, SharedSchemasAndLabels) {
+  nfa::Automaton a;
+  add(a, std::string(kStock) + kNext + " PUBLISH A;\n" + kNext + " PUBLISH B;");
+  const auto& sa = a.streams[a.find_stream("A")].schema;
+  const auto& sb = a.streams[a.find_stream("B")].schema;
+  EXPECT_EQ(sa, sb);
+  EXPECT_EQ(sa.attrs.begin(), sb.attrs.begin());  // one list
+  EXPECT_EQ(sa.attrs.begin(), a.nodes[1].output_schema.attrs.begin());
+  EXPECT_EQ(nfa::label(a, 1), "q1.n1 NEXT Stock");
+}
+
+TEST(FixedVector, CopiesAreDeepAndSizesExact) {
+  FixedVector<std::string> v(std::vector<std::string>{"a", "b", "c"});
+  ASSERT_EQ(v.size(), 3u);
+  FixedVector<std::string> w = v;
+  w[0] = "z";
+  EXPECT_EQ(v[0], "a");
+  EXPECT_EQ(w[0], "z");
+  EXPECT_FALSE(v == w);
+  FixedVector<std::string> m = std::move(w);
+  EXPECT_TRUE(w.empty());
+  EXPECT_EQ(m.size(), 3u);
+  EXPECT_EQ(std::string(m.back()), "c");
+  FixedVector<int> e;
+  EXPECT_TRUE(e.empty());
+  EXPECT_EQ(e.begin(), e.end());
+  EXPECT_EQ(FixedVector<int>({1, 2}), FixedVector<int>(std::vector<int>{1, 2}));
+}
+
+TEST(SharedArray, PoolSharesEqualArrays) {
+  SharedArray<int32_t>::Pool pool;
+  SharedArray<int32_t> a = pool.intern(SharedArray<int32_t>(std::vector<int32_t>{0, 1, -1}));
+  SharedArray<int32_t> b = pool.intern(SharedArray<int32_t>(std::vector<int32_t>{0, 1, -1}));
+  SharedArray<int32_t> c = pool.intern(SharedArray<int32_t>(std::vector<int32_t>{0, 1}));
+  EXPECT_EQ(a.data(), b.data());
+  EXPECT_NE(a.data(), c.data());
+  EXPECT_EQ(b[2], -1);
+  EXPECT_EQ(c.size(), 2u);
+  // Many distinct arrays that nobody keeps: the pool drops them as it grows.
+  for (int32_t i = 0; i < 10000; ++i) pool.intern(SharedArray<int32_t>(std::vector<int32_t>{i}));
+  EXPECT_EQ(pool.intern(SharedArray<int32_t>(std::vector<int32_t>{0, 1, -1})).data(), a.data());
+}
+
+TEST(AttrList, CopyOnWrite) {
+  Schema s{{{"Name", Type::String}, {"Price", Type::Float}}};
+  Schema t = s;
+  EXPECT_EQ(s.attrs.begin(), t.attrs.begin());
+  t.attrs.push_back({"Volume", Type::Int});
+  EXPECT_EQ(s.size(), 2u);
+  EXPECT_EQ(t.size(), 3u);
+  EXPECT_NE(s, t);
+  EXPECT_EQ(t.to_string(), "(Name STRING, Price FLOAT, Volume INT)");
+  Schema empty;
+  EXPECT_TRUE(empty.attrs.empty());
+  EXPECT_EQ(empty, Schema{});
+}
+
+// x > k over row 0.
+TExpr greater_than(int64_t k) {
+  TExpr ref;
+  ref.op = TOp::Ref;
+  ref.type = Type::Int;
+  TExpr c;
+  c.op = TOp::Const;
+  c.type = Type::Int;
+  c.value = int_slot(k);
+  TExpr e;
+  e.op = TOp::Gt;
+  e.kids = {ref, c};
+  return e;
+}
+
+TEST(Program, SharedCodeKeepsBehaviour) {
+  Program p = Program::predicate(greater_than(5), single_row_ref);
+  Program q = Program::predicate(greater_than(5), single_row_ref);
+  Program r = Program::predicate(greater_than(7), single_row_ref);
+  CodePool pool;
+  pool.share(p);
+  pool.share(q);
+  pool.share(r);
+  pool.share(q);  // already shared: no change
+  EXPECT_EQ(pool.size(), 2u);
+  Slot row[1] = {int_slot(6)};
+  EvalInput in;
+  in.rows[0] = in.rows[1] = row;
+  EvalStats st;
+  EXPECT_TRUE(p.eval_predicate(in, st));
+  EXPECT_TRUE(q.eval_predicate(in, st));
+  EXPECT_FALSE(r.eval_predicate(in, st));
+  EXPECT_EQ(p.disassemble(), q.disassemble());
+  // Copies share code and source; releasing one copy's source leaves the other's.
+  Program copy = p;
+  copy.release_source();
+  EXPECT_EQ(copy.source().op, TOp::True);
+  EXPECT_EQ(dump(p.source()), "($1[0] > 5)");
+  EXPECT_EQ(copy.disassemble(), p.disassemble());
+  Program moved = std::move(copy);
+  EXPECT_TRUE(moved.eval_predicate(in, st));
+  // Programs that are gone leave the pool as it grows.
+  for (int64_t k = 100; k < 200; ++k) {
+    Program t = Program::predicate(greater_than(k), single_row_ref);
+    pool.share(t);
+  }
+  EXPECT_LT(pool.size(), 40u);
+  // The default program: false, and a stable listing.
+  EXPECT_FALSE(Program().eval_predicate(in, st));
+  EXPECT_EQ(Program().disassemble(), "; predicate, value code, registers: 0\n");
+}
+
+}  // namespace
+}  // namespace cayuga
