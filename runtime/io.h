@@ -17,12 +17,22 @@
 // OutputSink in large blocks; nothing is flushed per event. Formats: JSON Lines (default),
 // CSV, the Cayuga input format, and the original Cayuga engine's witness-log lines.
 //
+// Parallel parsing. Every reader open_reader makes is a SplitReader: its work splits into
+// cutting the input into records (lines; a CSV record may span lines), which is sequential, and
+// parsing one record into an event, which is not. cut_batch() hands out a RecordBatch of raw
+// records; parse_batch() turns it into an EventBatch on any thread, concurrently with the next
+// cut and with other parses; a BatchReader reads the parsed batches one event at a time again,
+// with the same events, errors, line numbers and counts next() would have given. next() itself
+// is the same two halves run back to back, so both paths share every parser.
+//
 // The option surface (input specs, --input/--events/--map/...) is documented in
-// docs/input-output.md. Thread-safety: readers and writers are single-threaded objects; the
-// StreamTable is immutable after setup and may be shared.
+// docs/input-output.md. Thread-safety: readers and writers are single-threaded objects (except
+// SplitReader::parse_batch and format_row, as said there); the StreamTable is immutable after
+// setup and may be shared.
 #pragma once
 
 #include <cstdint>
+#include <deque>
 #include <memory>
 #include <optional>
 #include <span>
@@ -96,6 +106,101 @@ class EventReader {
   // 1-based line of the event last returned (a multi-line CSV record: its first line); 0 if
   // none. Lets the engine point at an event it rejects later (e.g. a late one).
   virtual uint64_t line() const { return 0; }
+  // False while next() would have to wait for input that has not arrived yet (a BatchReader
+  // whose next batch is still being parsed). Readers that block on their input are always ready.
+  virtual bool ready() const { return true; }
+};
+
+// Records cut from one input and not parsed yet: each record's bytes, back to back, and its
+// first line. After the records the input may have ended, possibly with an error (an I/O error,
+// a CSV quoted field still open at the end of the file) that the reader reports last.
+struct RecordBatch {
+  struct Record {
+    size_t offset = 0;  // into bytes
+    size_t size = 0;
+    uint64_t line = 0;  // 1-based; a multi-line CSV record: its first line
+  };
+  std::string bytes;
+  std::vector<Record> records;
+  std::optional<InputError> error;  // reported after the records
+  bool ended = false;               // nothing follows (after the error, if any)
+  void clear() {
+    bytes.clear();
+    records.clear();
+    error.reset();
+    ended = false;
+  }
+};
+
+// A parsed RecordBatch: one item per record that is an event or an error, in record order,
+// then the batch's own error and End when it has them. Records passed over (regex lines that do
+// not match, with skip-unmatched) leave no item; they are counted on the item that follows them
+// or, at the end of the batch, in trailing_skipped, so a BatchReader counts them exactly when
+// the reader's next() would have.
+struct EventBatch {
+  struct Item {
+    EventReader::Status status = EventReader::Status::Event;
+    uint32_t stream = 0;  // Event: as InputEvent
+    int64_t t0 = 0, t1 = 0;
+    size_t first = 0;      // Event: index of its first value in `values`; Error: index in `errors`
+    uint32_t count = 0;    // Event: number of values
+    uint64_t line = 0;     // Event: its line, as EventReader::line()
+    uint64_t skipped = 0;  // lines passed over right before this item
+  };
+  std::vector<Item> items;
+  std::vector<Slot> values;
+  std::vector<InputError> errors;
+  uint64_t trailing_skipped = 0;  // lines passed over after the last item
+  void clear() {
+    items.clear();
+    values.clear();
+    errors.clear();
+    trailing_skipped = 0;
+  }
+};
+
+// A reader whose parsing can run on other threads. cut_batch() and next() are sequential and
+// share one position in the input; parse_batch() is const and may run on any thread,
+// concurrently with cut_batch() and with other parse_batch() calls of the same reader (it
+// parses records in place, so each batch belongs to one call).
+class SplitReader : public EventReader {
+ public:
+  // Cuts the next records: stops after `max_records` records or once `max_bytes` bytes are
+  // cut, at the end of the input, and after an error of the cutting itself.
+  virtual void cut_batch(RecordBatch& out, size_t max_records, size_t max_bytes) = 0;
+  virtual void parse_batch(RecordBatch& in, EventBatch& out) const = 0;
+};
+
+// Reads EventBatches (from SplitReader::parse_batch) as the reader that cut them would have
+// read its input: the same events, errors (error(), naming file and line), line() and
+// skipped(). Batches are pushed in cut order; next() may only be called when ready().
+class BatchReader final : public EventReader {
+ public:
+  explicit BatchReader(std::string name);
+  // Takes the batch's contents and leaves `batch` empty, with the buffers of a batch already
+  // read when there is one (so a producer's batches stop allocating).
+  void push(EventBatch& batch);
+  Status next(InputEvent& out) override;
+  bool ready() const override { return ended_ || !queue_.empty(); }
+  const InputError& error() const override { return error_; }
+  std::string_view name() const override { return name_; }
+  uint64_t skipped() const override { return skipped_; }
+  uint64_t line() const override { return line_; }
+  // Batches pushed and read to their end (for a producer that keeps a few batches ahead).
+  uint64_t batches_done() const { return done_; }
+
+ private:
+  void pop();
+  std::string name_;
+  std::deque<EventBatch> queue_;   // invariant: the front batch has an item left to read
+  std::vector<EventBatch> spent_;  // read, cleared, their buffers kept for push()
+  size_t pos_ = 0;                 // next item of the front batch
+  uint64_t skipped_ = 0;
+  uint64_t pending_skipped_ = 0;  // trailing lines of batches read, counted with the next item
+  uint64_t line_ = 0;
+  uint64_t done_ = 0;
+  bool ended_ = false;
+  InputError error_;
 };
 
 // A source of bytes: a file, a gzip file, stdin or a string. read() returns the number of bytes
@@ -150,10 +255,10 @@ bool parse_input_args(std::span<const std::string> args, InputArgs& out, std::st
 // header without a needed column, bad regex or time format) are reported here: nullptr + *error
 // ("file: message"). `unit` is the engine time unit that times are converted into. The spec is
 // copied; `streams` and the schemas it points to must outlive the reader.
-std::unique_ptr<EventReader> open_reader(const InputSpec& spec, const StreamTable& streams,
+std::unique_ptr<SplitReader> open_reader(const InputSpec& spec, const StreamTable& streams,
                                          EngineUnit unit, std::string* error);
 // Same over an already open source (tests, embedding with in-memory data).
-std::unique_ptr<EventReader> open_reader(const InputSpec& spec, std::unique_ptr<ByteSource> src,
+std::unique_ptr<SplitReader> open_reader(const InputSpec& spec, std::unique_ptr<ByteSource> src,
                                          const StreamTable& streams, EngineUnit unit,
                                          std::string* error);
 
@@ -169,6 +274,8 @@ class MergeReader final : public EventReader {
   std::string_view name() const override { return "merge"; }
   uint64_t skipped() const override;
   uint64_t line() const override { return last_ < readers_.size() ? readers_[last_]->line() : 0; }
+  // Every reader the next call reads from first is ready.
+  bool ready() const override;
   // The file and line of the event last returned, with the message the engine shows when that
   // event arrived after time `now` had been reached (CEL.md §7: input in non-decreasing t1).
   InputError late_error(int64_t t1, int64_t now) const;
@@ -244,6 +351,10 @@ class EventWriter {
   virtual ~EventWriter() = default;  // flushes; a failure is lost, call flush() to see it
   // Buffers one event. I/O errors are sticky and reported by flush().
   virtual void write(std::string_view stream, const Schema& schema, const Row& row) = 0;
+  // Buffers rows formatted elsewhere with format_row() (e.g. on other threads), as if they had
+  // been written here one by one; `last_stream` is the stream of the last of them, so that
+  // the rows written after them are formatted as they would have been (CSV headers).
+  virtual void write_formatted(std::string_view bytes, std::string_view last_stream) = 0;
   // Hands all buffered bytes to the sink and flushes it. False after any I/O error.
   virtual bool flush() = 0;
   virtual std::string error() const = 0;
@@ -258,6 +369,12 @@ class EventWriter {
 //   Witness: the original engine's witnesses.txt line:
 //            <2n+4>,WITNESS,A1,v1,...,An,vn,S,t0,t1,      (count of fields incl. WITNESS)
 std::unique_ptr<EventWriter> make_writer(OutputFormat format, std::unique_ptr<OutputSink> sink);
+
+// Appends one row as the writer of `format` writes it. `previous` is the stream of the row
+// written just before it, nullopt for the first row: the only state a writer keeps (CSV starts
+// a header when the stream changes). Thread-safe.
+void format_row(std::string& out, OutputFormat format, std::string_view stream,
+                const Schema& schema, const Row& row, std::optional<std::string_view> previous);
 
 // Escaping helpers shared with other components (service, CLI).
 // {"stream":"S","t0":1,"t1":3,"A":"x",...} (CEL.md §8), without a newline: the JSON Lines

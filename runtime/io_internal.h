@@ -1,5 +1,6 @@
 // Internals shared by the io_*.cpp files: line splitting over a ByteSource, the common reader
-// base, and the per-attribute value conversion. Not part of the public API (runtime/io.h).
+// base (next() and the batch halves), and the per-attribute value conversion. Not part of the
+// public API (runtime/io.h).
 #pragma once
 
 #include <cstring>
@@ -34,18 +35,41 @@ class LineReader {
   std::string error_;
 };
 
-// What every line-based reader shares: the file name, the line source and the last error.
-class LineBasedReader : public EventReader {
+// Working memory of LineBasedReader::parse_record (split fields, JSON members, regex groups):
+// one per parse_batch call and one for next(), so parse_record itself can be const.
+struct ParseScratch {
+  virtual ~ParseScratch() = default;
+};
+
+// What every line-based reader shares: the file name, the line source, the last error, and
+// next() / cut_batch() / parse_batch() built from the two halves each format provides:
+// cut_record (sequential: the next record) and parse_record (const: one record into an event).
+class LineBasedReader : public SplitReader {
  public:
   LineBasedReader(std::string name, std::unique_ptr<ByteSource> src)
       : name_(std::move(name)), lines_(std::move(src)) {
     error_.file = name_;
   }
-  const InputError& error() const override { return error_; }
-  std::string_view name() const override { return name_; }
-  uint64_t line() const override { return event_line_; }
+  Status next(InputEvent& out) final;
+  void cut_batch(RecordBatch& out, size_t max_records, size_t max_bytes) final;
+  void parse_batch(RecordBatch& in, EventBatch& out) const final;
+  const InputError& error() const final { return error_; }
+  std::string_view name() const final { return name_; }
+  uint64_t line() const final { return event_line_; }
+  uint64_t skipped() const final { return skipped_; }
 
  protected:
+  enum class Parsed { Event, Error, Skip };
+  // The next record and its first line: Event, or End / Error as read_line says. The default is
+  // one non-blank line; CSV joins lines while a quoted field is open.
+  virtual Status cut_record(char*& data, size_t& size, uint64_t& line);
+  // Parses one record in place into `out`; Error sets `error` to the message (the caller adds
+  // file and line); Skip: a line passed over without an error (regex skip-unmatched). Must only
+  // read the reader's setup, never change it: it runs on several threads at once.
+  virtual Parsed parse_record(char* data, size_t size, ParseScratch& scratch, InputEvent& out,
+                              std::string& error) const = 0;
+  virtual std::unique_ptr<ParseScratch> make_scratch() const = 0;
+
   Status fail(uint64_t line, std::string message) {
     error_.line = line;
     error_.message = std::move(message);
@@ -63,7 +87,12 @@ class LineBasedReader : public EventReader {
   LineReader lines_;
   InputError error_;
   uint64_t event_line_ = 0;  // line of the event last returned
+  uint64_t skipped_ = 0;     // lines next() passed over (Parsed::Skip)
   bool ended_ = false;
+
+ private:
+  std::unique_ptr<ParseScratch> scratch_;  // next()'s, made on first use
+  std::string message_;                    // next()'s parse error
 };
 
 inline bool is_blank(char c) {
@@ -84,25 +113,30 @@ bool fixed_stream_input(const InputSpec& spec, const StreamTable& streams, Engin
                         const char* kind, const StreamDef*& def, TimeFormat& tf,
                         std::string* error);
 
+// intern(s) through a small per-thread cache of the strings interned last: input strings repeat
+// (symbols, hosts, users), and a hit costs a hash and a compare instead of the interner's lock,
+// which threads parsing at once would otherwise all queue for.
+uint64_t intern_cached(std::string_view s);
+
 // Converts one field into the slot for an attribute; returns an error message or "".
-// Numbers are trimmed of blanks first; strings are interned as given.
+// Numbers are trimmed of blanks first; strings are interned as given (intern_cached).
 std::string convert_value(std::string_view text, const Attribute& attr, Slot& out);
 
 // Resolves an attribute → source-name mapping: the source name for `attr` ("" → attr name).
 std::string_view mapped_name(const InputSpec& spec, std::string_view attr);
 
 // Reader factories (one per format); `streams` (and its schemas) must outlive the reader.
-std::unique_ptr<EventReader> make_cayuga_reader(const InputSpec& spec,
+std::unique_ptr<SplitReader> make_cayuga_reader(const InputSpec& spec,
                                                 std::unique_ptr<ByteSource> src,
                                                 const StreamTable& streams, std::string* error);
-std::unique_ptr<EventReader> make_csv_reader(const InputSpec& spec, std::unique_ptr<ByteSource> src,
+std::unique_ptr<SplitReader> make_csv_reader(const InputSpec& spec, std::unique_ptr<ByteSource> src,
                                              const StreamTable& streams, EngineUnit unit,
                                              std::string* error);
-std::unique_ptr<EventReader> make_jsonl_reader(const InputSpec& spec,
+std::unique_ptr<SplitReader> make_jsonl_reader(const InputSpec& spec,
                                                std::unique_ptr<ByteSource> src,
                                                const StreamTable& streams, EngineUnit unit,
                                                std::string* error);
-std::unique_ptr<EventReader> make_regex_reader(const InputSpec& spec,
+std::unique_ptr<SplitReader> make_regex_reader(const InputSpec& spec,
                                                std::unique_ptr<ByteSource> src,
                                                const StreamTable& streams, EngineUnit unit,
                                                std::string* error);

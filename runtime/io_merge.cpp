@@ -46,6 +46,12 @@ EventReader::Status MergeReader::next(InputEvent& out) {
   return Status::Event;
 }
 
+bool MergeReader::ready() const {
+  for (size_t k = refill_pos_; k < refill_.size(); ++k)
+    if (!readers_[refill_[k]]->ready()) return false;
+  return true;
+}
+
 InputError MergeReader::late_error(int64_t t1, int64_t now) const {
   InputError e;
   e.file = last_ < readers_.size() ? std::string(readers_[last_]->name()) : "merge";

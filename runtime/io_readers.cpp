@@ -31,58 +31,65 @@ class CayugaReader final : public LineBasedReader {
     if (!spec.stream.empty()) fixed_ = streams_.find(spec.stream);
   }
 
-  Status next(InputEvent& out) override {
-    if (ended_) return Status::End;
-    char* data;
-    size_t size;
-    if (Status s = read_line(data, size); s != Status::Event) return s;
-    const uint64_t ln = lines_.line_no();
-    if (std::string err = split(data, size); !err.empty())
-      return fail(ln, "malformed line: " + err);
-    const size_t n = fields_.size();
-    if (n < 3) return fail(ln, "malformed line: expected v1,...,vn,StreamName,t0,t1");
-    std::string_view name = fields_[n - 3];
-    const StreamDef* def = last_ && last_->name == name ? last_ : streams_.find(name);
-    if (!def) return fail(ln, unknown_stream(name, streams_));
+ private:
+  struct Scratch final : ParseScratch {
+    std::vector<std::string_view> fields;
+    const StreamDef* last = nullptr;  // the previous line's stream: lines repeat it
+  };
+  std::unique_ptr<ParseScratch> make_scratch() const override {
+    return std::make_unique<Scratch>();
+  }
+
+  Parsed parse_record(char* data, size_t size, ParseScratch& scratch, InputEvent& out,
+                      std::string& error) const override {
+    auto fail = [&](std::string message) {
+      error = std::move(message);
+      return Parsed::Error;
+    };
+    Scratch& sc = static_cast<Scratch&>(scratch);
+    std::vector<std::string_view>& fields = sc.fields;
+    if (std::string err = split(data, size, fields); !err.empty())
+      return fail("malformed line: " + err);
+    const size_t n = fields.size();
+    if (n < 3) return fail("malformed line: expected v1,...,vn,StreamName,t0,t1");
+    std::string_view name = fields[n - 3];
+    const StreamDef* def = sc.last && sc.last->name == name ? sc.last : streams_.find(name);
+    if (!def) return fail(unknown_stream(name, streams_));
     if (fixed_ && def != fixed_)
-      return fail(ln, "stream " + quote_for_message(name) + " in an input fixed to stream " +
-                          quote_for_message(fixed_->name));
-    last_ = def;
+      return fail("stream " + quote_for_message(name) + " in an input fixed to stream " +
+                  quote_for_message(fixed_->name));
+    sc.last = def;
     const Schema& schema = *def->schema;
     if (n - 3 != schema.size())
-      return fail(ln, "wrong number of fields: stream " + def->name + " has " +
-                          std::to_string(schema.size()) + " attributes (" + schema.names() +
-                          "), the line has " + std::to_string(n - 3) + " values");
+      return fail("wrong number of fields: stream " + def->name + " has " +
+                  std::to_string(schema.size()) + " attributes (" + schema.names() +
+                  "), the line has " + std::to_string(n - 3) + " values");
     int64_t t0, t1;
-    if (std::string e = parse_int_value(fields_[n - 2], t0); !e.empty())
-      return fail(ln, "t0: " + e);
-    if (std::string e = parse_int_value(fields_[n - 1], t1); !e.empty())
-      return fail(ln, "t1: " + e);
+    if (std::string e = parse_int_value(fields[n - 2], t0); !e.empty()) return fail("t0: " + e);
+    if (std::string e = parse_int_value(fields[n - 1], t1); !e.empty()) return fail("t1: " + e);
     if (t0 > t1)
-      return fail(ln, "t0 (" + std::to_string(t0) + ") is after t1 (" + std::to_string(t1) + ")");
+      return fail("t0 (" + std::to_string(t0) + ") is after t1 (" + std::to_string(t1) + ")");
     out.row.values.resize(schema.size());
     for (size_t i = 0; i < schema.size(); ++i)
-      if (std::string e = convert_value(fields_[i], schema.attrs[i], out.row.values[i]); !e.empty())
-        return fail(ln, e);
+      if (std::string e = convert_value(fields[i], schema.attrs[i], out.row.values[i]); !e.empty())
+        return fail(e);
     out.stream = def->id;
     out.row.t0 = t0;
     out.row.t1 = t1;
-    event_line_ = ln;
-    return Status::Event;
+    return Parsed::Event;
   }
 
- private:
   // Splits at commas; blanks around a field are dropped. A field that starts with ' is quoted
   // up to the next lone ' ('' stands for one quote) and may contain commas; unquoted in place.
-  std::string split(char* data, size_t size) {
-    fields_.clear();
+  static std::string split(char* data, size_t size, std::vector<std::string_view>& fields) {
+    fields.clear();
     size_t i = 0;
     for (;;) {
       while (i < size && is_blank(data[i])) ++i;
       if (i < size && data[i] == '\'') {
         size_t start = ++i, w = i;
         for (;;) {
-          if (i >= size) return "unterminated quote in field " + std::to_string(fields_.size() + 1);
+          if (i >= size) return "unterminated quote in field " + std::to_string(fields.size() + 1);
           if (data[i] == '\'') {
             if (i + 1 < size && data[i + 1] == '\'') {
               data[w++] = '\'';
@@ -94,14 +101,14 @@ class CayugaReader final : public LineBasedReader {
           }
           data[w++] = data[i++];
         }
-        fields_.emplace_back(data + start, w - start);
+        fields.emplace_back(data + start, w - start);
         while (i < size && is_blank(data[i])) ++i;
         if (i < size && data[i] != ',')
-          return "text after the closing quote of field " + std::to_string(fields_.size());
+          return "text after the closing quote of field " + std::to_string(fields.size());
       } else {
         size_t start = i;
         while (i < size && data[i] != ',') ++i;
-        fields_.push_back(trim(std::string_view(data + start, i - start)));
+        fields.push_back(trim(std::string_view(data + start, i - start)));
       }
       if (i >= size) return {};
       ++i;  // the comma
@@ -110,8 +117,6 @@ class CayugaReader final : public LineBasedReader {
 
   const StreamTable& streams_;
   const StreamDef* fixed_ = nullptr;
-  const StreamDef* last_ = nullptr;
-  std::vector<std::string_view> fields_;
 };
 
 // ---------------------------------------------------------------------------------------------
@@ -164,7 +169,7 @@ class CsvReader final : public LineBasedReader {
     char* data;
     size_t size;
     uint64_t ln;
-    switch (read_record(data, size, ln)) {
+    switch (cut_record(data, size, ln)) {
       case Status::End:
         return "empty file: expected a header line";
       case Status::Error:
@@ -172,9 +177,10 @@ class CsvReader final : public LineBasedReader {
       case Status::Event:
         break;
     }
-    if (std::string e = split_csv(data, size, fields_); !e.empty())
+    std::vector<std::string_view> fields;
+    if (std::string e = split_csv(data, size, fields); !e.empty())
       return "line " + std::to_string(ln) + ": malformed CSV header: " + e;
-    for (std::string_view f : fields_) header_.emplace_back(trim(f));
+    for (std::string_view f : fields) header_.emplace_back(trim(f));
     std::vector<std::string_view> hv(header_.begin(), header_.end());
     auto find = [&](std::string_view col) -> long {
       for (size_t i = 0; i < header_.size(); ++i)
@@ -212,45 +218,10 @@ class CsvReader final : public LineBasedReader {
     return {};
   }
 
-  Status next(InputEvent& out) override {
-    if (ended_) return Status::End;
-    char* data;
-    size_t size;
-    uint64_t ln;
-    if (Status s = read_record(data, size, ln); s != Status::Event) return s;
-    if (std::string e = split_csv(data, size, fields_); !e.empty())
-      return fail(ln, "malformed CSV: " + e);
-    if (fields_.size() != header_.size())
-      return fail(ln, "wrong number of fields: the header has " + std::to_string(header_.size()) +
-                          " columns, the record has " + std::to_string(fields_.size()));
-    int64_t t0, t1;
-    if (std::string e = parse_time_value(fields_[t0_], tf_, unit_, t0); !e.empty())
-      return fail(ln, "column " + header_[t0_] + ": " + e);
-    if (t1_ == t0_) {
-      t1 = t0;
-    } else {
-      if (std::string e = parse_time_value(fields_[t1_], tf_, unit_, t1); !e.empty())
-        return fail(ln, "column " + header_[t1_] + ": " + e);
-      if (t0 > t1)
-        return fail(ln, "t0 (" + std::to_string(t0) + ") is after t1 (" + std::to_string(t1) + ")");
-    }
-    const Schema& schema = *def_.schema;
-    out.row.values.resize(schema.size());
-    for (size_t i = 0; i < schema.size(); ++i)
-      if (std::string e = convert_value(fields_[cols_[i]], schema.attrs[i], out.row.values[i]);
-          !e.empty())
-        return fail(ln, e);
-    out.stream = def_.id;
-    out.row.t0 = t0;
-    out.row.t1 = t1;
-    event_line_ = ln;
-    return Status::Event;
-  }
-
  private:
   // The next record, joining lines while a quoted field is open (RFC 4180 allows line breaks
   // inside quotes). `ln` is the record's first line.
-  Status read_record(char*& data, size_t& size, uint64_t& ln) {
+  Status cut_record(char*& data, size_t& size, uint64_t& ln) override {
     if (Status s = read_line(data, size); s != Status::Event) return s;
     ln = lines_.line_no();
     if (!std::memchr(data, '"', size)) return Status::Event;  // the common case: no quotes
@@ -275,6 +246,48 @@ class CsvReader final : public LineBasedReader {
     data = record_.data();
     size = record_.size();
     return Status::Event;
+  }
+
+  struct Scratch final : ParseScratch {
+    std::vector<std::string_view> fields;
+  };
+  std::unique_ptr<ParseScratch> make_scratch() const override {
+    return std::make_unique<Scratch>();
+  }
+
+  Parsed parse_record(char* data, size_t size, ParseScratch& scratch, InputEvent& out,
+                      std::string& error) const override {
+    auto fail = [&](std::string message) {
+      error = std::move(message);
+      return Parsed::Error;
+    };
+    std::vector<std::string_view>& fields = static_cast<Scratch&>(scratch).fields;
+    if (std::string e = split_csv(data, size, fields); !e.empty())
+      return fail("malformed CSV: " + e);
+    if (fields.size() != header_.size())
+      return fail("wrong number of fields: the header has " + std::to_string(header_.size()) +
+                  " columns, the record has " + std::to_string(fields.size()));
+    int64_t t0, t1;
+    if (std::string e = parse_time_value(fields[t0_], tf_, unit_, t0); !e.empty())
+      return fail("column " + header_[t0_] + ": " + e);
+    if (t1_ == t0_) {
+      t1 = t0;
+    } else {
+      if (std::string e = parse_time_value(fields[t1_], tf_, unit_, t1); !e.empty())
+        return fail("column " + header_[t1_] + ": " + e);
+      if (t0 > t1)
+        return fail("t0 (" + std::to_string(t0) + ") is after t1 (" + std::to_string(t1) + ")");
+    }
+    const Schema& schema = *def_.schema;
+    out.row.values.resize(schema.size());
+    for (size_t i = 0; i < schema.size(); ++i)
+      if (std::string e = convert_value(fields[cols_[i]], schema.attrs[i], out.row.values[i]);
+          !e.empty())
+        return fail(e);
+    out.stream = def_.id;
+    out.row.t0 = t0;
+    out.row.t1 = t1;
+    return Parsed::Event;
   }
 
   // Where a record stands after these bytes: only a line that ends inside a quoted field
@@ -311,8 +324,7 @@ class CsvReader final : public LineBasedReader {
   std::vector<std::string> header_;
   std::vector<size_t> cols_;  // attribute i ← column cols_[i]
   long t0_ = -1, t1_ = -1;
-  std::vector<std::string_view> fields_;
-  std::string record_;
+  std::string record_;  // a record of several lines, joined
 };
 
 // ---------------------------------------------------------------------------------------------
@@ -534,49 +546,61 @@ class JsonlReader final : public LineBasedReader {
         unit_(unit),
         tf_(std::move(tf)) {}
 
-  Status next(InputEvent& out) override {
-    if (ended_) return Status::End;
-    char* data;
-    size_t size;
-    if (Status s = read_line(data, size); s != Status::Event) return s;
-    const uint64_t ln = lines_.line_no();
-    if (std::string e = parser_.parse(data, size, members_); !e.empty())
-      return fail(ln, "malformed JSON: " + e);
+ private:
+  using Members = std::vector<std::pair<std::string_view, JsonValue>>;
+  struct Scratch final : ParseScratch {
+    JsonParser parser;
+    Members members;
+    const StreamDef* last = nullptr;  // the previous line's stream: lines repeat it
+  };
+  std::unique_ptr<ParseScratch> make_scratch() const override {
+    return std::make_unique<Scratch>();
+  }
+
+  Parsed parse_record(char* data, size_t size, ParseScratch& scratch, InputEvent& out,
+                      std::string& error) const override {
+    auto fail = [&](std::string message) {
+      error = std::move(message);
+      return Parsed::Error;
+    };
+    Scratch& sc = static_cast<Scratch&>(scratch);
+    const Members& members = sc.members;
+    if (std::string e = sc.parser.parse(data, size, sc.members); !e.empty())
+      return fail("malformed JSON: " + e);
 
     const StreamDef* def = fixed_;
     const JsonValue* sv = nullptr;
-    if (std::string e = find("stream", sv); !e.empty()) return fail(ln, e);
+    if (std::string e = find(members, "stream", sv); !e.empty()) return fail(e);
     if (sv) {
-      if (sv->kind != JsonValue::Kind::String) return fail(ln, "key 'stream' must be a string");
+      if (sv->kind != JsonValue::Kind::String) return fail("key 'stream' must be a string");
       if (fixed_ && sv->text != fixed_->name)
-        return fail(ln, "stream " + quote_for_message(sv->text) + " in an input fixed to stream " +
-                            quote_for_message(fixed_->name));
-      if (!def) def = last_ && last_->name == sv->text ? last_ : streams_.find(sv->text);
-      if (!def) return fail(ln, unknown_stream(sv->text, streams_));
-      last_ = def;
+        return fail("stream " + quote_for_message(sv->text) + " in an input fixed to stream " +
+                    quote_for_message(fixed_->name));
+      if (!def) def = sc.last && sc.last->name == sv->text ? sc.last : streams_.find(sv->text);
+      if (!def) return fail(unknown_stream(sv->text, streams_));
+      sc.last = def;
     } else if (!def) {
-      return fail(ln, "missing key 'stream' (or fix the stream: --input Stream=file)");
+      return fail("missing key 'stream' (or fix the stream: --input Stream=file)");
     }
 
     int64_t t0, t1;
     if (!spec_.time_column.empty()) {
-      if (std::string e = time(spec_.time_column, t0, true); !e.empty()) return fail(ln, e);
+      if (std::string e = time(members, spec_.time_column, t0, true); !e.empty()) return fail(e);
       t1 = t0;
     } else {
       bool has_t = false;
-      if (std::string e = time("t", t0, false, &has_t); !e.empty()) return fail(ln, e);
+      if (std::string e = time(members, "t", t0, false, &has_t); !e.empty()) return fail(e);
       if (has_t) {
         t1 = t0;
       } else {
         bool has_t0 = false, has_t1 = false;
-        if (std::string e = time("t0", t0, false, &has_t0); !e.empty()) return fail(ln, e);
-        if (std::string e = time("t1", t1, false, &has_t1); !e.empty()) return fail(ln, e);
-        if (!has_t0 && !has_t1) return fail(ln, "missing time: no key 't' (or 't0' and 't1')");
-        if (!has_t0) return fail(ln, "missing key 't0' (t1 is given)");
-        if (!has_t1) return fail(ln, "missing key 't1' (t0 is given)");
+        if (std::string e = time(members, "t0", t0, false, &has_t0); !e.empty()) return fail(e);
+        if (std::string e = time(members, "t1", t1, false, &has_t1); !e.empty()) return fail(e);
+        if (!has_t0 && !has_t1) return fail("missing time: no key 't' (or 't0' and 't1')");
+        if (!has_t0) return fail("missing key 't0' (t1 is given)");
+        if (!has_t1) return fail("missing key 't1' (t0 is given)");
         if (t0 > t1)
-          return fail(ln,
-                      "t0 (" + std::to_string(t0) + ") is after t1 (" + std::to_string(t1) + ")");
+          return fail("t0 (" + std::to_string(t0) + ") is after t1 (" + std::to_string(t1) + ")");
       }
     }
 
@@ -586,10 +610,10 @@ class JsonlReader final : public LineBasedReader {
       const Attribute& a = schema.attrs[i];
       std::string_view key = mapped_name(spec_, a.name);
       const JsonValue* v = nullptr;
-      if (std::string e = find(key, v); !e.empty()) return fail(ln, e);
+      if (std::string e = find(members, key, v); !e.empty()) return fail(e);
       if (!v)
-        return fail(ln, "missing key " + quote_for_message(key) + " for attribute " + a.name +
-                            " of stream " + def->name);
+        return fail("missing key " + quote_for_message(key) + " for attribute " + a.name +
+                    " of stream " + def->name);
       Slot& slot = out.row.values[i];
       std::string e;
       switch (a.type) {
@@ -611,19 +635,17 @@ class JsonlReader final : public LineBasedReader {
           if (v->kind != JsonValue::Kind::String)
             e = "expected a JSON string, got " + kind(*v);
           else
-            slot.s = intern(v->text);
+            slot.s = intern_cached(v->text);
           break;
       }
-      if (!e.empty()) return fail(ln, "attribute " + a.name + " (" + to_string(a.type) + "): " + e);
+      if (!e.empty()) return fail("attribute " + a.name + " (" + to_string(a.type) + "): " + e);
     }
     out.stream = def->id;
     out.row.t0 = t0;
     out.row.t1 = t1;
-    event_line_ = ln;
-    return Status::Event;
+    return Parsed::Event;
   }
 
- private:
   static std::string kind(const JsonValue& v) {
     switch (v.kind) {
       case JsonValue::Kind::String:
@@ -638,18 +660,19 @@ class JsonlReader final : public LineBasedReader {
     return "?";
   }
   // The member named `key` (nullptr when absent); a duplicate key is an error.
-  std::string find(std::string_view key, const JsonValue*& out) const {
+  static std::string find(const Members& members, std::string_view key, const JsonValue*& out) {
     out = nullptr;
-    for (const auto& [k, v] : members_) {
+    for (const auto& [k, v] : members) {
       if (k != key) continue;
       if (out) return "duplicate key " + quote_for_message(key);
       out = &v;
     }
     return {};
   }
-  std::string time(std::string_view key, int64_t& t, bool required, bool* present = nullptr) {
+  std::string time(const Members& members, std::string_view key, int64_t& t, bool required,
+                   bool* present = nullptr) const {
     const JsonValue* v;
-    if (std::string e = find(key, v); !e.empty()) return e;
+    if (std::string e = find(members, key, v); !e.empty()) return e;
     if (present) *present = v != nullptr;
     if (!v) return required ? "missing time key " + quote_for_message(key) : std::string();
     if (v->kind != JsonValue::Kind::Number && v->kind != JsonValue::Kind::String)
@@ -662,16 +685,13 @@ class JsonlReader final : public LineBasedReader {
   const InputSpec spec_;  // a copy: specs are often temporaries
   const StreamTable& streams_;
   const StreamDef* fixed_;
-  const StreamDef* last_ = nullptr;
   EngineUnit unit_;
   TimeFormat tf_;
-  JsonParser parser_;
-  std::vector<std::pair<std::string_view, JsonValue>> members_;
 };
 
 }  // namespace
 
-std::unique_ptr<EventReader> make_cayuga_reader(const InputSpec& spec,
+std::unique_ptr<SplitReader> make_cayuga_reader(const InputSpec& spec,
                                                 std::unique_ptr<ByteSource> src,
                                                 const StreamTable& streams, std::string* error) {
   if (!spec.stream.empty() && !streams.find(spec.stream)) {
@@ -700,7 +720,7 @@ bool fixed_stream_input(const InputSpec& spec, const StreamTable& streams, Engin
   return true;
 }
 
-std::unique_ptr<EventReader> make_csv_reader(const InputSpec& spec, std::unique_ptr<ByteSource> src,
+std::unique_ptr<SplitReader> make_csv_reader(const InputSpec& spec, std::unique_ptr<ByteSource> src,
                                              const StreamTable& streams, EngineUnit unit,
                                              std::string* error) {
   const StreamDef* def = nullptr;
@@ -714,7 +734,7 @@ std::unique_ptr<EventReader> make_csv_reader(const InputSpec& spec, std::unique_
   return r;
 }
 
-std::unique_ptr<EventReader> make_jsonl_reader(const InputSpec& spec,
+std::unique_ptr<SplitReader> make_jsonl_reader(const InputSpec& spec,
                                                std::unique_ptr<ByteSource> src,
                                                const StreamTable& streams, EngineUnit unit,
                                                std::string* error) {
@@ -733,7 +753,7 @@ std::unique_ptr<EventReader> make_jsonl_reader(const InputSpec& spec,
 
 }  // namespace io_detail
 
-std::unique_ptr<EventReader> open_reader(const InputSpec& spec, std::unique_ptr<ByteSource> src,
+std::unique_ptr<SplitReader> open_reader(const InputSpec& spec, std::unique_ptr<ByteSource> src,
                                          const StreamTable& streams, EngineUnit unit,
                                          std::string* error) {
   std::string scratch;
@@ -752,7 +772,7 @@ std::unique_ptr<EventReader> open_reader(const InputSpec& spec, std::unique_ptr<
   return nullptr;
 }
 
-std::unique_ptr<EventReader> open_reader(const InputSpec& spec, const StreamTable& streams,
+std::unique_ptr<SplitReader> open_reader(const InputSpec& spec, const StreamTable& streams,
                                          EngineUnit unit, std::string* error) {
   std::string why;
   auto src = open_byte_source(spec.path, &why);

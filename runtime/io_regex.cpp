@@ -57,60 +57,57 @@ class RegexReader final : public LineBasedReader {
       return "the regex has no time group: name it (?P<t>...) or use --time-column (groups: " +
              group_names(groups) + ")";
     }
-    match_.resize(static_cast<size_t>(re_.NumberOfCapturingGroups()) + 1);
     return {};
   }
 
-  Status next(InputEvent& out) override {
-    if (ended_) return Status::End;
-    for (;;) {
-      char* data;
-      size_t size;
-      if (Status s = read_line(data, size); s != Status::Event) return s;
-      const uint64_t ln = lines_.line_no();
-      re2::StringPiece line(data, size);
-      if (!re_.Match(line, 0, size, RE2::UNANCHORED, match_.data(),
-                     static_cast<int>(match_.size()))) {
-        if (skip_) {
-          ++skipped_;
-          continue;
-        }
-        return fail(ln, "line does not match the regex");
-      }
-      int64_t t0, t1;
-      if (std::string e = parse_time_value(group(t0_), tf_, unit_, t0); !e.empty())
-        return fail(ln, "group " + name_of(t0_) + ": " + e);
-      if (t1_ == t0_) {
-        t1 = t0;
-      } else {
-        if (std::string e = parse_time_value(group(t1_), tf_, unit_, t1); !e.empty())
-          return fail(ln, "group " + name_of(t1_) + ": " + e);
-        if (t0 > t1)
-          return fail(ln,
-                      "t0 (" + std::to_string(t0) + ") is after t1 (" + std::to_string(t1) + ")");
-      }
-      const Schema& schema = *def_.schema;
-      out.row.values.resize(schema.size());
-      for (size_t i = 0; i < schema.size(); ++i)
-        if (std::string e = convert_value(group(groups_[i]), schema.attrs[i], out.row.values[i]);
-            !e.empty())
-          return fail(ln, e);
-      out.stream = def_.id;
-      out.row.t0 = t0;
-      out.row.t1 = t1;
-      event_line_ = ln;
-      return Status::Event;
-    }
-  }
-
-  uint64_t skipped() const override { return skipped_; }
-
  private:
-  // A group that did not take part in the match reads as "".
-  std::string_view group(int idx) const {
-    const re2::StringPiece& g = match_[static_cast<size_t>(idx)];
-    return g.data() ? std::string_view(g.data(), g.size()) : std::string_view();
+  struct Scratch final : ParseScratch {
+    std::vector<re2::StringPiece> match;  // group 0 and every capturing group
+  };
+  std::unique_ptr<ParseScratch> make_scratch() const override {
+    auto sc = std::make_unique<Scratch>();
+    sc->match.resize(static_cast<size_t>(re_.NumberOfCapturingGroups()) + 1);
+    return sc;
   }
+
+  Parsed parse_record(char* data, size_t size, ParseScratch& scratch, InputEvent& out,
+                      std::string& error) const override {
+    auto fail = [&](std::string message) {
+      error = std::move(message);
+      return Parsed::Error;
+    };
+    std::vector<re2::StringPiece>& match = static_cast<Scratch&>(scratch).match;
+    re2::StringPiece line(data, size);
+    if (!re_.Match(line, 0, size, RE2::UNANCHORED, match.data(), static_cast<int>(match.size())))
+      return skip_ ? Parsed::Skip : fail("line does not match the regex");
+    // A group that did not take part in the match reads as "".
+    auto group = [&](int idx) {
+      const re2::StringPiece& g = match[static_cast<size_t>(idx)];
+      return g.data() ? std::string_view(g.data(), g.size()) : std::string_view();
+    };
+    int64_t t0, t1;
+    if (std::string e = parse_time_value(group(t0_), tf_, unit_, t0); !e.empty())
+      return fail("group " + name_of(t0_) + ": " + e);
+    if (t1_ == t0_) {
+      t1 = t0;
+    } else {
+      if (std::string e = parse_time_value(group(t1_), tf_, unit_, t1); !e.empty())
+        return fail("group " + name_of(t1_) + ": " + e);
+      if (t0 > t1)
+        return fail("t0 (" + std::to_string(t0) + ") is after t1 (" + std::to_string(t1) + ")");
+    }
+    const Schema& schema = *def_.schema;
+    out.row.values.resize(schema.size());
+    for (size_t i = 0; i < schema.size(); ++i)
+      if (std::string e = convert_value(group(groups_[i]), schema.attrs[i], out.row.values[i]);
+          !e.empty())
+        return fail(e);
+    out.stream = def_.id;
+    out.row.t0 = t0;
+    out.row.t1 = t1;
+    return Parsed::Event;
+  }
+
   std::string name_of(int idx) const {
     for (const auto& [name, i] : re_.NamedCapturingGroups())
       if (i == idx) return name;
@@ -124,13 +121,11 @@ class RegexReader final : public LineBasedReader {
   RE2 re_;
   std::vector<int> groups_;  // attribute i ← capturing group groups_[i]
   int t0_ = -1, t1_ = -1;
-  std::vector<re2::StringPiece> match_;
-  uint64_t skipped_ = 0;
 };
 
 }  // namespace
 
-std::unique_ptr<EventReader> make_regex_reader(const InputSpec& spec,
+std::unique_ptr<SplitReader> make_regex_reader(const InputSpec& spec,
                                                std::unique_ptr<ByteSource> src,
                                                const StreamTable& streams, EngineUnit unit,
                                                std::string* error) {

@@ -59,6 +59,17 @@ std::string quote_for_message(std::string_view s) {
   return out + "'";
 }
 
+uint64_t intern_cached(std::string_view s) {
+  // Direct-mapped, holding ids only: an id's text never changes and reading it takes no lock,
+  // so a slot is checked against the interner itself. 0 (the id of "") marks an empty slot.
+  constexpr size_t kSlots = 1 << 14;
+  thread_local std::unique_ptr<uint64_t[]> cache(new uint64_t[kSlots]());
+  if (s.empty()) return 0;
+  uint64_t& slot = cache[std::hash<std::string_view>{}(s) & (kSlots - 1)];
+  if (slot == 0 || interned(slot) != s) slot = intern(s);
+  return slot;
+}
+
 std::string convert_value(std::string_view text, const Attribute& attr, Slot& out) {
   std::string err;
   switch (attr.type) {
@@ -69,7 +80,7 @@ std::string convert_value(std::string_view text, const Attribute& attr, Slot& ou
       err = parse_float_value(trim(text), out.f);
       break;
     case Type::String:
-      out.s = intern(text);
+      out.s = intern_cached(text);
       return {};
   }
   if (err.empty()) return err;

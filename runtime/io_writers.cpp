@@ -54,47 +54,6 @@ void append_int(std::string& out, int64_t v) {
   out.append(buf, r.ptr);
 }
 
-class BufferedWriter : public EventWriter {
- public:
-  explicit BufferedWriter(std::unique_ptr<OutputSink> sink) : sink_(std::move(sink)) {
-    buf_.reserve(kSpill + 4096);
-  }
-  ~BufferedWriter() override { flush_all(); }
-  bool flush() final { return flush_all(); }
-  std::string error() const final { return error_; }
-
- protected:
-  static constexpr size_t kSpill = 1 << 16;
-  void done_event() {
-    if (buf_.size() >= kSpill) spill();
-  }
-  std::string buf_;
-
- private:
-  bool spill() {
-    if (!buf_.empty() && error_.empty() && !sink_->write(buf_)) error_ = sink_->error();
-    buf_.clear();
-    return error_.empty();
-  }
-  bool flush_all() {
-    spill();
-    if (error_.empty() && !sink_->flush()) error_ = sink_->error();
-    return error_.empty();
-  }
-  std::unique_ptr<OutputSink> sink_;
-  std::string error_;
-};
-
-class JsonlWriter final : public BufferedWriter {
- public:
-  using BufferedWriter::BufferedWriter;
-  void write(std::string_view stream, const Schema& schema, const Row& row) override {
-    append_json_row(buf_, stream, schema, row);
-    buf_ += '\n';
-    done_event();
-  }
-};
-
 void append_csv_field(std::string& out, std::string_view s) {
   if (s.find_first_of(",\"\r\n") == std::string_view::npos) {
     out.append(s);
@@ -108,48 +67,39 @@ void append_csv_field(std::string& out, std::string_view s) {
   out += '"';
 }
 
-class CsvWriter final : public BufferedWriter {
- public:
-  using BufferedWriter::BufferedWriter;
-  void write(std::string_view stream, const Schema& schema, const Row& row) override {
-    if (!has_header_ || stream != header_stream_) {
-      has_header_ = true;
-      header_stream_ = stream;
-      buf_ += "stream,t0,t1";
-      for (const auto& a : schema.attrs) {
-        buf_ += ',';
-        append_csv_field(buf_, a.name);
-      }
-      buf_ += '\n';
+// A header whenever the stream differs from the previous row's (the stream of the last header).
+void append_csv_row(std::string& out, std::string_view stream, const Schema& schema, const Row& row,
+                    std::optional<std::string_view> previous) {
+  if (!previous || *previous != stream) {
+    out += "stream,t0,t1";
+    for (const auto& a : schema.attrs) {
+      out += ',';
+      append_csv_field(out, a.name);
     }
-    append_csv_field(buf_, stream);
-    buf_ += ',';
-    append_int(buf_, row.t0);
-    buf_ += ',';
-    append_int(buf_, row.t1);
-    for (size_t i = 0; i < schema.size(); ++i) {
-      buf_ += ',';
-      const Slot v = row.values[i];
-      switch (schema.attrs[i].type) {
-        case Type::Int:
-          append_int(buf_, v.i);
-          break;
-        case Type::Float:
-          append_double(buf_, v.f);
-          break;
-        case Type::String:
-          append_csv_field(buf_, interned(v.s));
-          break;
-      }
-    }
-    buf_ += '\n';
-    done_event();
+    out += '\n';
   }
-
- private:
-  bool has_header_ = false;
-  std::string header_stream_;
-};
+  append_csv_field(out, stream);
+  out += ',';
+  append_int(out, row.t0);
+  out += ',';
+  append_int(out, row.t1);
+  for (size_t i = 0; i < schema.size(); ++i) {
+    out += ',';
+    const Slot v = row.values[i];
+    switch (schema.attrs[i].type) {
+      case Type::Int:
+        append_int(out, v.i);
+        break;
+      case Type::Float:
+        append_double(out, v.f);
+        break;
+      case Type::String:
+        append_csv_field(out, interned(v.s));
+        break;
+    }
+  }
+  out += '\n';
+}
 
 // A value of the Cayuga line formats: quoted '...' only when the reader would otherwise split
 // or trim it.
@@ -192,38 +142,86 @@ void append_stream_and_times(std::string& out, std::string_view stream, const Ro
   append_int(out, row.t1);
 }
 
-class CayugaWriter final : public BufferedWriter {
- public:
-  using BufferedWriter::BufferedWriter;
-  void write(std::string_view stream, const Schema& schema, const Row& row) override {
-    for (size_t i = 0; i < schema.size(); ++i) {
-      append_cayuga_value(buf_, schema.attrs[i].type, row.values[i]);
-      buf_ += ',';
-    }
-    append_stream_and_times(buf_, stream, row);
-    buf_ += '\n';
-    done_event();
+void append_cayuga_row(std::string& out, std::string_view stream, const Schema& schema,
+                       const Row& row) {
+  for (size_t i = 0; i < schema.size(); ++i) {
+    append_cayuga_value(out, schema.attrs[i].type, row.values[i]);
+    out += ',';
   }
-};
+  append_stream_and_times(out, stream, row);
+  out += '\n';
+}
 
 // The original engine's witnesses.txt: a CMessage of type WITNESS whose first field counts the
 // fields that follow it plus the type, every field followed by the delimiter.
-class WitnessWriter final : public BufferedWriter {
- public:
-  using BufferedWriter::BufferedWriter;
-  void write(std::string_view stream, const Schema& schema, const Row& row) override {
-    append_int(buf_, static_cast<int64_t>(2 * schema.size() + 4));
-    buf_ += ",WITNESS,";
-    for (size_t i = 0; i < schema.size(); ++i) {
-      append_cayuga_field(buf_, schema.attrs[i].name);
-      buf_ += ',';
-      append_cayuga_value(buf_, schema.attrs[i].type, row.values[i]);
-      buf_ += ',';
-    }
-    append_stream_and_times(buf_, stream, row);
-    buf_ += ",\n";
-    done_event();
+void append_witness_row(std::string& out, std::string_view stream, const Schema& schema,
+                        const Row& row) {
+  append_int(out, static_cast<int64_t>(2 * schema.size() + 4));
+  out += ",WITNESS,";
+  for (size_t i = 0; i < schema.size(); ++i) {
+    append_cayuga_field(out, schema.attrs[i].name);
+    out += ',';
+    append_cayuga_value(out, schema.attrs[i].type, row.values[i]);
+    out += ',';
   }
+  append_stream_and_times(out, stream, row);
+  out += ",\n";
+}
+
+// Every format: format_row into a buffer handed to the sink in blocks of kSpill bytes. The
+// stream of the last row is the only formatting state (format_row).
+class BufferedWriter final : public EventWriter {
+ public:
+  BufferedWriter(OutputFormat format, std::unique_ptr<OutputSink> sink)
+      : format_(format), sink_(std::move(sink)) {
+    buf_.reserve(kSpill + 4096);
+  }
+  ~BufferedWriter() override { flush_all(); }
+  void write(std::string_view stream, const Schema& schema, const Row& row) override {
+    format_row(buf_, format_, stream, schema, row,
+               has_last_ ? std::optional<std::string_view>(last_stream_) : std::nullopt);
+    set_last(stream);
+    if (buf_.size() >= kSpill) spill();
+  }
+  void write_formatted(std::string_view bytes, std::string_view last_stream) override {
+    if (bytes.empty()) return;
+    if (buf_.empty() && bytes.size() >= kSpill) {
+      write_through(bytes);  // a large block: no copy
+    } else {
+      buf_.append(bytes);
+      if (buf_.size() >= kSpill) spill();
+    }
+    set_last(last_stream);
+  }
+  bool flush() override { return flush_all(); }
+  std::string error() const override { return error_; }
+
+ private:
+  static constexpr size_t kSpill = 1 << 16;
+  void set_last(std::string_view stream) {
+    if (has_last_ && last_stream_ == stream) return;
+    has_last_ = true;
+    last_stream_.assign(stream);
+  }
+  void write_through(std::string_view bytes) {
+    if (error_.empty() && !sink_->write(bytes)) error_ = sink_->error();
+  }
+  bool spill() {
+    if (!buf_.empty()) write_through(buf_);
+    buf_.clear();
+    return error_.empty();
+  }
+  bool flush_all() {
+    spill();
+    if (error_.empty() && !sink_->flush()) error_ = sink_->error();
+    return error_.empty();
+  }
+  OutputFormat format_;
+  std::unique_ptr<OutputSink> sink_;
+  std::string buf_;
+  bool has_last_ = false;
+  std::string last_stream_;
+  std::string error_;
 };
 
 }  // namespace
@@ -330,17 +328,26 @@ void append_json_string(std::string& out, std::string_view s) {
 }
 
 std::unique_ptr<EventWriter> make_writer(OutputFormat format, std::unique_ptr<OutputSink> sink) {
+  return std::make_unique<BufferedWriter>(format, std::move(sink));
+}
+
+void format_row(std::string& out, OutputFormat format, std::string_view stream,
+                const Schema& schema, const Row& row, std::optional<std::string_view> previous) {
   switch (format) {
     case OutputFormat::Jsonl:
-      return std::make_unique<JsonlWriter>(std::move(sink));
+      append_json_row(out, stream, schema, row);
+      out += '\n';
+      return;
     case OutputFormat::Csv:
-      return std::make_unique<CsvWriter>(std::move(sink));
+      append_csv_row(out, stream, schema, row, previous);
+      return;
     case OutputFormat::Cayuga:
-      return std::make_unique<CayugaWriter>(std::move(sink));
+      append_cayuga_row(out, stream, schema, row);
+      return;
     case OutputFormat::Witness:
-      return std::make_unique<WitnessWriter>(std::move(sink));
+      append_witness_row(out, stream, schema, row);
+      return;
   }
-  return nullptr;
 }
 
 }  // namespace cayuga

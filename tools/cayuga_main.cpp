@@ -2,6 +2,9 @@
 #include <sys/resource.h>
 #include <unistd.h>
 
+#include <tbb/info.h>
+
+#include <charconv>
 #include <chrono>
 #include <cstdio>
 #include <fstream>
@@ -15,12 +18,13 @@
 #include "nfa/automaton.h"
 #include "runtime/engine.h"
 #include "runtime/io.h"
+#include "tools/run_loop.h"
 #include "tools/serve/serve.h"
 
 namespace {
 
 using namespace cayuga;
-using Clock = std::chrono::steady_clock;
+using cli::Clock;
 
 constexpr const char* kUsage =
     "usage: cayuga <command> [options]\n"
@@ -63,6 +67,10 @@ constexpr const char* kRunUsage =
     "                            exit 1 (default), or report it, count it and go on\n"
     "  --stats                   print run statistics as one JSON object on stderr at the end\n"
     "  --quiet                   no progress line\n"
+    "  --threads N               threads for the run (default 0 = one per core): parsing input\n"
+    "                            and formatting output run beside the engine, and the engine\n"
+    "                            spreads large epochs; 1 = everything on one thread\n"
+    "                            (also CAYUGA_THREADS=N); results do not change\n"
     "\n"
     "optimizations (each can be switched off; results do not change):\n"
     "  --jit on|off|auto         native code for predicates and schema maps: on = compile\n"
@@ -172,6 +180,15 @@ int cmd_explain(std::vector<std::string> args) {
   return 0;
 }
 
+// A whole decimal number from 0 to `max`, or nullopt.
+std::optional<unsigned> parse_count(const std::optional<std::string>& v, unsigned max) {
+  unsigned n = 0;
+  if (!v || v->empty()) return std::nullopt;
+  auto [end, ec] = std::from_chars(v->data(), v->data() + v->size(), n);
+  if (ec != std::errc() || end != v->data() + v->size() || n > max) return std::nullopt;
+  return n;
+}
+
 int64_t peak_rss_bytes() {
   rusage ru{};
   getrusage(RUSAGE_SELF, &ru);
@@ -215,6 +232,10 @@ int cmd_run(std::vector<std::string> args) {
       stats = true;
     } else if (a == "--quiet") {
       quiet = true;
+    } else if (a == "--threads") {
+      auto n = parse_count(value(), 1024);
+      if (!n) return usage_error("--threads must be a number from 0 to 1024", kRunUsage);
+      engine_options.threads = *n;
     } else if (a == "--jit") {
       auto v = value();
       auto m = v ? parse_jit_mode(*v) : std::nullopt;
@@ -244,64 +265,50 @@ int cmd_run(std::vector<std::string> args) {
     const nfa::Stream& s = automaton.streams[id];
     if (s.kind == nfa::StreamKind::Input) streams.add(StreamDef{id, s.name, &s.schema});
   }
-  std::vector<std::unique_ptr<EventReader>> readers;
+  std::vector<std::unique_ptr<SplitReader>> sources;
   for (const auto& spec : inputs.inputs) {
     auto r = open_reader(spec, streams, c.unit, &err);
     if (!r) {
       std::cerr << "cayuga: " << err << "\n";
       return 1;
     }
-    readers.push_back(std::move(r));
+    sources.push_back(std::move(r));
   }
-  MergeReader reader(std::move(readers));
+  // One thread: the sequential loop reads the inputs itself. Otherwise the pipeline parses them
+  // and the loop reads the parsed batches, one BatchReader per input, merged the same way.
+  const unsigned threads = engine_options.threads
+                               ? engine_options.threads
+                               : static_cast<unsigned>(tbb::info::default_concurrency());
+  const bool pipeline = threads > 1;
+  std::vector<std::unique_ptr<EventReader>> merged;
+  std::vector<SplitReader*> split;
+  std::vector<BatchReader*> parsed;
+  for (auto& r : sources) {
+    if (pipeline) {
+      auto b = std::make_unique<BatchReader>(std::string(r->name()));
+      split.push_back(r.get());
+      parsed.push_back(b.get());
+      merged.push_back(std::move(b));
+    } else {
+      merged.push_back(std::move(r));
+    }
+  }
+  MergeReader reader(std::move(merged));
   auto sink = open_output_sink(output_path, &err);
   if (!sink) {
     std::cerr << "cayuga: " << err << "\n";
     return 1;
   }
   auto writer = make_writer(output_format, std::move(sink));
-  engine.set_sink([&](uint32_t stream, const Row& row) {
-    const nfa::Stream& s = automaton.streams[stream];
-    writer->write(s.name, s.schema, row);
-  });
   auto compiled = Clock::now();
 
-  const bool progress = !quiet && isatty(STDERR_FILENO);
-  auto next_progress = compiled + std::chrono::seconds(2);
-  uint64_t bad_lines = 0;
-  int exit_code = 0;
-  InputEvent ev;
-  for (;;) {
-    EventReader::Status st = reader.next(ev);
-    if (st == EventReader::Status::End) break;
-    if (st == EventReader::Status::Error) {
-      std::cerr << reader.error().to_string() << "\n";
-      ++bad_lines;
-      if (!skip_errors) {
-        exit_code = 1;
-        break;
-      }
-      continue;
-    }
-    if (engine.push(ev.stream, ev.row.t0, ev.row.t1, ev.row.values.data()) ==
-        Engine::PushResult::Late) {
-      std::cerr << reader.late_error(ev.row.t1, engine.current_time()).to_string() << "\n";
-      if (!skip_errors) {
-        exit_code = 1;
-        break;
-      }
-    }
-    if (progress && (engine.stats().events_in & 0xffff) == 0 && Clock::now() >= next_progress) {
-      next_progress = Clock::now() + std::chrono::seconds(1);
-      double secs = std::chrono::duration<double>(Clock::now() - compiled).count();
-      std::fprintf(stderr, "\r%llu events, %llu matches, %.0f events/s ",
-                   static_cast<unsigned long long>(engine.stats().events_in),
-                   static_cast<unsigned long long>(engine.stats().outputs),
-                   engine.stats().events_in / secs);
-    }
-  }
-  if (progress && engine.stats().events_in > 0xffff) std::fputc('\n', stderr);
-  engine.finish();
+  cli::RunLoop loop(engine, reader, skip_errors, !quiet && isatty(STDERR_FILENO), compiled);
+  if (pipeline)
+    cli::run_pipeline(loop, engine, split, parsed, output_format, *writer, threads);
+  else
+    cli::run_sequential(loop, engine, *writer);
+  int exit_code = loop.exit_code();
+  const uint64_t bad_lines = loop.bad_lines();
   if (!writer->flush()) {
     std::cerr << "cayuga: " << writer->error() << "\n";
     exit_code = 1;

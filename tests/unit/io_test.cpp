@@ -8,6 +8,7 @@
 #include <cstring>
 #include <filesystem>
 #include <limits>
+#include <thread>
 
 namespace cayuga {
 namespace {
@@ -74,7 +75,7 @@ InputSpec spec_of(InputFormat f, std::string stream = "", std::string path = "me
   return s;
 }
 
-std::unique_ptr<EventReader> mem_reader(const InputSpec& spec, const std::string& text,
+std::unique_ptr<SplitReader> mem_reader(const InputSpec& spec, const std::string& text,
                                         const StreamTable& streams, std::string* err,
                                         EngineUnit unit = EngineUnit::Ms) {
   return open_reader(spec, memory_byte_source(text), streams, unit, err);
@@ -826,6 +827,305 @@ TEST(Writers, FormatNames) {
   EXPECT_EQ(parse_output_format("witness"), OutputFormat::Witness);
   EXPECT_EQ(parse_output_format("xml"), std::nullopt);
   EXPECT_STREQ(to_string(OutputFormat::Csv), "csv");
+}
+
+// ---------------------------------------------------------------------------------------------
+// Batches: cut_batch + parse_batch, read back through a BatchReader, give what next() gives
+
+// drain() with the reader's line() and skipped() after every item, so that the counts are
+// compared at each step, not only at the end.
+std::vector<std::string> drain_counted(EventReader& r, const StreamTable& streams) {
+  std::vector<std::string> out;
+  InputEvent ev;
+  for (int guard = 0; guard < 100000; ++guard) {
+    EventReader::Status st = r.next(ev);
+    std::string item = st == EventReader::Status::Event   ? render(streams, ev)
+                       : st == EventReader::Status::Error ? "ERR " + r.error().to_string()
+                                                          : "END";
+    out.push_back(item + " @" + std::to_string(r.line()) + " skipped " +
+                  std::to_string(r.skipped()));
+    if (st == EventReader::Status::End) return out;
+  }
+  ADD_FAILURE() << "reader did not end";
+  return out;
+}
+
+std::vector<std::string> drain_one_by_one(const InputSpec& spec, const std::string& text) {
+  StreamTable streams = make_streams();
+  std::string err;
+  auto r = mem_reader(spec, text, streams, &err);
+  if (!r) return {"OPEN " + err};
+  return drain_counted(*r, streams);
+}
+
+// Cuts the whole input in batches of at most `records` records / `bytes` bytes, parses the
+// batches last to first (parsing must not depend on the batches before), and reads them back.
+std::vector<std::string> drain_batched(const InputSpec& spec, const std::string& text,
+                                       size_t records, size_t bytes) {
+  StreamTable streams = make_streams();
+  std::string err;
+  auto r = mem_reader(spec, text, streams, &err);
+  if (!r) return {"OPEN " + err};
+  std::vector<RecordBatch> cuts;
+  do {
+    cuts.emplace_back();
+    r->cut_batch(cuts.back(), records, bytes);
+  } while (!cuts.back().ended && cuts.size() < 100000);
+  std::vector<EventBatch> parsed(cuts.size());
+  for (size_t i = cuts.size(); i-- > 0;) r->parse_batch(cuts[i], parsed[i]);
+  BatchReader b(spec.path);
+  EXPECT_FALSE(b.ready());
+  for (EventBatch& p : parsed) b.push(p);
+  EXPECT_TRUE(b.ready());
+  return drain_counted(b, streams);
+}
+
+// Every batch size gives the one-by-one result.
+void expect_batches_match(const InputSpec& spec, const std::string& text) {
+  const std::vector<std::string> want = drain_one_by_one(spec, text);
+  for (size_t records : {1, 2, 3, 5, 1000})
+    for (size_t bytes : {1, 40, 1 << 20})
+      EXPECT_EQ(drain_batched(spec, text, records, bytes), want)
+          << "records " << records << ", bytes " << bytes;
+}
+
+TEST(Batches, CayugaFormat) {
+  const std::string text =
+      "IBM,10,1,Stock,1,1\n\n   \nbad\nZ,2,Trade,2,2\n'a,b',1,Trade,3,3\nIBM,x,1,Stock,4,4\n"
+      "Q,1,Nope,5,5\nIBM,11,2,Stock,6,6\n'open,1,Trade,7,7\nIBM,12,3,Stock,8,8";
+  expect_batches_match(spec_of(InputFormat::Cayuga, "", "e.txt"), text);
+  expect_batches_match(spec_of(InputFormat::Cayuga, "Trade", "e.txt"), text);
+  // The reference itself, so that the comparison cannot pass on two empty results.
+  EXPECT_EQ(drain_one_by_one(spec_of(InputFormat::Cayuga, "", "e.txt"), text).size(), 10u);
+}
+
+TEST(Batches, CsvWithRecordsOverSeveralLinesAndAnOpenQuoteAtTheEnd) {
+  const std::string text =
+      "t,Sym,Qty\n1,A,1\n2,\"multi\nline\n\",2\n\n3,B\n4,\"q\"\"x\",4\n5,C,zz\n6,D,6\n"
+      "7,\"open\n8,E,8\n";
+  expect_batches_match(spec_of(InputFormat::Csv, "Trade", "t.csv"), text);
+  const auto want = drain_one_by_one(spec_of(InputFormat::Csv, "Trade", "t.csv"), text);
+  ASSERT_EQ(want.size(), 8u);
+  EXPECT_EQ(want[1], "Trade[2,2] multi\nline\n 2 @3 skipped 0");
+  EXPECT_EQ(want[6],
+            "ERR t.csv:11: malformed CSV: quoted field not closed before the end of the file @10 "
+            "skipped 0");
+}
+
+TEST(Batches, JsonLines) {
+  const std::string text =
+      "{\"stream\":\"Trade\",\"t\":1,\"Sym\":\"A\",\"Qty\":1}\n"
+      "{\"stream\":\"Stock\",\"t\":2,\"Name\":\"B\",\"Price\":null,\"Volume\":2}\n"
+      "{\"stream\":\"Trade\",\"t\":3,\"Sym\":\"\\u00e9\",\"Qty\":1.5}\n"
+      "[1]\n"
+      "{\"stream\":\"Trade\",\"t0\":5,\"t1\":4,\"Sym\":\"C\",\"Qty\":1}\n"
+      "{\"stream\":\"Trade\",\"t\":6,\"Sym\":\"D\",\"Qty\":6}";
+  expect_batches_match(spec_of(InputFormat::Jsonl, "", "j.jsonl"), text);
+  EXPECT_EQ(drain_one_by_one(spec_of(InputFormat::Jsonl, "", "j.jsonl"), text).size(), 7u);
+}
+
+TEST(Batches, RegexCountsSkippedLinesWhereNextDoes) {
+  std::string text;
+  for (int i = 0; i < 5; ++i) text += kSshLines;
+  text += "Dec 99 07:02:47 LabSZ sshd[1]: Failed password for root from 1.2.3.4 port 1 ssh2\n";
+  text += "no match at the end\nnor here\n";
+  InputSpec s = ssh_spec("auth.log");
+  expect_batches_match(s, text);
+  const auto want = drain_one_by_one(s, text);
+  ASSERT_EQ(want.size(), 12u);
+  EXPECT_EQ(want[2], "Logins[29660148000,29660148000] webmaster 173.234.31.186 @5 skipped 2");
+  EXPECT_EQ(want.back(), "END @15 skipped 7");
+  s.skip_unmatched = false;
+  expect_batches_match(s, text);
+}
+
+// A source that fails after its data: the cutting half reports the I/O error, then ends.
+class FailingSource final : public ByteSource {
+ public:
+  explicit FailingSource(std::string data) : data_(std::move(data)) {}
+  long read(char* buf, size_t cap) override {
+    if (done_) return -1;
+    done_ = true;
+    size_t n = std::min(cap, data_.size());
+    std::memcpy(buf, data_.data(), n);
+    return static_cast<long>(n);
+  }
+  std::string error() const override { return "disk on fire"; }
+
+ private:
+  std::string data_;
+  bool done_ = false;
+};
+
+TEST(Batches, ReadErrorComesLastThenTheEnd) {
+  StreamTable streams = make_streams();
+  const std::string data = "IBM,10,1,Stock,1,1\nIBM,11,1,Stock,2,2\nIBM,1";
+  std::string err;
+  auto r = open_reader(spec_of(InputFormat::Cayuga, "", "e.txt"),
+                       std::make_unique<FailingSource>(data), streams, EngineUnit::Ms, &err);
+  ASSERT_TRUE(r) << err;
+  const auto want = drain_counted(*r, streams);
+  EXPECT_EQ(want, (std::vector<std::string>{
+                      "Stock[1,1] IBM 10 1 @1 skipped 0", "Stock[2,2] IBM 11 1 @2 skipped 0",
+                      "ERR e.txt: read error: disk on fire @2 skipped 0", "END @2 skipped 0"}));
+  for (size_t records : {1, 2, 10}) {
+    auto b = open_reader(spec_of(InputFormat::Cayuga, "", "e.txt"),
+                         std::make_unique<FailingSource>(data), streams, EngineUnit::Ms, &err);
+    BatchReader back("e.txt");
+    for (bool ended = false; !ended;) {
+      RecordBatch rb;
+      EventBatch eb;
+      b->cut_batch(rb, records, 1 << 20);
+      ended = rb.ended;
+      b->parse_batch(rb, eb);
+      back.push(eb);
+    }
+    EXPECT_EQ(drain_counted(back, streams), want) << records;
+  }
+}
+
+// Several inputs through MergeReader: over the readers, and over BatchReaders fed one batch at
+// a time (round robin) and read only while the merge is ready(), as the CLI's pipeline does.
+TEST(Batches, MergeOverBatchReadersIsTheMergeOverReaders) {
+  const std::string a =
+      "a1,1,Trade,1,1\na3,1,Trade,3,3\nbad\na3b,1,Trade,3,3\na5,1,Trade,5,5\n"
+      "a9,1,Trade,9,9\n";
+  const std::string b = "t,Sym,Qty\n3,b3,1\n4,b4,x\n4,b4b,1\n2,back,1\n9,b9,1\n";
+  std::string c;
+  for (int i = 0; i < 3; ++i) c += kSshLines;
+  const std::vector<std::pair<InputSpec, std::string>> inputs = {
+      {spec_of(InputFormat::Cayuga, "", "a"), a},
+      {spec_of(InputFormat::Csv, "Trade", "b.csv"), b},
+      {ssh_spec("c.log"), c},
+      {spec_of(InputFormat::Cayuga, "", "empty"), ""}};
+  StreamTable streams = make_streams();
+  std::string err;
+  auto open_all = [&] {
+    std::vector<std::unique_ptr<SplitReader>> rs;
+    for (const auto& [spec, text] : inputs) rs.push_back(mem_reader(spec, text, streams, &err));
+    return rs;
+  };
+  std::vector<std::unique_ptr<EventReader>> direct;
+  for (auto& r : open_all()) direct.push_back(std::move(r));
+  MergeReader reference(std::move(direct));
+  const auto want = drain_counted(reference, streams);
+  ASSERT_EQ(want.size(), 18u);  // a: 5 events and an error, b: 4 and an error, c: 6, the end
+  EXPECT_EQ(want[0], "Trade[1,1] a1 1 @1 skipped 1");  // c's first head was read: 1 skipped
+
+  for (size_t records : {1, 2, 4}) {
+    auto sources = open_all();
+    std::vector<BatchReader*> parsed;
+    std::vector<std::unique_ptr<EventReader>> fed;
+    for (auto& r : sources) {
+      fed.push_back(std::make_unique<BatchReader>(std::string(r->name())));
+      parsed.push_back(static_cast<BatchReader*>(fed.back().get()));
+    }
+    MergeReader m(std::move(fed));
+    std::vector<bool> cut_all(sources.size(), false);
+    std::vector<std::string> got;
+    size_t turn = 0;
+    InputEvent ev;
+    while (got.empty() || got.back().rfind("END", 0) != 0) {
+      if (m.ready()) {
+        EventReader::Status st = m.next(ev);
+        std::string item = st == EventReader::Status::Event   ? render(streams, ev)
+                           : st == EventReader::Status::Error ? "ERR " + m.error().to_string()
+                                                              : "END";
+        got.push_back(item + " @" + std::to_string(m.line()) + " skipped " +
+                      std::to_string(m.skipped()));
+        continue;
+      }
+      size_t i = turn;
+      while (cut_all[i % sources.size()] && i < turn + sources.size()) ++i;
+      ASSERT_LT(i, turn + sources.size()) << "not ready with every input read to its end";
+      i %= sources.size();
+      RecordBatch rb;
+      EventBatch eb;
+      sources[i]->cut_batch(rb, records, 1 << 20);
+      cut_all[i] = rb.ended;
+      sources[i]->parse_batch(rb, eb);
+      parsed[i]->push(eb);
+      turn = i + 1;
+    }
+    EXPECT_EQ(got, want) << records;
+  }
+}
+
+// Batches of one reader parsed on several threads at once: every string gets the interner's one
+// id, also when the readers' per-thread string caches overflow (more distinct strings than slots).
+TEST(Batches, ParsedOnSeveralThreadsAtOnce) {
+  constexpr int kLines = 60000;
+  std::string text;
+  for (int i = 0; i < kLines; ++i)
+    text += "threads_" + std::to_string((i * 7919) % 40000) + "," + std::to_string(i) + ",Trade," +
+            std::to_string(i) + "," + std::to_string(i) + "\n";
+  StreamTable streams = make_streams();
+  std::string err;
+  auto r = mem_reader(spec_of(InputFormat::Cayuga, "", "e.txt"), text, streams, &err);
+  ASSERT_TRUE(r) << err;
+  std::vector<RecordBatch> cuts;
+  do {
+    cuts.emplace_back();
+    r->cut_batch(cuts.back(), 1000, 1 << 20);
+  } while (!cuts.back().ended);
+  std::vector<EventBatch> parsed(cuts.size());
+  std::vector<std::thread> threads;
+  for (size_t t = 0; t < 4; ++t)
+    threads.emplace_back([&, t] {
+      for (size_t i = t; i < cuts.size(); i += 4) r->parse_batch(cuts[i], parsed[i]);
+    });
+  for (auto& th : threads) th.join();
+  BatchReader back("e.txt");
+  for (EventBatch& p : parsed) back.push(p);
+  InputEvent ev;
+  for (int i = 0; i < kLines; ++i) {
+    ASSERT_EQ(back.next(ev), EventReader::Status::Event);
+    const std::string want = "threads_" + std::to_string((i * 7919) % 40000);
+    ASSERT_EQ(ev.row.values[0].s, intern(want)) << i;
+    ASSERT_EQ(interned(ev.row.values[0].s), want) << i;
+    ASSERT_EQ(ev.row.values[1].i, i);
+  }
+  EXPECT_EQ(back.next(ev), EventReader::Status::End);
+}
+
+// format_row() over chunks of rows, handed over with write_formatted(), writes what write()
+// writes row by row, also across a chunk boundary where the stream changes (CSV headers) and
+// for rows written with write() after formatted ones.
+TEST(Writers, FormattedChunksAreTheRowByRowOutput) {
+  Row a{1, 1, {string_slot(intern("a,'\"b")), int_slot(1)}};
+  Row s{2, 3, {string_slot(intern("IBM")), float_slot(0.5), int_slot(2)}};
+  const std::vector<std::tuple<std::string, const Schema*, Row>> rows = {
+      {"S", &kStrings, a},          {"S", &kStrings, a}, {"Stock", &kStock, s},
+      {"Stock", &kStock, s},        {"S", &kStrings, a}, {"F", &kFloats, float_row()},
+      {"F", &kFloats, float_row()}, {"S", &kStrings, a}};
+  for (OutputFormat f :
+       {OutputFormat::Jsonl, OutputFormat::Csv, OutputFormat::Cayuga, OutputFormat::Witness}) {
+    const std::string want = write_all(f, rows);
+    for (size_t chunk = 1; chunk <= 3; ++chunk) {
+      auto sink = std::make_unique<StringSink>();
+      StringSink* out = sink.get();
+      auto w = make_writer(f, std::move(sink));
+      std::optional<std::string_view> previous;
+      // Formatted chunks for all rows but the last, which goes through write().
+      for (size_t i = 0; i + 1 < rows.size(); i += chunk) {
+        std::string bytes;
+        size_t end = std::min(i + chunk, rows.size() - 1);
+        for (size_t k = i; k < end; ++k) {
+          const auto& [stream, schema, row] = rows[k];
+          format_row(bytes, f, stream, *schema, row, previous);
+          previous = std::get<0>(rows[k]);
+        }
+        w->write_formatted(bytes, std::get<0>(rows[end - 1]));
+      }
+      const auto& [stream, schema, row] = rows.back();
+      w->write(stream, *schema, row);
+      ASSERT_TRUE(w->flush());
+      EXPECT_EQ(out->data, want) << to_string(f) << ", chunks of " << chunk;
+    }
+  }
+  // The reference has the headers to get right: 8 rows, 5 stream changes.
+  const std::string csv = write_all(OutputFormat::Csv, rows);
+  EXPECT_EQ(std::count(csv.begin(), csv.end(), '\n'), 8 + 5);
 }
 
 }  // namespace

@@ -1,0 +1,302 @@
+// The sequential run loop and the parse / engine / format pipeline around it (run_loop.h).
+#include "tools/run_loop.h"
+
+#include <tbb/concurrent_queue.h>
+#include <tbb/info.h>
+#include <tbb/parallel_pipeline.h>
+#include <tbb/task_arena.h>
+
+#include <algorithm>
+#include <atomic>
+#include <cstdio>
+#include <iostream>
+#include <memory>
+#include <optional>
+#include <vector>
+
+// Debian's libtbb is not built with ThreadSanitizer, so TSan cannot see that the pipeline runs
+// a token's stages one after the other, and a serial stage's calls one after the other, on
+// whichever threads. Under TSan the stages say so themselves (acquire on entry, release on
+// exit, on the token and on the serial stage's state); elsewhere these are no-ops. TBB's own
+// calls into what TSan intercepts (memcmp, delete[] on its internal structures, synchronized by
+// TBB's uninstrumented atomics) are not ours to judge: those reports are suppressed.
+#if defined(__SANITIZE_THREAD__)
+extern "C" void __tsan_acquire(void* addr);
+extern "C" void __tsan_release(void* addr);
+extern "C" const char* __tsan_default_suppressions() {
+  return "called_from_lib:libtbb.so\n";
+}
+#endif
+
+namespace cayuga::cli {
+namespace {
+
+void tsan_acquire([[maybe_unused]] const void* p) {
+#if defined(__SANITIZE_THREAD__)
+  __tsan_acquire(const_cast<void*>(p));
+#endif
+}
+void tsan_release([[maybe_unused]] const void* p) {
+#if defined(__SANITIZE_THREAD__)
+  __tsan_release(const_cast<void*>(p));
+#endif
+}
+
+// One stage call: acquires `launch` (what the caller set up before the pipeline) and `a` and
+// `b` on entry, releases `a` and `b` on exit.
+class StageSync {
+ public:
+  StageSync(const void* launch, const void* a, const void* b = nullptr) : a_(a), b_(b) {
+    tsan_acquire(launch);
+    tsan_acquire(a_);
+    if (b_) tsan_acquire(b_);
+  }
+  ~StageSync() {
+    if (b_) tsan_release(b_);
+    tsan_release(a_);
+  }
+  StageSync(const StageSync&) = delete;
+  StageSync& operator=(const StageSync&) = delete;
+
+ private:
+  const void* a_;
+  const void* b_;
+};
+
+}  // namespace
+
+RunLoop::RunLoop(Engine& engine, MergeReader& input, bool skip_errors, bool progress,
+                 Clock::time_point started)
+    : engine_(engine),
+      input_(input),
+      skip_errors_(skip_errors),
+      progress_(progress),
+      started_(started),
+      next_progress_(started + std::chrono::seconds(2)) {}
+
+bool RunLoop::step() {
+  EventReader::Status st = input_.next(ev_);
+  if (st == EventReader::Status::End) return false;
+  if (st == EventReader::Status::Error) {
+    std::cerr << input_.error().to_string() << "\n";
+    ++bad_lines_;
+    if (!skip_errors_) {
+      exit_code_ = 1;
+      return false;
+    }
+    return true;
+  }
+  if (engine_.push(ev_.stream, ev_.row.t0, ev_.row.t1, ev_.row.values.data()) ==
+      Engine::PushResult::Late) {
+    std::cerr << input_.late_error(ev_.row.t1, engine_.current_time()).to_string() << "\n";
+    if (!skip_errors_) {
+      exit_code_ = 1;
+      return false;
+    }
+  }
+  if (progress_ && (engine_.stats().events_in & 0xffff) == 0 && Clock::now() >= next_progress_) {
+    next_progress_ = Clock::now() + std::chrono::seconds(1);
+    double secs = std::chrono::duration<double>(Clock::now() - started_).count();
+    std::fprintf(stderr, "\r%llu events, %llu matches, %.0f events/s ",
+                 static_cast<unsigned long long>(engine_.stats().events_in),
+                 static_cast<unsigned long long>(engine_.stats().outputs),
+                 engine_.stats().events_in / secs);
+  }
+  return true;
+}
+
+void RunLoop::finish() {
+  if (progress_ && engine_.stats().events_in > 0xffff) std::fputc('\n', stderr);
+  engine_.finish();
+}
+
+void run_sequential(RunLoop& loop, Engine& engine, EventWriter& writer) {
+  const nfa::Automaton& automaton = engine.automaton();
+  engine.set_sink([&](uint32_t stream, const Row& row) {
+    const nfa::Stream& s = automaton.streams[stream];
+    writer.write(s.name, s.schema, row);
+  });
+  while (loop.step()) {
+  }
+  loop.finish();
+}
+
+namespace {
+
+// A batch is cut at whichever limit comes first: a few thousand records keep the parse tasks
+// long enough to pay for themselves, 256 KiB keeps long lines from making huge batches.
+constexpr size_t kBatchRecords = 4096;
+constexpr size_t kBatchBytes = size_t{256} << 10;
+// The engine stage hands its rows on once it has collected this many, and goes on with the
+// next token, so a query with a flood of matches does not pile them up in memory.
+constexpr size_t kMaxRows = 16384;
+
+// One batch on its way through the pipeline; or no batch (input == kNoInput), a token that only
+// lets the engine stage go on with what it has (after kMaxRows, or when nothing is to be cut).
+constexpr size_t kNoInput = SIZE_MAX;
+struct Token {
+  size_t input = kNoInput;  // index into inputs / parsed
+  RecordBatch records;
+  EventBatch events;  // handed to the input's BatchReader by the engine stage
+  // The rows the engine's sink delivered during this token's engine stage, flat.
+  struct OutRow {
+    uint32_t stream;
+    int64_t t0, t1;
+    size_t first;  // into values
+    size_t count;
+  };
+  std::vector<OutRow> rows;
+  std::vector<Slot> values;
+  std::optional<uint32_t> previous;  // stream of the row written before rows[0]
+  std::string bytes;                 // the rows, formatted
+};
+
+}  // namespace
+
+void run_pipeline(RunLoop& loop, Engine& engine, std::span<SplitReader* const> inputs,
+                  std::span<BatchReader* const> parsed, OutputFormat format, EventWriter& writer,
+                  unsigned threads) {
+  const nfa::Automaton& automaton = engine.automaton();
+  const size_t n = inputs.size();
+
+  // Tokens are recycled so their buffers keep their capacity. At most `live` are in flight and
+  // a token goes back to the free list before the pipeline counts it as done, so stage 1 always
+  // finds one. A few per thread that can run at once keep every stage supplied.
+  const size_t width = std::min<size_t>(threads, tbb::info::default_concurrency());
+  const size_t live = 4 * width;
+  std::vector<std::unique_ptr<Token>> tokens;
+  tbb::concurrent_queue<Token*> free_tokens;
+  for (size_t i = 0; i < live; ++i) {
+    tokens.push_back(std::make_unique<Token>());
+    free_tokens.push(tokens.back().get());
+  }
+
+  // Stage 1's bookkeeping, and what stage 3 tells it: batches of each input read to their end.
+  // An input is cut at most `max_ahead` batches ahead of the merge: enough to keep every thread
+  // parsing, and a bound on the memory when the engine stage is the slow one.
+  const uint64_t max_ahead = live + 2;
+  std::vector<uint64_t> cut(n, 0);
+  std::vector<bool> cut_all(n, false);
+  std::unique_ptr<std::atomic<uint64_t>[]> read(new std::atomic<uint64_t>[n]);
+  for (size_t i = 0; i < n; ++i) read[i].store(0, std::memory_order_relaxed);
+  std::atomic<bool> finished{false};  // the loop has ended: nothing more to do
+
+  // Stage 3's state. The sink appends to the token in the engine stage (only stage 3 calls the
+  // engine, so rows are only delivered there).
+  Token* collecting = nullptr;
+  std::optional<uint32_t> last_stream;
+  engine.set_sink([&](uint32_t stream, const Row& row) {
+    Token& t = *collecting;
+    t.rows.push_back({stream, row.t0, row.t1, t.values.size(), row.values.size()});
+    t.values.insert(t.values.end(), row.values.begin(), row.values.end());
+  });
+
+  // ThreadSanitizer's view of the hand-offs (see StageSync).
+  int launch = 0;
+  auto sync = [&](const void* a, const void* b = nullptr) { return StageSync(&launch, a, b); };
+
+  auto cut_stage = [&](tbb::flow_control& fc) -> Token* {
+    StageSync stage = sync(&cut);
+    if (finished.load(std::memory_order_acquire)) {
+      fc.stop();
+      return nullptr;
+    }
+    // The input the merge will run out of first: the fewest batches cut and not yet read.
+    size_t best = kNoInput;
+    uint64_t best_ahead = 0;
+    for (size_t i = 0; i < n; ++i) {
+      if (cut_all[i]) continue;
+      const uint64_t ahead = cut[i] - read[i].load(std::memory_order_relaxed);
+      if (ahead < max_ahead && (best == kNoInput || ahead < best_ahead)) {
+        best = i;
+        best_ahead = ahead;
+      }
+    }
+    Token* t = nullptr;
+    free_tokens.try_pop(t);
+    StageSync token = sync(t);
+    t->input = best;
+    if (best != kNoInput) {
+      inputs[best]->cut_batch(t->records, kBatchRecords, kBatchBytes);
+      ++cut[best];
+      cut_all[best] = t->records.ended;
+    }
+    return t;
+  };
+
+  auto parse_stage = [&](Token* t) -> Token* {
+    StageSync stage = sync(t);
+    if (t->input != kNoInput) inputs[t->input]->parse_batch(t->records, t->events);
+    return t;
+  };
+
+  auto engine_stage = [&](Token* t) -> Token* {
+    StageSync stage = sync(t, &collecting);
+    t->rows.clear();
+    t->values.clear();
+    t->previous = last_stream;
+    if (!finished.load(std::memory_order_relaxed)) {
+      collecting = t;
+      if (t->input != kNoInput) parsed[t->input]->push(t->events);
+      while (loop.ready() && t->rows.size() < kMaxRows) {
+        if (!loop.step()) {
+          loop.finish();
+          finished.store(true, std::memory_order_release);
+          break;
+        }
+      }
+      collecting = nullptr;
+      for (size_t i = 0; i < n; ++i)
+        read[i].store(parsed[i]->batches_done(), std::memory_order_relaxed);
+    }
+    if (!t->rows.empty()) last_stream = t->rows.back().stream;
+    return t;
+  };
+
+  auto format_stage = [&](Token* t) -> Token* {
+    StageSync stage = sync(t);
+    t->bytes.clear();
+    Row row;
+    std::optional<uint32_t> previous = t->previous;
+    for (const Token::OutRow& r : t->rows) {
+      const nfa::Stream& s = automaton.streams[r.stream];
+      row.t0 = r.t0;
+      row.t1 = r.t1;
+      row.values.assign(t->values.begin() + static_cast<ptrdiff_t>(r.first),
+                        t->values.begin() + static_cast<ptrdiff_t>(r.first + r.count));
+      std::optional<std::string_view> prev;
+      if (previous) prev = automaton.streams[*previous].name;
+      format_row(t->bytes, format, s.name, s.schema, row, prev);
+      previous = r.stream;
+    }
+    return t;
+  };
+
+  auto write_stage = [&](Token* t) {
+    {
+      StageSync stage = sync(t, &writer);
+      if (!t->rows.empty())
+        writer.write_formatted(t->bytes, automaton.streams[t->rows.back().stream].name);
+    }
+    free_tokens.push(t);
+  };
+
+  tsan_release(&launch);
+  tbb::task_arena arena(static_cast<int>(threads));
+  arena.execute([&] {
+    tbb::parallel_pipeline(
+        live,
+        tbb::make_filter<void, Token*>(tbb::filter_mode::serial_in_order, cut_stage) &
+            tbb::make_filter<Token*, Token*>(tbb::filter_mode::parallel, parse_stage) &
+            tbb::make_filter<Token*, Token*>(tbb::filter_mode::serial_in_order, engine_stage) &
+            tbb::make_filter<Token*, Token*>(tbb::filter_mode::parallel, format_stage) &
+            tbb::make_filter<Token*, void>(tbb::filter_mode::serial_in_order, write_stage));
+  });
+  // The serial stages' state is the caller's again.
+  for (const void* state : {static_cast<const void*>(&cut), static_cast<const void*>(&collecting),
+                            static_cast<const void*>(&writer)})
+    tsan_acquire(state);
+  engine.set_sink(nullptr);  // it refers to this function's locals; finish() has run
+}
+
+}  // namespace cayuga::cli
