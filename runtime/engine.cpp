@@ -376,46 +376,44 @@ size_t Engine::expand(size_t begin, size_t end, std::vector<Work>& out) const {
 
 void Engine::run_batch() {
   if (batch_.empty()) return;
-  // Work items in one-thread order; the bucket look-ups are spread over tasks when many.
-  work_.clear();
-  size_t total = 0;
   const size_t min_work = options_.parallel_min_work;
   const size_t chunk_min = std::max<size_t>(1, min_work / 4);
-  if (cands_.size() < min_work) {
-    total = expand(0, cands_.size(), work_);
-  } else {
-    const size_t n = std::min<size_t>(par_->threads * 4, cands_.size() / chunk_min);
+  if (cands_.size() >= min_work) {
+    // Many candidates: each task expands and runs a contiguous range of them in one pass (one
+    // fork-join). Eight ranges per thread let TBB even out ranges that meet big buckets.
+    const size_t n = std::min<size_t>(par_->threads * 8, cands_.size() / chunk_min);
     par_->grow(n);
     par_->run(n, [&](size_t c) {
       Context& cx = *par_->workers[c];
       cx.work.clear();
-      cx.work_total = expand(cands_.size() * c / n, cands_.size() * (c + 1) / n, cx.work);
-    });
-    for (size_t c = 0; c < n; ++c) {
-      const Context& cx = *par_->workers[c];
-      work_.insert(work_.end(), cx.work.begin(), cx.work.end());
-      total += cx.work_total;
-    }
-  }
-  if (total < min_work) {
-    for (const Work& w : work_) run_work(main_, w);
-  } else {
-    // Contiguous chunks of about equal weight, a few per thread so that skew evens out.
-    const size_t chunks = std::clamp<size_t>(total / chunk_min, 1, par_->threads * 4);
-    std::vector<size_t> cut{0};
-    size_t acc = 0;
-    for (size_t i = 0; i < work_.size() && cut.size() < chunks; ++i) {
-      acc += work_[i].weight();
-      if (acc * chunks >= total * cut.size()) cut.push_back(i + 1);
-    }
-    if (cut.back() != work_.size()) cut.push_back(work_.size());
-    const size_t n = cut.size() - 1;
-    par_->grow(n);
-    par_->run(n, [&](size_t c) {
-      Context& cx = *par_->workers[c];
-      for (size_t i = cut[c]; i < cut[c + 1]; ++i) run_work(cx, work_[i]);
+      expand(cands_.size() * c / n, cands_.size() * (c + 1) / n, cx.work);
+      for (const Work& w : cx.work) run_work(cx, w);
     });
     apply_effects(n);
+  } else {
+    // Few candidates, maybe over big buckets: items in one-thread order, bucket ranges split,
+    // cut into chunks of about equal weight (four per thread), or run inline when light.
+    work_.clear();
+    const size_t total = expand(0, cands_.size(), work_);
+    if (total < min_work) {
+      for (const Work& w : work_) run_work(main_, w);
+    } else {
+      const size_t chunks = std::clamp<size_t>(total / chunk_min, 1, par_->threads * 4);
+      std::vector<size_t> cut{0};
+      size_t acc = 0;
+      for (size_t i = 0; i < work_.size() && cut.size() < chunks; ++i) {
+        acc += work_[i].weight();
+        if (acc * chunks >= total * cut.size()) cut.push_back(i + 1);
+      }
+      if (cut.back() != work_.size()) cut.push_back(work_.size());
+      const size_t n = cut.size() - 1;
+      par_->grow(n);
+      par_->run(n, [&](size_t c) {
+        Context& cx = *par_->workers[c];
+        for (size_t i = cut[c]; i < cut[c + 1]; ++i) run_work(cx, work_[i]);
+      });
+      apply_effects(n);
+    }
   }
   batch_.clear();
   batch_slots_.clear();

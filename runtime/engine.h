@@ -181,8 +181,7 @@ class Engine {
     std::vector<Effect> effects;
     std::vector<Slot> slots;
     std::vector<std::pair<uint32_t, uint32_t>> dirty;  // (node, bucket) with a consumed instance
-    std::vector<Work> work;  // expand(): this task's share of the batch's items
-    size_t work_total = 0;
+    std::vector<Work> work;  // the work items this task expanded
 
     std::vector<Slot>& scratch_row(size_t width);
     // Records an effect and returns its `width` slots, to be filled before the next call.
