@@ -161,7 +161,8 @@ void Engine::rebuild_routes() {
 
 // Work below which a batch runs inline is EngineOptions::parallel_min_work (TBB task start-up
 // costs a few microseconds, an item a few hundred nanoseconds); a task gets at least a quarter
-// of it, and epoch-end compaction goes parallel from twice as many buckets.
+// of it, and epoch-end compaction goes parallel from half as many buckets.
+
 // A bucket with more instances than this is split into ranges of this many instances.
 constexpr uint32_t kSplitInstances = 2048;
 // Buffered events after which a batch runs even though its epoch is still open.
