@@ -60,6 +60,11 @@ class LineBasedReader : public SplitReader {
 
  protected:
   enum class Parsed { Event, Error, Skip };
+  // parse_record's error return: sets `error` to `message`.
+  static Parsed failed(std::string& error, std::string message) {
+    error = std::move(message);
+    return Parsed::Error;
+  }
   // The next record and its first line: Event, or End / Error as read_line says. The default is
   // one non-blank line; CSV joins lines while a quoted field is open.
   virtual Status cut_record(char*& data, size_t& size, uint64_t& line);

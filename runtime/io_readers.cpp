@@ -42,37 +42,36 @@ class CayugaReader final : public LineBasedReader {
 
   Parsed parse_record(char* data, size_t size, ParseScratch& scratch, InputEvent& out,
                       std::string& error) const override {
-    auto fail = [&](std::string message) {
-      error = std::move(message);
-      return Parsed::Error;
-    };
     Scratch& sc = static_cast<Scratch&>(scratch);
     std::vector<std::string_view>& fields = sc.fields;
     if (std::string err = split(data, size, fields); !err.empty())
-      return fail("malformed line: " + err);
+      return failed(error, "malformed line: " + err);
     const size_t n = fields.size();
-    if (n < 3) return fail("malformed line: expected v1,...,vn,StreamName,t0,t1");
+    if (n < 3) return failed(error, "malformed line: expected v1,...,vn,StreamName,t0,t1");
     std::string_view name = fields[n - 3];
     const StreamDef* def = sc.last && sc.last->name == name ? sc.last : streams_.find(name);
-    if (!def) return fail(unknown_stream(name, streams_));
+    if (!def) return failed(error, unknown_stream(name, streams_));
     if (fixed_ && def != fixed_)
-      return fail("stream " + quote_for_message(name) + " in an input fixed to stream " +
-                  quote_for_message(fixed_->name));
+      return failed(error, "stream " + quote_for_message(name) + " in an input fixed to stream " +
+                               quote_for_message(fixed_->name));
     sc.last = def;
     const Schema& schema = *def->schema;
     if (n - 3 != schema.size())
-      return fail("wrong number of fields: stream " + def->name + " has " +
-                  std::to_string(schema.size()) + " attributes (" + schema.names() +
-                  "), the line has " + std::to_string(n - 3) + " values");
+      return failed(error, "wrong number of fields: stream " + def->name + " has " +
+                               std::to_string(schema.size()) + " attributes (" + schema.names() +
+                               "), the line has " + std::to_string(n - 3) + " values");
     int64_t t0, t1;
-    if (std::string e = parse_int_value(fields[n - 2], t0); !e.empty()) return fail("t0: " + e);
-    if (std::string e = parse_int_value(fields[n - 1], t1); !e.empty()) return fail("t1: " + e);
+    if (std::string e = parse_int_value(fields[n - 2], t0); !e.empty())
+      return failed(error, "t0: " + e);
+    if (std::string e = parse_int_value(fields[n - 1], t1); !e.empty())
+      return failed(error, "t1: " + e);
     if (t0 > t1)
-      return fail("t0 (" + std::to_string(t0) + ") is after t1 (" + std::to_string(t1) + ")");
+      return failed(error,
+                    "t0 (" + std::to_string(t0) + ") is after t1 (" + std::to_string(t1) + ")");
     out.row.values.resize(schema.size());
     for (size_t i = 0; i < schema.size(); ++i)
       if (std::string e = convert_value(fields[i], schema.attrs[i], out.row.values[i]); !e.empty())
-        return fail(e);
+        return failed(error, e);
     out.stream = def->id;
     out.row.t0 = t0;
     out.row.t1 = t1;
@@ -257,33 +256,31 @@ class CsvReader final : public LineBasedReader {
 
   Parsed parse_record(char* data, size_t size, ParseScratch& scratch, InputEvent& out,
                       std::string& error) const override {
-    auto fail = [&](std::string message) {
-      error = std::move(message);
-      return Parsed::Error;
-    };
     std::vector<std::string_view>& fields = static_cast<Scratch&>(scratch).fields;
     if (std::string e = split_csv(data, size, fields); !e.empty())
-      return fail("malformed CSV: " + e);
+      return failed(error, "malformed CSV: " + e);
     if (fields.size() != header_.size())
-      return fail("wrong number of fields: the header has " + std::to_string(header_.size()) +
-                  " columns, the record has " + std::to_string(fields.size()));
+      return failed(error, "wrong number of fields: the header has " +
+                               std::to_string(header_.size()) + " columns, the record has " +
+                               std::to_string(fields.size()));
     int64_t t0, t1;
     if (std::string e = parse_time_value(fields[t0_], tf_, unit_, t0); !e.empty())
-      return fail("column " + header_[t0_] + ": " + e);
+      return failed(error, "column " + header_[t0_] + ": " + e);
     if (t1_ == t0_) {
       t1 = t0;
     } else {
       if (std::string e = parse_time_value(fields[t1_], tf_, unit_, t1); !e.empty())
-        return fail("column " + header_[t1_] + ": " + e);
+        return failed(error, "column " + header_[t1_] + ": " + e);
       if (t0 > t1)
-        return fail("t0 (" + std::to_string(t0) + ") is after t1 (" + std::to_string(t1) + ")");
+        return failed(error,
+                      "t0 (" + std::to_string(t0) + ") is after t1 (" + std::to_string(t1) + ")");
     }
     const Schema& schema = *def_.schema;
     out.row.values.resize(schema.size());
     for (size_t i = 0; i < schema.size(); ++i)
       if (std::string e = convert_value(fields[cols_[i]], schema.attrs[i], out.row.values[i]);
           !e.empty())
-        return fail(e);
+        return failed(error, e);
     out.stream = def_.id;
     out.row.t0 = t0;
     out.row.t1 = t1;
@@ -559,48 +556,50 @@ class JsonlReader final : public LineBasedReader {
 
   Parsed parse_record(char* data, size_t size, ParseScratch& scratch, InputEvent& out,
                       std::string& error) const override {
-    auto fail = [&](std::string message) {
-      error = std::move(message);
-      return Parsed::Error;
-    };
     Scratch& sc = static_cast<Scratch&>(scratch);
     const Members& members = sc.members;
     if (std::string e = sc.parser.parse(data, size, sc.members); !e.empty())
-      return fail("malformed JSON: " + e);
+      return failed(error, "malformed JSON: " + e);
 
     const StreamDef* def = fixed_;
     const JsonValue* sv = nullptr;
-    if (std::string e = find(members, "stream", sv); !e.empty()) return fail(e);
+    if (std::string e = find(members, "stream", sv); !e.empty()) return failed(error, e);
     if (sv) {
-      if (sv->kind != JsonValue::Kind::String) return fail("key 'stream' must be a string");
+      if (sv->kind != JsonValue::Kind::String)
+        return failed(error, "key 'stream' must be a string");
       if (fixed_ && sv->text != fixed_->name)
-        return fail("stream " + quote_for_message(sv->text) + " in an input fixed to stream " +
-                    quote_for_message(fixed_->name));
+        return failed(error, "stream " + quote_for_message(sv->text) +
+                                 " in an input fixed to stream " + quote_for_message(fixed_->name));
       if (!def) def = sc.last && sc.last->name == sv->text ? sc.last : streams_.find(sv->text);
-      if (!def) return fail(unknown_stream(sv->text, streams_));
+      if (!def) return failed(error, unknown_stream(sv->text, streams_));
       sc.last = def;
     } else if (!def) {
-      return fail("missing key 'stream' (or fix the stream: --input Stream=file)");
+      return failed(error, "missing key 'stream' (or fix the stream: --input Stream=file)");
     }
 
     int64_t t0, t1;
     if (!spec_.time_column.empty()) {
-      if (std::string e = time(members, spec_.time_column, t0, true); !e.empty()) return fail(e);
+      if (std::string e = time(members, spec_.time_column, t0, true); !e.empty())
+        return failed(error, e);
       t1 = t0;
     } else {
       bool has_t = false;
-      if (std::string e = time(members, "t", t0, false, &has_t); !e.empty()) return fail(e);
+      if (std::string e = time(members, "t", t0, false, &has_t); !e.empty())
+        return failed(error, e);
       if (has_t) {
         t1 = t0;
       } else {
         bool has_t0 = false, has_t1 = false;
-        if (std::string e = time(members, "t0", t0, false, &has_t0); !e.empty()) return fail(e);
-        if (std::string e = time(members, "t1", t1, false, &has_t1); !e.empty()) return fail(e);
-        if (!has_t0 && !has_t1) return fail("missing time: no key 't' (or 't0' and 't1')");
-        if (!has_t0) return fail("missing key 't0' (t1 is given)");
-        if (!has_t1) return fail("missing key 't1' (t0 is given)");
+        if (std::string e = time(members, "t0", t0, false, &has_t0); !e.empty())
+          return failed(error, e);
+        if (std::string e = time(members, "t1", t1, false, &has_t1); !e.empty())
+          return failed(error, e);
+        if (!has_t0 && !has_t1) return failed(error, "missing time: no key 't' (or 't0' and 't1')");
+        if (!has_t0) return failed(error, "missing key 't0' (t1 is given)");
+        if (!has_t1) return failed(error, "missing key 't1' (t0 is given)");
         if (t0 > t1)
-          return fail("t0 (" + std::to_string(t0) + ") is after t1 (" + std::to_string(t1) + ")");
+          return failed(error,
+                        "t0 (" + std::to_string(t0) + ") is after t1 (" + std::to_string(t1) + ")");
       }
     }
 
@@ -610,10 +609,10 @@ class JsonlReader final : public LineBasedReader {
       const Attribute& a = schema.attrs[i];
       std::string_view key = mapped_name(spec_, a.name);
       const JsonValue* v = nullptr;
-      if (std::string e = find(members, key, v); !e.empty()) return fail(e);
+      if (std::string e = find(members, key, v); !e.empty()) return failed(error, e);
       if (!v)
-        return fail("missing key " + quote_for_message(key) + " for attribute " + a.name +
-                    " of stream " + def->name);
+        return failed(error, "missing key " + quote_for_message(key) + " for attribute " + a.name +
+                                 " of stream " + def->name);
       Slot& slot = out.row.values[i];
       std::string e;
       switch (a.type) {
@@ -638,7 +637,8 @@ class JsonlReader final : public LineBasedReader {
             slot.s = intern_cached(v->text);
           break;
       }
-      if (!e.empty()) return fail("attribute " + a.name + " (" + to_string(a.type) + "): " + e);
+      if (!e.empty())
+        return failed(error, "attribute " + a.name + " (" + to_string(a.type) + "): " + e);
     }
     out.stream = def->id;
     out.row.t0 = t0;

@@ -72,14 +72,10 @@ class RegexReader final : public LineBasedReader {
 
   Parsed parse_record(char* data, size_t size, ParseScratch& scratch, InputEvent& out,
                       std::string& error) const override {
-    auto fail = [&](std::string message) {
-      error = std::move(message);
-      return Parsed::Error;
-    };
     std::vector<re2::StringPiece>& match = static_cast<Scratch&>(scratch).match;
     re2::StringPiece line(data, size);
     if (!re_.Match(line, 0, size, RE2::UNANCHORED, match.data(), static_cast<int>(match.size())))
-      return skip_ ? Parsed::Skip : fail("line does not match the regex");
+      return skip_ ? Parsed::Skip : failed(error, "line does not match the regex");
     // A group that did not take part in the match reads as "".
     auto group = [&](int idx) {
       const re2::StringPiece& g = match[static_cast<size_t>(idx)];
@@ -87,21 +83,22 @@ class RegexReader final : public LineBasedReader {
     };
     int64_t t0, t1;
     if (std::string e = parse_time_value(group(t0_), tf_, unit_, t0); !e.empty())
-      return fail("group " + name_of(t0_) + ": " + e);
+      return failed(error, "group " + name_of(t0_) + ": " + e);
     if (t1_ == t0_) {
       t1 = t0;
     } else {
       if (std::string e = parse_time_value(group(t1_), tf_, unit_, t1); !e.empty())
-        return fail("group " + name_of(t1_) + ": " + e);
+        return failed(error, "group " + name_of(t1_) + ": " + e);
       if (t0 > t1)
-        return fail("t0 (" + std::to_string(t0) + ") is after t1 (" + std::to_string(t1) + ")");
+        return failed(error,
+                      "t0 (" + std::to_string(t0) + ") is after t1 (" + std::to_string(t1) + ")");
     }
     const Schema& schema = *def_.schema;
     out.row.values.resize(schema.size());
     for (size_t i = 0; i < schema.size(); ++i)
       if (std::string e = convert_value(group(groups_[i]), schema.attrs[i], out.row.values[i]);
           !e.empty())
-        return fail(e);
+        return failed(error, e);
     out.stream = def_.id;
     out.row.t0 = t0;
     out.row.t1 = t1;
