@@ -28,24 +28,78 @@ Slot as_cmp(Slot v, Type attr_type, Type cmp) {
   return v;
 }
 
+template <typename T>
+bool compare(T x, Atom::Op op, T c) {
+  switch (op) {
+    case Atom::Op::Eq:
+      return x == c;
+    case Atom::Op::Lt:
+      return x < c;
+    case Atom::Op::Le:
+      return x <= c;
+    case Atom::Op::Gt:
+      return x > c;
+    case Atom::Op::Ge:
+      return x >= c;
+  }
+  return false;
+}
+
+bool is_string_range(const Atom& a) {
+  return a.cmp == Type::String && a.op != Atom::Op::Eq;
+}
+
 int rank(const Atom& a) {
   if (a.op == Atom::Op::Eq) return 0;
-  if (a.cmp == Type::String) return 2;  // string ranges are not indexed
+  if (is_string_range(a)) return 2;  // string ranges are not indexed
   return 1;
 }
 
 }  // namespace
 
-void StreamIndex::add(uint32_t target, const std::vector<Atom>& guard) {
+bool holds(const Atom& a, const Slot* event) {
+  const Slot v = as_cmp(event[a.attr], a.attr_type, a.cmp);
+  switch (a.cmp) {
+    case Type::Int:
+      return compare(v.i, a.op, a.value.i);
+    case Type::Float:
+      return compare(v.f, a.op, a.value.f);  // false for NaN
+    case Type::String:
+      return a.op != Atom::Op::Eq || v.s == a.value.s;  // interned ids
+  }
+  return true;
+}
+
+bool StreamIndex::add(uint32_t target, const std::vector<Atom>& guard) {
   for (const Atom& a : guard)
-    if (a.cmp == Type::Float && std::isnan(a.value.f)) return;  // can never hold
+    if (a.cmp == Type::Float && std::isnan(a.value.f)) return true;  // can never hold
   ++targets_;
   const Atom* best = nullptr;
   for (const Atom& a : guard)
     if (rank(a) < 2 && (!best || rank(a) < rank(*best))) best = &a;
+  Posting p{target};
+  bool whole = true;
+  for (const Atom& a : guard) {
+    if (&a == best) continue;
+    if (is_string_range(a)) {
+      whole = false;
+      continue;
+    }
+    if (!p.has_first) {
+      p.has_first = true;
+      p.first = a;
+      continue;
+    }
+    if (p.more == 0) {
+      p.more = static_cast<uint32_t>(more_.size());
+      more_.push_back(Atom{});  // the count, in value.i
+    }
+    more_.push_back(a);
+    ++more_[p.more].value.i;
+  }
   if (!best) {
-    always_.push_back(target);
-    return;
+    always_.push_back(p);
+    return whole;
   }
   if (best->op == Atom::Op::Eq) {
     auto it = std::find_if(eq_.begin(), eq_.end(), [&](const EqTable& t) {
@@ -57,8 +111,8 @@ void StreamIndex::add(uint32_t target, const std::vector<Atom>& guard) {
     }
     uint64_t key;
     equality_key(best->value, best->cmp, key);
-    it->map[key].push_back(target);
-    return;
+    it->map[key].push_back(p);
+    return whole;
   }
   auto it = std::find_if(ranges_.begin(), ranges_.end(), [&](const RangeTable& t) {
     return t.attr == best->attr && t.attr_type == best->attr_type && t.cmp == best->cmp &&
@@ -68,56 +122,77 @@ void StreamIndex::add(uint32_t target, const std::vector<Atom>& guard) {
     ranges_.push_back(RangeTable{best->attr, best->attr_type, best->cmp, best->op, {}, {}});
     it = ranges_.end() - 1;
   }
-  if (best->cmp == Type::Float) it->by_double.emplace_back(best->value.f, target);
-  else it->by_int.emplace_back(best->value.i, target);
+  if (best->cmp == Type::Float)
+    it->by_double.emplace_back(best->value.f, p);
+  else
+    it->by_int.emplace_back(best->value.i, p);
+  return whole;
 }
 
 void StreamIndex::prepare() {
+  // By constant, ties in registration order (so candidates keep a stable order).
+  auto by_constant = [](const auto& a, const auto& b) { return a.first < b.first; };
   for (auto& t : ranges_) {
-    std::sort(t.by_double.begin(), t.by_double.end());
-    std::sort(t.by_int.begin(), t.by_int.end());
+    std::stable_sort(t.by_double.begin(), t.by_double.end(), by_constant);
+    std::stable_sort(t.by_int.begin(), t.by_int.end(), by_constant);
   }
 }
 
-namespace {
+bool StreamIndex::passes(const Posting& p, const Slot* event) const {
+  if (!holds(p.first, event)) return false;
+  if (p.more == 0) return true;
+  const Atom* more = more_.data() + p.more;
+  for (int64_t i = 1; i <= more[0].value.i; ++i)
+    if (!holds(more[i], event)) return false;
+  return true;
+}
 
-// Appends the targets of a sorted (constant, target) table that `value op constant` selects.
+// Appends the targets of a sorted (constant, posting) table that `value op constant` selects.
 template <typename T>
-void select_range(const std::vector<std::pair<T, uint32_t>>& table, Atom::Op op, T v,
-                  std::vector<uint32_t>& out) {
+void StreamIndex::select_range(const std::vector<std::pair<T, Posting>>& table, Atom::Op op, T v,
+                               const Slot* event, std::vector<uint32_t>& out) const {
   auto lower = std::lower_bound(table.begin(), table.end(), v,
                                 [](const auto& p, T x) { return p.first < x; });
   auto upper = std::upper_bound(table.begin(), table.end(), v,
                                 [](T x, const auto& p) { return x < p.first; });
-  auto take = [&](auto from, auto to) {
-    for (auto i = from; i != to; ++i) out.push_back(i->second);
+  auto run = [&](auto from, auto to) {
+    for (auto i = from; i != to; ++i) take(i->second, event, out);
   };
   switch (op) {
-    case Atom::Op::Gt: take(table.begin(), lower); break;  // c < v
-    case Atom::Op::Ge: take(table.begin(), upper); break;  // c <= v
-    case Atom::Op::Lt: take(upper, table.end()); break;    // c > v
-    case Atom::Op::Le: take(lower, table.end()); break;    // c >= v
-    case Atom::Op::Eq: take(lower, upper); break;
+    case Atom::Op::Gt:
+      run(table.begin(), lower);
+      break;  // c < v
+    case Atom::Op::Ge:
+      run(table.begin(), upper);
+      break;  // c <= v
+    case Atom::Op::Lt:
+      run(upper, table.end());
+      break;  // c > v
+    case Atom::Op::Le:
+      run(lower, table.end());
+      break;  // c >= v
+    case Atom::Op::Eq:
+      run(lower, upper);
+      break;
   }
 }
 
-}  // namespace
-
 void StreamIndex::match(const Slot* event, std::vector<uint32_t>& out) const {
-  out.insert(out.end(), always_.begin(), always_.end());
+  for (const Posting& p : always_) take(p, event, out);
   for (const auto& t : eq_) {
     uint64_t key;
     if (!equality_key(as_cmp(event[t.attr], t.attr_type, t.cmp), t.cmp, key)) continue;
     auto it = t.map.find(key);
-    if (it != t.map.end()) out.insert(out.end(), it->second.begin(), it->second.end());
+    if (it == t.map.end()) continue;
+    for (const Posting& p : it->second) take(p, event, out);
   }
   for (const auto& t : ranges_) {
     Slot v = as_cmp(event[t.attr], t.attr_type, t.cmp);
     if (t.cmp == Type::Float) {
       if (std::isnan(v.f)) continue;
-      select_range(t.by_double, t.op, v.f, out);
+      select_range(t.by_double, t.op, v.f, event, out);
     } else {
-      select_range(t.by_int, t.op, v.i, out);
+      select_range(t.by_int, t.op, v.i, event, out);
     }
   }
 }

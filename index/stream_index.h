@@ -5,11 +5,14 @@
 // one: an equality goes into a hash table per attribute (strings by interned id, so a lookup is
 // one integer hash), a range `attr > c` into a sorted array per attribute and operator, where the
 // targets an event satisfies are one contiguous run found by binary search. Targets without an
-// indexable atom are always candidates. Cost per event: one hash lookup per attribute with
-// equality targets, one binary search per range table, plus the candidates themselves; never
-// a pass over all targets.
+// indexable atom are always candidates. The other atoms of the guard are stored next to the
+// target and checked before it is handed out, so a candidate satisfies its whole guard (string
+// ranges excepted: they are left to the predicate). Cost per event: one hash lookup per
+// attribute with equality targets, one binary search per range table, plus the postings found;
+// never a pass over all targets.
 //
-// The index only narrows: every candidate still evaluates its full predicate.
+// A guard is a necessary condition; when add() reports that it checks the whole guard and the
+// guard is also sufficient (nfa::Emit::exact_stages), the caller may skip the predicate.
 // Thread-safety: match() is const and may run concurrently once prepare() has been called.
 #pragma once
 
@@ -23,39 +26,61 @@ namespace cayuga::index {
 
 class StreamIndex {
  public:
-  // Registers `target`. A guard with an atom that can never hold (a NaN constant) registers
-  // nothing: the target can never fire.
-  void add(uint32_t target, const std::vector<nfa::Atom>& guard);
+  // Registers `target`. Returns true when match() will check every atom of `guard` (false if
+  // some atom is a string range). A guard with an atom that can never hold (a NaN constant)
+  // registers nothing: the target can never fire.
+  bool add(uint32_t target, const std::vector<nfa::Atom>& guard);
   // Sorts the range tables; call after the last add() and before match().
   void prepare();
-  // Appends the candidate targets for `event` (a row of the stream's schema) to `out`.
+  // Appends the targets whose guards `event` (a row of the stream's schema) satisfies to `out`.
   void match(const Slot* event, std::vector<uint32_t>& out) const;
 
   size_t targets() const { return targets_; }
   size_t always_count() const { return always_.size(); }
 
  private:
+  // A target and the atoms of its guard the table it sits in does not decide: the first inline,
+  // any further ones in `more_` (a count, then the atoms).
+  struct Posting {
+    uint32_t target;
+    uint32_t more = 0;  // offset into more_, or 0: at most one atom to check
+    bool has_first = false;
+    nfa::Atom first{};
+  };
   struct EqTable {
     uint32_t attr;
     Type attr_type, cmp;
-    std::unordered_map<uint64_t, std::vector<uint32_t>> map;
+    std::unordered_map<uint64_t, std::vector<Posting>> map;
   };
   struct RangeTable {
     uint32_t attr;
     Type attr_type, cmp;
     nfa::Atom::Op op;
-    std::vector<std::pair<double, uint32_t>> by_double;  // cmp FLOAT
-    std::vector<std::pair<int64_t, uint32_t>> by_int;    // cmp INT
+    std::vector<std::pair<double, Posting>> by_double;  // cmp FLOAT
+    std::vector<std::pair<int64_t, Posting>> by_int;    // cmp INT
   };
 
-  std::vector<uint32_t> always_;
+  bool passes(const Posting& p, const Slot* event) const;
+  void take(const Posting& p, const Slot* event, std::vector<uint32_t>& out) const {
+    if (!p.has_first || passes(p, event)) out.push_back(p.target);
+  }
+  template <typename T>
+  void select_range(const std::vector<std::pair<T, Posting>>& table, nfa::Atom::Op op, T v,
+                    const Slot* event, std::vector<uint32_t>& out) const;
+
+  std::vector<Posting> always_;
   std::vector<EqTable> eq_;
   std::vector<RangeTable> ranges_;
+  std::vector<nfa::Atom> more_{nfa::Atom{}};  // entry 0 unused: `more == 0` means none
   size_t targets_ = 0;
 };
 
 // The hash key of a value for equality: strings and ints by their bits, floats normalized so
 // that -0.0 and 0.0 agree. Returns false for NaN, which equals nothing.
 bool equality_key(Slot v, Type type, uint64_t& key);
+
+// Whether `event` satisfies `atom`, exactly as the predicate the atom came from would decide
+// (FLOAT comparisons with NaN are false). String ranges are not decided: true.
+bool holds(const nfa::Atom& atom, const Slot* event);
 
 }  // namespace cayuga::index

@@ -78,6 +78,9 @@ struct Stage {
 
 struct Emit {
   enum class Kind : uint8_t { ToNode, ToStream } kind = Kind::ToNode;
+  // START edges: how many leading stages are FILTERs that say exactly what `guard` says (plain
+  // `attr op constant` conjuncts). An index that checks the whole guard makes them redundant.
+  uint8_t exact_stages = 0;
   uint32_t target = 0;  // node id or stream id
   // ToStream: the query (index into Automaton::queries) whose output this is; it goes when that
   // query is removed. ToNode edges go with their target node.

@@ -230,6 +230,7 @@ struct Site {
   bool leading = true;            // no Map stage yet: FILTER atoms still describe the event
   std::vector<uint64_t> signature;  // the stages' signature words
   Consts consts;                  // of the row the stages produce
+  uint8_t exact_stages = 0;       // leading FILTER stages `guard` says all of (Emit::exact_stages)
 };
 
 bool uses_dur(const TExpr& e) {
@@ -352,6 +353,19 @@ std::vector<Atom> atoms_of(const TExpr& pred, Side event, const Known& known) {
   return out;
 }
 
+// Whether `pred`, from which atoms_of drew `atoms` atoms, says no more than they do: every
+// conjunct became an atom, compares operands of one type, and is not a string range (which the
+// index does not check). A check of the atoms can then stand in for the predicate.
+bool says_only(const TExpr& pred, size_t atoms) {
+  std::vector<const TExpr*> cs;
+  conjuncts(pred, cs);
+  if (cs.size() != atoms) return false;
+  return std::all_of(cs.begin(), cs.end(), [](const TExpr* c) {
+    const Type t = c->kids[0].type;
+    return t == c->kids[1].type && (t != Type::String || c->op == TOp::Eq);
+  });
+}
+
 }  // namespace
 
 class Builder {
@@ -407,6 +421,7 @@ class Builder {
     e.owner = owner_;
     e.stages = FixedVector<Stage>(s.stages);
     e.guard = s.guard;
+    e.exact_stages = s.exact_stages;
   }
 
   void publish(const std::vector<Site>& sites, uint32_t stream) {
@@ -479,12 +494,16 @@ class Builder {
         auto atoms = atoms_of(*p.pred, Side::First, [](const TExpr&) {
           return std::optional<Slot>();
         });
+        const bool exact = says_only(*p.pred, atoms.size());
         for (auto& s : sites) {
+          const bool start = s.leading && a_.nodes[s.node].kind == NodeKind::Start;
+          if (start && exact && s.exact_stages == s.stages.size() && s.exact_stages < UINT8_MAX)
+            ++s.exact_stages;
           s.stages.push_back(st);
           s.signature.insert(s.signature.end(), sig.words.begin(), sig.words.end());
           for (const Atom& a : atoms) {
             if (a.op == Atom::Op::Eq && a.cmp == a.attr_type) s.consts[a.attr] = a.value;
-            if (s.leading && a_.nodes[s.node].kind == NodeKind::Start) s.guard.push_back(a);
+            if (start) s.guard.push_back(a);
           }
         }
         return sites;

@@ -88,14 +88,11 @@ Diagnostics Engine::add_script(std::string_view text) {
     if (jit_) jit_->submit(automaton_);  // what pause() dropped from the queue
     return {Diagnostic{0, 0, err}};
   }
+  const size_t old_nodes = state_.size();
   state_.resize(automaton_.nodes.size());
-  for (size_t n = 0; n < automaton_.nodes.size(); ++n) {
-    NodeState& st = state_[n];
-    if (st.buckets.empty() && !automaton_.nodes[n].dead) {
-      st.keyed = options_.instance_index && automaton_.nodes[n].key_slot >= 0;
-      if (!st.keyed) st.buckets.push_back(std::make_unique<Bucket>());
-    }
-  }
+  for (size_t n = old_nodes; n < automaton_.nodes.size(); ++n)
+    if (options_.instance_index && automaton_.nodes[n].key_slot >= 0)
+      state_[n].keyed = std::make_unique<NodeState::Keyed>();
   rebuild_routes();
   if (jit_) jit_->submit(automaton_);
   else release_sources(automaton_);  // no JIT will ever read them
@@ -122,10 +119,10 @@ bool Engine::remove_query(uint32_t id) {
   std::vector<uint32_t> dead = nfa::remove_query(automaton_, id, release_stages, release_node);
   for (uint32_t n : dead) {
     NodeState& st = state_[n];
-    for (const auto& b : st.buckets) stats_.instances -= b->count();
-    st.buckets.clear();
-    st.by_key.clear();
-    st.keyed = true;  // no bucket will ever be made: the node is unreachable
+    stats_.instances -= st.single.count();
+    if (st.keyed)
+      for (const auto& b : st.keyed->buckets) stats_.instances -= b->count();
+    st = NodeState{};  // the node is unreachable: nothing will touch its state again
   }
   std::erase_if(dirty_, [&](const auto& d) { return automaton_.nodes[d.first].dead; });
   rebuild_routes();
@@ -142,10 +139,13 @@ void Engine::rebuild_routes() {
       const Node& node = automaton_.nodes[n];
       if (node.dead) continue;
       if (node.kind == NodeKind::Start) {
-        for (size_t e = 0; e < node.emits.size(); ++e) {
-          index_[s].add(static_cast<uint32_t>(routes_.size()),
-                        options_.index ? node.emits[e].guard : kNoGuard);
-          routes_.push_back(Route{&node.emits[e], n});
+        for (const Emit& e : node.emits) {
+          Route r{&e, n};
+          const bool whole = index_[s].add(static_cast<uint32_t>(routes_.size()),
+                                           options_.index ? e.guard : kNoGuard);
+          if (options_.index && whole) r.skip = e.exact_stages;
+          if (r.skip == e.stages.size() && e.kind == Emit::Kind::ToNode) r.direct = e.target;
+          routes_.push_back(r);
         }
       } else {
         index_[s].add(static_cast<uint32_t>(routes_.size()), options_.index ? node.guard : kNoGuard);
@@ -366,7 +366,7 @@ size_t Engine::expand(size_t begin, size_t end, std::vector<Work>& out) const {
     }
     uint32_t bucket;
     if (!find_bucket(r.node, batch_slots_.data() + batch_[e].offset, &bucket)) continue;
-    const uint32_t count = static_cast<uint32_t>(state_[r.node].buckets[bucket]->count());
+    const uint32_t count = static_cast<uint32_t>(state_[r.node].bucket(bucket).count());
     for (uint32_t k = 0; k < count; k += kSplitInstances) {
       out.push_back(Work{e, target, bucket, k, std::min(count, k + kSplitInstances)});
       total += out.back().weight();
@@ -425,7 +425,8 @@ void Engine::run_work(Context& cx, const Work& w) {
   const BufferedEvent& ev = batch_[w.event];
   const Slot* row = batch_slots_.data() + ev.offset;
   const Route& r = routes_[w.route];
-  if (r.emit) fire_emit(cx, *r.emit, row, ev.t0, ev.t1);
+  if (r.emit)
+    fire_route(cx, r, row, ev.t0, ev.t1);
   else process(cx, r.node, w.bucket, w.begin, w.end, row, ev.t0, ev.t1);
 }
 
@@ -483,11 +484,11 @@ bool Engine::find_bucket(uint32_t n, const Slot* event, uint32_t* bucket) const 
     const Node& node = automaton_.nodes[n];
     uint64_t key;
     if (!index::equality_key(event[node.key_attr], node.key_type, key)) return false;
-    auto it = ns.by_key.find(key);
-    if (it == ns.by_key.end()) return false;
+    auto it = ns.keyed->by_key.find(key);
+    if (it == ns.keyed->by_key.end()) return false;
     *bucket = it->second;
   }
-  return ns.buckets[*bucket]->count() != 0;
+  return ns.bucket(*bucket).count() != 0;
 }
 
 void Engine::deliver(Context& cx, uint32_t stream, const Slot* row, int64_t t0, int64_t t1) {
@@ -498,31 +499,36 @@ void Engine::deliver(Context& cx, uint32_t stream, const Slot* row, int64_t t0, 
   for (uint32_t target : candidates) {
     const Route& r = routes_[target];
     uint32_t bucket;
-    if (r.emit) fire_emit(cx, *r.emit, row, t0, t1);
+    if (r.emit)
+      fire_route(cx, r, row, t0, t1);
     else if (find_bucket(r.node, row, &bucket))
-      process(cx, r.node, bucket, 0, state_[r.node].buckets[bucket]->count(), row, t0, t1);
+      process(cx, r.node, bucket, 0, state_[r.node].bucket(bucket).count(), row, t0, t1);
   }
 }
 
 void Engine::process(Context& cx, uint32_t n, uint32_t bucket_id, size_t begin, size_t end,
                      const Slot* event, int64_t t0, int64_t t1) {
   const Node& node = automaton_.nodes[n];
-  Bucket& b = *state_[n].buckets[bucket_id];
+  Bucket& b = state_[n].bucket(bucket_id);
   const uint32_t width = node.width;
+  const uint32_t stride = kHeader + width;
   ScratchGuard guard(cx.scratch_top);
   std::vector<Slot>& out = cx.scratch_row(node.output.size());
   Slot* rebound = node.kind == NodeKind::Fold ? cx.scratch_row(width).data() : nullptr;
   bool consumed_any = false;
   for (size_t k = begin; k < end; ++k) {
-    if (b.t1[k] >= t0) continue;
-    const Slot* inst = b.slots.data() + k * width;
+    // Re-read every time: adding an instance (a FOLD rebinding) may move the records.
+    Slot* rec = b.rows.data() + k * stride;
+    if (rec[1].i >= t0) continue;
+    const int64_t inst_t0 = rec[0].i;
+    const Slot* inst = rec + kHeader;
     EvalInput in;
     in.rows[0] = inst;
     in.rows[1] = event;
-    in.dur = t1 - b.t0[k];
+    in.dur = t1 - inst_t0;
     if (!node.filter.eval_predicate(in, cx.eval)) continue;
     // Several tasks may consume the same instance: the flag is only ever set.
-    std::atomic_ref<uint8_t> consumed(b.consumed[k]);
+    std::atomic_ref<int64_t> consumed(rec[2].i);
     if (!consumed.load(std::memory_order_relaxed)) {
       consumed.store(1, std::memory_order_relaxed);
       consumed_any = true;
@@ -534,13 +540,15 @@ void Engine::process(Context& cx, uint32_t n, uint32_t bucket_id, size_t begin, 
       for (const auto& [slot, prog] : node.aggregates)
         rebound[slot] = prog.eval_value(in, cx.eval);
       std::copy(event, event + (width - node.last_base), rebound + node.last_base);
-      if (cx.deferred) std::copy_n(rebound, width, cx.defer(false, n, width, b.t0[k], t1));
-      else add_instance(n, rebound, b.t0[k], t1);
+      if (cx.deferred)
+        std::copy_n(rebound, width, cx.defer(false, n, width, inst_t0, t1));
+      else
+        add_instance(n, rebound, inst_t0, t1);
       rows[0] = rebound;
     }
     for (size_t i = 0; i < node.output.size(); ++i)
       out[i] = rows[node.output[i].row][node.output[i].offset];
-    fire(cx, node, out.data(), b.t0[k], t1);
+    fire(cx, node, out.data(), inst_t0, t1);
   }
   if (consumed_any) {
     if (cx.deferred) cx.dirty.emplace_back(n, bucket_id);
@@ -552,10 +560,19 @@ void Engine::fire(Context& cx, const Node& node, const Slot* row, int64_t t0, in
   for (const Emit& emit : node.emits) fire_emit(cx, emit, row, t0, t1);
 }
 
-void Engine::fire_emit(Context& cx, const Emit& emit, const Slot* row, int64_t t0, int64_t t1) {
+void Engine::fire_route(Context& cx, const Route& r, const Slot* row, int64_t t0, int64_t t1) {
+  if (r.direct != Route::kNoNode)
+    add_from_row(cx, r.direct, row, t0, t1);
+  else
+    fire_emit(cx, *r.emit, row, t0, t1, r.skip);
+}
+
+void Engine::fire_emit(Context& cx, const Emit& emit, const Slot* row, int64_t t0, int64_t t1,
+                       size_t first_stage) {
   ScratchGuard guard(cx.scratch_top);
   const Slot* cur = row;
-  for (const Stage& stage : emit.stages) {
+  for (auto it = emit.stages.begin() + first_stage; it != emit.stages.end(); ++it) {
+    const Stage& stage = *it;
     EvalInput in;
     in.rows[0] = cur;
     in.rows[1] = cur;
@@ -601,18 +618,17 @@ void Engine::publish(uint32_t stream, const Slot* row, int64_t t0, int64_t t1) {
 
 Engine::Bucket* Engine::bucket_for(uint32_t n, const Slot* instance, uint32_t* id) {
   NodeState& ns = state_[n];
-  if (!ns.keyed) {
-    *id = 0;
-    return ns.buckets[0].get();
-  }
+  *id = 0;
+  if (!ns.keyed) return &ns.single;
   const Node& node = automaton_.nodes[n];
   uint64_t key;
   // A NaN key equals nothing: such an instance can never be affected, so it is never stored.
   if (!index::equality_key(instance[node.key_slot], node.key_type, key)) return nullptr;
-  auto [it, fresh] = ns.by_key.try_emplace(key, static_cast<uint32_t>(ns.buckets.size()));
-  if (fresh) ns.buckets.push_back(std::make_unique<Bucket>());
+  auto& buckets = ns.keyed->buckets;
+  auto [it, fresh] = ns.keyed->by_key.try_emplace(key, static_cast<uint32_t>(buckets.size()));
+  if (fresh) buckets.push_back(std::make_unique<Bucket>());
   *id = it->second;
-  return ns.buckets[it->second].get();
+  return buckets[it->second].get();
 }
 
 void Engine::add_instance(uint32_t n, const Slot* instance, int64_t t0, int64_t t1,
@@ -621,9 +637,13 @@ void Engine::add_instance(uint32_t n, const Slot* instance, int64_t t0, int64_t 
   Bucket* b = bucket_for(n, instance, &id);
   if (!b) return;
   const uint32_t width = automaton_.nodes[n].width;
-  b->pending_slots.insert(b->pending_slots.end(), instance, instance + width);
-  b->pending_t0.push_back(t0);
-  b->pending_t1.push_back(t1);
+  const size_t at = b->rows.size();
+  b->rows.resize(at + kHeader + width);
+  Slot* rec = b->rows.data() + at;
+  rec[0].i = t0;
+  rec[1].i = t1;
+  rec[2].i = 0;
+  std::copy_n(instance, width, rec + kHeader);
   mark_dirty(n, id, dirty);
 }
 
@@ -640,7 +660,7 @@ void Engine::add_from_row(Context& cx, uint32_t n, const Slot* row, int64_t t0, 
 }
 
 void Engine::mark_dirty(uint32_t n, uint32_t bucket, BucketList& dirty) {
-  Bucket& b = *state_[n].buckets[bucket];
+  Bucket& b = state_[n].bucket(bucket);
   if (!b.dirty) {
     b.dirty = true;
     dirty.emplace_back(n, bucket);
@@ -648,51 +668,39 @@ void Engine::mark_dirty(uint32_t n, uint32_t bucket, BucketList& dirty) {
 }
 
 uint64_t Engine::compact(Bucket& b, const Node& node, int64_t next_time) {
-  const uint32_t width = node.width;
+  const uint32_t stride = kHeader + node.width;
   const bool bounded = node.max_dur != nfa::kNoDurBound;
+  const size_t total = b.rows.size() / stride;
   size_t keep = 0;
   uint64_t expired = 0;
   int64_t min_t0 = INT64_MAX;
-  for (size_t k = 0; k < b.count(); ++k) {
-    if (b.consumed[k]) continue;
-    if (bounded && next_time - b.t0[k] > node.max_dur) {
-      ++expired;
-      continue;
+  for (size_t k = 0; k < total; ++k) {
+    Slot* rec = b.rows.data() + k * stride;
+    if (k < b.installed) {  // pending instances (behind them) are all kept
+      if (rec[2].i) continue;
+      if (bounded && next_time - rec[0].i > node.max_dur) {
+        ++expired;
+        continue;
+      }
     }
-    if (keep != k) {
-      std::copy_n(b.slots.data() + k * width, width, b.slots.data() + keep * width);
-      b.t0[keep] = b.t0[k];
-      b.t1[keep] = b.t1[k];
-    }
-    min_t0 = std::min(min_t0, b.t0[keep]);
+    if (keep != k) std::copy_n(rec, stride, b.rows.data() + keep * stride);
+    min_t0 = std::min(min_t0, rec[0].i);
     ++keep;
   }
-  b.slots.resize(keep * width);
-  b.t0.resize(keep);
-  b.t1.resize(keep);
-  b.consumed.assign(keep, 0);
+  b.rows.resize(keep * stride);
+  b.installed = static_cast<uint32_t>(keep);
   b.min_t0 = min_t0;
   return expired;
 }
 
 void Engine::compact_all(const std::vector<std::pair<uint32_t, uint32_t>>& list,
-                         int64_t next_time, bool install) {
+                         int64_t next_time) {
   // Per bucket: the change in live instances and the expired count.
   auto one = [&](uint32_t n, uint32_t id, int64_t& delta, uint64_t& expired) {
-    Bucket& b = *state_[n].buckets[id];
-    const size_t before = b.count();
+    Bucket& b = state_[n].bucket(id);
+    const int64_t before = b.count();
     expired += compact(b, automaton_.nodes[n], next_time);
-    delta -= static_cast<int64_t>(before - b.count());
-    if (!install || b.pending_t0.empty()) return;
-    b.slots.insert(b.slots.end(), b.pending_slots.begin(), b.pending_slots.end());
-    b.t0.insert(b.t0.end(), b.pending_t0.begin(), b.pending_t0.end());
-    b.t1.insert(b.t1.end(), b.pending_t1.begin(), b.pending_t1.end());
-    b.consumed.resize(b.t0.size(), 0);
-    for (int64_t t : b.pending_t0) b.min_t0 = std::min(b.min_t0, t);
-    delta += static_cast<int64_t>(b.pending_t0.size());
-    b.pending_slots.clear();
-    b.pending_t0.clear();
-    b.pending_t1.clear();
+    delta += static_cast<int64_t>(b.count()) - before;
   };
   int64_t delta = 0;
   uint64_t expired = 0;
@@ -721,7 +729,7 @@ void Engine::compact_all(const std::vector<std::pair<uint32_t, uint32_t>>& list,
 // node's DUR bound. Stale entries (the bucket changed since) are skipped when they come due.
 void Engine::schedule(uint32_t n, uint32_t bucket) {
   const Node& node = automaton_.nodes[n];
-  Bucket& b = *state_[n].buckets[bucket];
+  Bucket& b = state_[n].bucket(bucket);
   if (node.max_dur == nfa::kNoDurBound || b.count() == 0) return;
   int64_t deadline = b.min_t0 > INT64_MAX - node.max_dur - 1 ? INT64_MAX
                                                               : b.min_t0 + node.max_dur + 1;
@@ -737,13 +745,13 @@ void Engine::expire_until(int64_t next_time) {
   due_.clear();
   for (const ExpiryWheel::Entry& d : due_entries_) {
     if (automaton_.nodes[d.node].dead) continue;
-    Bucket& b = *state_[d.node].buckets[d.bucket];
+    Bucket& b = state_[d.node].bucket(d.bucket);
     if (b.scheduled != d.deadline) continue;  // superseded
     b.scheduled = INT64_MAX;
     if (b.dirty) continue;  // compacted and rescheduled at this epoch's end anyway
     due_.emplace_back(d.node, d.bucket);
   }
-  compact_all(due_, next_time, false);
+  compact_all(due_, next_time);  // not dirty: nothing pending
   for (auto [n, id] : due_) schedule(n, id);
 }
 
@@ -752,9 +760,9 @@ void Engine::close_epoch() {
   epoch_open_ = false;
   const int64_t next_time = epoch_ + 1;  // every later event has t1 >= next_time
   floor_ = next_time;
-  compact_all(dirty_, next_time, true);
+  compact_all(dirty_, next_time);
   for (auto [n, id] : dirty_) {
-    state_[n].buckets[id]->dirty = false;
+    state_[n].bucket(id).dirty = false;
     // A queued deadline that is not later than the new one stays: waking early is harmless
     // (the bucket is compacted and queued again), and buckets touched every epoch would
     // otherwise flood the wheel with stale entries.

@@ -127,29 +127,40 @@ class Engine {
   int64_t current_time() const { return epoch_open_ ? epoch_ : floor_; }
 
  private:
-  // Instances of one node with one instance-index key (or all of them, without a key).
+  // Instances of one node with one instance-index key (or all of them, without a key), as
+  // records of kHeader + width slots: t0, t1, a consumed flag (written through std::atomic_ref
+  // in parallel batches), then the values. The installed instances come first; behind them,
+  // those added in the open epoch, which only its close installs.
   struct Bucket {
-    std::vector<Slot> slots;  // width slots per instance
-    std::vector<int64_t> t0, t1;
-    std::vector<uint8_t> consumed;  // written through std::atomic_ref (parallel batches)
-    std::vector<Slot> pending_slots;
-    std::vector<int64_t> pending_t0, pending_t1;
-    int64_t min_t0 = INT64_MAX;       // of installed instances
-    int64_t scheduled = INT64_MAX;    // expiry deadline queued in the wheel
+    std::vector<Slot> rows;
+    uint32_t installed = 0;
     bool dirty = false;
-    size_t count() const { return t0.size(); }
+    int64_t min_t0 = INT64_MAX;     // of installed instances
+    int64_t scheduled = INT64_MAX;  // expiry deadline queued in the wheel
+    size_t count() const { return installed; }
   };
+  static constexpr uint32_t kHeader = 3;
   struct NodeState {
-    // unique_ptr: a Bucket stays put while buckets are added (and costs nothing until used).
-    std::vector<std::unique_ptr<Bucket>> buckets;
-    std::unordered_map<uint64_t, uint32_t> by_key;
-    bool keyed = false;
+    Bucket single;  // the one bucket of a node without an instance-index key
+    struct Keyed {
+      // unique_ptr: a Bucket stays put while buckets are added.
+      std::vector<std::unique_ptr<Bucket>> buckets;
+      std::unordered_map<uint64_t, uint32_t> by_key;
+    };
+    std::unique_ptr<Keyed> keyed;  // a node with a key: its buckets, by key value
+    Bucket& bucket(uint32_t id) { return keyed ? *keyed->buckets[id] : single; }
+    const Bucket& bucket(uint32_t id) const { return keyed ? *keyed->buckets[id] : single; }
   };
   // What the index hands an event to: one START edge, or a whole NEXT/FOLD node.
   // Pointers into automaton_, rebuilt (rebuild_routes) whenever the automaton changes.
   struct Route {
     const nfa::Emit* emit;  // a START edge, or null: the node
     uint32_t node;
+    // A START edge whose stages the index decides in full and which creates an instance: the
+    // node it creates it at, so the edge itself is never read (else kNoNode).
+    uint32_t direct = kNoNode;
+    uint8_t skip = 0;  // leading stages of `emit` the index decides (0 without the index)
+    static constexpr uint32_t kNoNode = UINT32_MAX;
   };
   // One unit of a batch: a buffered event and one of its candidates (for a node: a range of
   // the instances of the bucket the event selects, so a large bucket spreads over tasks).
@@ -208,7 +219,10 @@ class Engine {
   void process(Context& cx, uint32_t node, uint32_t bucket, size_t begin, size_t end,
                const Slot* event, int64_t t0, int64_t t1);
   void fire(Context& cx, const nfa::Node& node, const Slot* row, int64_t t0, int64_t t1);
-  void fire_emit(Context& cx, const nfa::Emit& emit, const Slot* row, int64_t t0, int64_t t1);
+  void fire_emit(Context& cx, const nfa::Emit& emit, const Slot* row, int64_t t0, int64_t t1,
+                 size_t first_stage = 0);
+  // Runs a START edge (or node) the index handed an event to.
+  void fire_route(Context& cx, const Route& r, const Slot* row, int64_t t0, int64_t t1);
   void publish(uint32_t stream, const Slot* row, int64_t t0, int64_t t1);
   Bucket* bucket_for(uint32_t node, const Slot* instance, uint32_t* id);
   using BucketList = std::vector<std::pair<uint32_t, uint32_t>>;  // (node, bucket)
@@ -221,12 +235,11 @@ class Engine {
   void add_from_row(Context& cx, uint32_t node, const Slot* row, int64_t t0, int64_t t1);
   void mark_dirty(uint32_t node, uint32_t bucket, BucketList& dirty);
   void mark_dirty(uint32_t node, uint32_t bucket) { mark_dirty(node, bucket, dirty_); }
-  // Drops consumed and (by `next_time`) expired instances; returns how many were expired.
+  // Drops consumed and (by `next_time`) expired instances and installs the pending ones;
+  // returns how many were expired.
   uint64_t compact(Bucket& b, const nfa::Node& node, int64_t next_time);
-  // Compacts the buckets in `list`, installing their pending instances when `install`; in
-  // parallel when there are many.
-  void compact_all(const std::vector<std::pair<uint32_t, uint32_t>>& list, int64_t next_time,
-                   bool install);
+  // Compacts the buckets in `list`, in parallel when there are many.
+  void compact_all(const std::vector<std::pair<uint32_t, uint32_t>>& list, int64_t next_time);
   void schedule(uint32_t node, uint32_t bucket);
   void expire_until(int64_t next_time);
 
