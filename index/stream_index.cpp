@@ -77,7 +77,9 @@ bool StreamIndex::add(uint32_t target, const std::vector<Atom>& guard) {
   const Atom* best = nullptr;
   for (const Atom& a : guard)
     if (rank(a) < 2 && (!best || rank(a) < rank(*best))) best = &a;
-  Posting p{target};
+  Posting p;
+  p.first.attr = Posting::kNoAtom;
+  p.target = target;
   bool whole = true;
   for (const Atom& a : guard) {
     if (&a == best) continue;
@@ -85,8 +87,7 @@ bool StreamIndex::add(uint32_t target, const std::vector<Atom>& guard) {
       whole = false;
       continue;
     }
-    if (!p.has_first) {
-      p.has_first = true;
+    if (!p.has_first()) {
       p.first = a;
       continue;
     }
@@ -106,12 +107,12 @@ bool StreamIndex::add(uint32_t target, const std::vector<Atom>& guard) {
       return t.attr == best->attr && t.attr_type == best->attr_type && t.cmp == best->cmp;
     });
     if (it == eq_.end()) {
-      eq_.push_back(EqTable{best->attr, best->attr_type, best->cmp, {}});
+      eq_.push_back(EqTable{best->attr, best->attr_type, best->cmp, {}, {}, {}});
       it = eq_.end() - 1;
     }
     uint64_t key;
     equality_key(best->value, best->cmp, key);
-    it->map[key].push_back(p);
+    it->staged[key].push_back(p);
     return whole;
   }
   auto it = std::find_if(ranges_.begin(), ranges_.end(), [&](const RangeTable& t) {
@@ -129,6 +130,23 @@ bool StreamIndex::add(uint32_t target, const std::vector<Atom>& guard) {
   return whole;
 }
 
+namespace {
+
+size_t slot_of(uint64_t key, size_t mask) {
+  return static_cast<size_t>((key * 0x9E3779B97F4A7C15ull) >> 32) & mask;
+}
+
+}  // namespace
+
+const StreamIndex::EqTable::Entry* StreamIndex::EqTable::find(uint64_t key) const {
+  const size_t mask = table.size() - 1;
+  for (size_t i = slot_of(key, mask);; i = (i + 1) & mask) {
+    const Entry& e = table[i];
+    if (e.end == 0) return nullptr;
+    if (e.key == key) return &e;
+  }
+}
+
 void StreamIndex::prepare() {
   // By constant, ties in registration order (so candidates keep a stable order).
   auto by_constant = [](const auto& a, const auto& b) { return a.first < b.first; };
@@ -136,6 +154,40 @@ void StreamIndex::prepare() {
     std::stable_sort(t.by_double.begin(), t.by_double.end(), by_constant);
     std::stable_sort(t.by_int.begin(), t.by_int.end(), by_constant);
   }
+  for (auto& t : eq_) {
+    size_t size = 8;
+    while (size < 2 * t.staged.size()) size *= 2;  // at most half full
+    t.table.assign(size, EqTable::Entry{0, 0, 0});
+    for (auto& [key, list] : t.staged) {
+      size_t i = slot_of(key, size - 1);
+      while (t.table[i].end != 0) i = (i + 1) & (size - 1);
+      t.table[i].key = key;
+      t.table[i].begin = static_cast<uint32_t>(t.postings.size());
+      t.postings.insert(t.postings.end(), list.begin(), list.end());
+      t.table[i].end = static_cast<uint32_t>(t.postings.size());
+    }
+    t.staged = {};
+  }
+}
+
+std::vector<std::pair<uint32_t, uint32_t>> StreamIndex::renumber() {
+  std::vector<Posting*> seq;  // in the order match() meets them
+  for (auto& p : always_) seq.push_back(&p);
+  for (auto& t : eq_)
+    for (auto& p : t.postings) seq.push_back(&p);
+  for (auto& t : ranges_) {
+    for (auto& [c, p] : t.by_double) seq.push_back(&p);
+    for (auto& [c, p] : t.by_int) seq.push_back(&p);
+  }
+  std::vector<uint32_t> numbers;
+  for (const Posting* p : seq) numbers.push_back(p->target);
+  std::sort(numbers.begin(), numbers.end());
+  std::vector<std::pair<uint32_t, uint32_t>> moves;
+  for (size_t k = 0; k < seq.size(); ++k) {
+    moves.emplace_back(seq[k]->target, numbers[k]);
+    seq[k]->target = numbers[k];
+  }
+  return moves;
 }
 
 bool StreamIndex::passes(const Posting& p, const Slot* event) const {
@@ -182,9 +234,9 @@ void StreamIndex::match(const Slot* event, std::vector<uint32_t>& out) const {
   for (const auto& t : eq_) {
     uint64_t key;
     if (!equality_key(as_cmp(event[t.attr], t.attr_type, t.cmp), t.cmp, key)) continue;
-    auto it = t.map.find(key);
-    if (it == t.map.end()) continue;
-    for (const Posting& p : it->second) take(p, event, out);
+    const EqTable::Entry* e = t.find(key);
+    if (!e) continue;
+    for (uint32_t i = e->begin; i < e->end; ++i) take(t.postings[i], event, out);
   }
   for (const auto& t : ranges_) {
     Slot v = as_cmp(event[t.attr], t.attr_type, t.cmp);

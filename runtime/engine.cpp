@@ -135,24 +135,37 @@ void Engine::rebuild_routes() {
   index_.assign(automaton_.streams.size(), index::StreamIndex());
   static const std::vector<nfa::Atom> kNoGuard;
   for (uint32_t s = 0; s < automaton_.streams.size(); ++s) {
+    const size_t first = routes_.size();
     for (uint32_t n : automaton_.streams[s].readers) {
       const Node& node = automaton_.nodes[n];
       if (node.dead) continue;
       if (node.kind == NodeKind::Start) {
         for (const Emit& e : node.emits) {
-          Route r{&e, n};
           const bool whole = index_[s].add(static_cast<uint32_t>(routes_.size()),
                                            options_.index ? e.guard : kNoGuard);
-          if (options_.index && whole) r.skip = e.exact_stages;
-          if (r.skip == e.stages.size() && e.kind == Emit::Kind::ToNode) r.direct = e.target;
+          // The leading FILTERs that only restate the guard need not run when the index checks
+          // all of it.
+          const size_t skip = options_.index && whole ? e.exact_stages : 0;
+          Route r;
+          r.stages = e.stages.begin() + skip;
+          r.stage_count = static_cast<uint32_t>(e.stages.size() - skip);
+          r.node = n;
+          r.target = e.target;
+          r.edge = true;
+          r.kind = e.kind;
           routes_.push_back(r);
         }
       } else {
         index_[s].add(static_cast<uint32_t>(routes_.size()), options_.index ? node.guard : kNoGuard);
-        routes_.push_back(Route{nullptr, n});
+        Route r;
+        r.node = n;
+        routes_.push_back(r);
       }
     }
     index_[s].prepare();
+    // An event's candidates are then neighbours in routes_.
+    const std::vector<Route> before(routes_.begin() + first, routes_.end());
+    for (auto [from, to] : index_[s].renumber()) routes_[to] = before[from - first];
   }
 }
 
@@ -359,7 +372,7 @@ size_t Engine::expand(size_t begin, size_t end, std::vector<Work>& out) const {
   for (size_t i = begin; i < end; ++i) {
     const auto [e, target] = cands_[i];
     const Route& r = routes_[target];
-    if (r.emit) {
+    if (r.edge) {
       out.push_back(Work{e, target, 0, 0, 0});
       total += out.back().weight();
       continue;
@@ -425,7 +438,7 @@ void Engine::run_work(Context& cx, const Work& w) {
   const BufferedEvent& ev = batch_[w.event];
   const Slot* row = batch_slots_.data() + ev.offset;
   const Route& r = routes_[w.route];
-  if (r.emit)
+  if (r.edge)
     fire_route(cx, r, row, ev.t0, ev.t1);
   else process(cx, r.node, w.bucket, w.begin, w.end, row, ev.t0, ev.t1);
 }
@@ -499,7 +512,7 @@ void Engine::deliver(Context& cx, uint32_t stream, const Slot* row, int64_t t0, 
   for (uint32_t target : candidates) {
     const Route& r = routes_[target];
     uint32_t bucket;
-    if (r.emit)
+    if (r.edge)
       fire_route(cx, r, row, t0, t1);
     else if (find_bucket(r.node, row, &bucket))
       process(cx, r.node, bucket, 0, state_[r.node].bucket(bucket).count(), row, t0, t1);
@@ -557,21 +570,22 @@ void Engine::process(Context& cx, uint32_t n, uint32_t bucket_id, size_t begin, 
 }
 
 void Engine::fire(Context& cx, const Node& node, const Slot* row, int64_t t0, int64_t t1) {
-  for (const Emit& emit : node.emits) fire_emit(cx, emit, row, t0, t1);
+  for (const Emit& e : node.emits)
+    fire_emit(cx, e.stages.begin(), e.stages.end(), e.kind, e.target, row, t0, t1);
 }
 
 void Engine::fire_route(Context& cx, const Route& r, const Slot* row, int64_t t0, int64_t t1) {
-  if (r.direct != Route::kNoNode)
-    add_from_row(cx, r.direct, row, t0, t1);
+  if (r.stage_count == 0 && r.kind == Emit::Kind::ToNode)
+    add_from_row(cx, r.target, row, t0, t1);
   else
-    fire_emit(cx, *r.emit, row, t0, t1, r.skip);
+    fire_emit(cx, r.stages, r.stages + r.stage_count, r.kind, r.target, row, t0, t1);
 }
 
-void Engine::fire_emit(Context& cx, const Emit& emit, const Slot* row, int64_t t0, int64_t t1,
-                       size_t first_stage) {
+void Engine::fire_emit(Context& cx, const Stage* first, const Stage* last, Emit::Kind kind,
+                       uint32_t target, const Slot* row, int64_t t0, int64_t t1) {
   ScratchGuard guard(cx.scratch_top);
   const Slot* cur = row;
-  for (auto it = emit.stages.begin() + first_stage; it != emit.stages.end(); ++it) {
+  for (const Stage* it = first; it != last; ++it) {
     const Stage& stage = *it;
     EvalInput in;
     in.rows[0] = cur;
@@ -590,17 +604,19 @@ void Engine::fire_emit(Context& cx, const Emit& emit, const Slot* row, int64_t t
       cur = next.data();
     }
   }
-  if (emit.kind == Emit::Kind::ToNode) {
-    add_from_row(cx, emit.target, cur, t0, t1);
+  if (kind == Emit::Kind::ToNode) {
+    add_from_row(cx, target, cur, t0, t1);
     return;
   }
-  const nfa::Stream& s = automaton_.streams[emit.target];
+  const nfa::Stream& s = automaton_.streams[target];
   if (s.kind == nfa::StreamKind::Published) {
     const size_t width = s.schema.size();
-    if (cx.deferred) std::copy_n(cur, width, cx.defer(true, emit.target, width, t0, t1));
-    else publish(emit.target, cur, t0, t1);
+    if (cx.deferred)
+      std::copy_n(cur, width, cx.defer(true, target, width, t0, t1));
+    else
+      publish(target, cur, t0, t1);
   }
-  deliver(cx, emit.target, cur, t0, t1);
+  if (!s.readers.empty()) deliver(cx, target, cur, t0, t1);
 }
 
 void Engine::publish(uint32_t stream, const Slot* row, int64_t t0, int64_t t1) {

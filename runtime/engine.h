@@ -151,16 +151,16 @@ class Engine {
     Bucket& bucket(uint32_t id) { return keyed ? *keyed->buckets[id] : single; }
     const Bucket& bucket(uint32_t id) const { return keyed ? *keyed->buckets[id] : single; }
   };
-  // What the index hands an event to: one START edge, or a whole NEXT/FOLD node.
+  // What the index hands an event to: one START edge, or a whole NEXT/FOLD node. A START edge
+  // is copied here (what the event needs of it), so running it never reads the edge itself.
   // Pointers into automaton_, rebuilt (rebuild_routes) whenever the automaton changes.
   struct Route {
-    const nfa::Emit* emit;  // a START edge, or null: the node
-    uint32_t node;
-    // A START edge whose stages the index decides in full and which creates an instance: the
-    // node it creates it at, so the edge itself is never read (else kNoNode).
-    uint32_t direct = kNoNode;
-    uint8_t skip = 0;  // leading stages of `emit` the index decides (0 without the index)
-    static constexpr uint32_t kNoNode = UINT32_MAX;
+    const nfa::Stage* stages = nullptr;  // START edge: the stages the index does not decide
+    uint32_t stage_count = 0;
+    uint32_t node = 0;    // the NEXT/FOLD node, or the START node of the edge
+    uint32_t target = 0;  // START edge: its target node or stream
+    bool edge = false;    // a START edge (else the node)
+    nfa::Emit::Kind kind = nfa::Emit::Kind::ToNode;
   };
   // One unit of a batch: a buffered event and one of its candidates (for a node: a range of
   // the instances of the bucket the event selects, so a large bucket spreads over tasks).
@@ -219,8 +219,10 @@ class Engine {
   void process(Context& cx, uint32_t node, uint32_t bucket, size_t begin, size_t end,
                const Slot* event, int64_t t0, int64_t t1);
   void fire(Context& cx, const nfa::Node& node, const Slot* row, int64_t t0, int64_t t1);
-  void fire_emit(Context& cx, const nfa::Emit& emit, const Slot* row, int64_t t0, int64_t t1,
-                 size_t first_stage = 0);
+  // Runs an edge: `stages` [first, last) over `row`, then an instance at node `target` or a row
+  // on stream `target`.
+  void fire_emit(Context& cx, const nfa::Stage* first, const nfa::Stage* last, nfa::Emit::Kind kind,
+                 uint32_t target, const Slot* row, int64_t t0, int64_t t1);
   // Runs a START edge (or node) the index handed an event to.
   void fire_route(Context& cx, const Route& r, const Slot* row, int64_t t0, int64_t t1);
   void publish(uint32_t stream, const Slot* row, int64_t t0, int64_t t1);
