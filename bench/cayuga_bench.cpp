@@ -3,8 +3,8 @@
 //   cayuga-bench --queries 1,100,10000 --workload walk,stock --events 1000000
 //
 // Events are pushed from memory straight into the engine (no parsing), one run per cell.
-#include <sys/resource.h>
 #include <malloc.h>
+#include <sys/resource.h>
 #include <unistd.h>
 
 #include <algorithm>
@@ -19,6 +19,7 @@
 
 #include "bench/workload.h"
 #include "runtime/engine.h"
+#include "runtime/huge_pages.h"
 
 namespace {
 
@@ -124,6 +125,7 @@ Result run_one(const std::string& script, const std::vector<bench::StockEvent>& 
 }  // namespace
 
 int main(int argc, char** argv) {
+  use_huge_pages(argv);
   std::vector<size_t> queries = {1, 100, 10000};
   std::vector<std::string> workloads = {"walk", "stock"};
   size_t events = 1000000, symbols = 2000, copies = 100, per_epoch = 4;

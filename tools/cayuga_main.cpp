@@ -1,8 +1,7 @@
 // The `cayuga` command line: check, explain and run CEL scripts.
 #include <sys/resource.h>
-#include <unistd.h>
-
 #include <tbb/info.h>
+#include <unistd.h>
 
 #include <charconv>
 #include <chrono>
@@ -17,6 +16,7 @@
 #include "lang/parser.h"
 #include "nfa/automaton.h"
 #include "runtime/engine.h"
+#include "runtime/huge_pages.h"
 #include "runtime/io.h"
 #include "tools/run_loop.h"
 #include "tools/serve/serve.h"
@@ -354,6 +354,7 @@ int cmd_run(std::vector<std::string> args) {
 }  // namespace
 
 int main(int argc, char** argv) {
+  cayuga::use_huge_pages(argv);
   std::vector<std::string> args(argv + 1, argv + argc);
   if (args.empty()) return std::cerr << kUsage, 2;
   std::string cmd = args[0];
