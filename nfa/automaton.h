@@ -93,7 +93,8 @@ struct Emit {
 enum class NodeKind : uint8_t { Start, Next, Fold };
 
 struct Node {
-  // (Scalars first, ordered to leave no padding: a million queries make a million nodes.)
+  // (Scalars first, ordered to leave no padding: a million queries make a million nodes; and
+  // what the runtime reads for every instance it adds or compacts comes first, in one line.)
   NodeKind kind = NodeKind::Start;
   bool dead = false;          // every query using it was removed
   Type key_type = Type::Int;  // see key_slot
@@ -112,6 +113,10 @@ struct Node {
   uint32_t width = 0;
   // FOLD: instance slots [last_base, last_base + n2) hold the last event's values.
   uint32_t last_base = 0;
+  // An instance whose t0 is more than `max_dur` before every future event's t1 can never
+  // produce anything again (every path out of the node bounds DUR from above): free it.
+  int64_t max_dur = kNoDurBound;
+  int64_t own_max_dur = kNoDurBound;  // the bound from the node's own predicates alone
   SharedArray<int32_t> init;
 
   Program filter;  // θ (NEXT) or θ1 (FOLD), AND the FILTERs on a bare right-hand stream
@@ -132,11 +137,6 @@ struct Node {
   // Conditions on the event implied by the filter predicate (including `$1.a = $2.b` where every
   // instance holds the same constant in `a`), for the global index.
   std::vector<Atom> guard;
-
-  // An instance whose t0 is more than `max_dur` before every future event's t1 can never
-  // produce anything again (every path out of the node bounds DUR from above): free it.
-  int64_t max_dur = kNoDurBound;
-  int64_t own_max_dur = kNoDurBound;  // the bound from the node's own predicates alone
 };
 
 struct QueryInfo {

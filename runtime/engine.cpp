@@ -622,11 +622,10 @@ void Engine::fire_emit(Context& cx, const Stage* first, const Stage* last, Emit:
 void Engine::publish(uint32_t stream, const Slot* row, int64_t t0, int64_t t1) {
   ++stats_.outputs;
   if (!sink_) return;
-  Row r;
-  r.t0 = t0;
-  r.t1 = t1;
-  r.values.assign(row, row + automaton_.streams[stream].schema.size());
-  sink_(stream, r);
+  out_row_.t0 = t0;  // publish runs on the calling thread only: one row serves every output
+  out_row_.t1 = t1;
+  out_row_.values.assign(row, row + automaton_.streams[stream].schema.size());
+  sink_(stream, out_row_);
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -760,7 +759,7 @@ void Engine::expire_until(int64_t next_time) {
   deadlines_.take_until(next_time, due_entries_);
   due_.clear();
   for (const ExpiryWheel::Entry& d : due_entries_) {
-    if (automaton_.nodes[d.node].dead) continue;
+    // (A dead node's state was reset: its `scheduled` matches no entry.)
     Bucket& b = state_[d.node].bucket(d.bucket);
     if (b.scheduled != d.deadline) continue;  // superseded
     b.scheduled = INT64_MAX;

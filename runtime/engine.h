@@ -255,6 +255,7 @@ class Engine {
   std::vector<std::pair<uint32_t, uint32_t>> due_;    // scratch of expire_until
   ExpiryWheel deadlines_;
   Sink sink_;
+  Row out_row_;  // what publish() hands the sink
   mutable EngineStats stats_;
   int64_t epoch_ = INT64_MIN;  // t1 of the open epoch
   bool epoch_open_ = false;

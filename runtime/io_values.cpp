@@ -2,6 +2,7 @@
 #include <charconv>
 #include <chrono>
 #include <cmath>
+#include <utility>
 
 #include "runtime/io_internal.h"
 
@@ -60,14 +61,19 @@ std::string quote_for_message(std::string_view s) {
 }
 
 uint64_t intern_cached(std::string_view s) {
-  // Direct-mapped, holding ids only: an id's text never changes and reading it takes no lock,
-  // so a slot is checked against the interner itself. 0 (the id of "") marks an empty slot.
-  constexpr size_t kSlots = 1 << 14;
+  // Two-way set-associative, holding ids only: an id's text never changes and reading it takes
+  // no lock, so a slot is checked against the interner itself. 0 (the id of "") marks an empty
+  // slot. Sized for tens of thousands of distinct values (symbols, hosts) per input.
+  constexpr size_t kSlots = 1 << 16;
   thread_local std::unique_ptr<uint64_t[]> cache(new uint64_t[kSlots]());
   if (s.empty()) return 0;
-  uint64_t& slot = cache[std::hash<std::string_view>{}(s) & (kSlots - 1)];
-  if (slot == 0 || interned(slot) != s) slot = intern(s);
-  return slot;
+  uint64_t* set = &cache[std::hash<std::string_view>{}(s) & (kSlots - 2)];
+  if (set[0] != 0 && interned(set[0]) == s) return set[0];
+  if (set[1] != 0 && interned(set[1]) == s)
+    std::swap(set[0], set[1]);  // most recent first
+  else
+    set[1] = std::exchange(set[0], intern(s));
+  return set[0];
 }
 
 std::string convert_value(std::string_view text, const Attribute& attr, Slot& out) {

@@ -26,7 +26,9 @@ std::string read_file(const std::string& path) {
 // Runs the probe with `env` (NAME=value entries, replacing the inherited environment) and
 // returns what it recorded: "<starts> <GLIBC_TUNABLES>".
 std::string probe(const std::vector<std::string>& env) {
-  const std::string out = ::testing::TempDir() + "huge_pages_probe.txt";
+  // Per process: ctest runs the tests of this file in parallel.
+  const std::string out =
+      ::testing::TempDir() + "huge_pages_probe." + std::to_string(getpid()) + ".txt";
   std::remove(out.c_str());
   pid_t pid = fork();
   if (pid == 0) {
