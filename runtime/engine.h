@@ -9,11 +9,11 @@
 //
 // Where the time goes, and what keeps it proportional to the work an event really causes:
 //  - the global predicate index (index/) of each stream sends an event only to the START edges
-//    and NEXT/FOLD nodes whose guards it satisfies;
+//    and NEXT/FOLD nodes whose guards it satisfies (all of each guard), and a START edge skips
+//    the FILTERs its guard already says (Route);
 //  - a node with a dynamic equality (`$1.Name = $2.Name`) keeps its instances in buckets by that
 //    value, so an event visits one bucket;
-//  - instances live in flat per-bucket columns (slots, t0, t1), compacted only when an epoch
-//    touched the bucket;
+//  - a bucket is one array of instance records, compacted only when an epoch touched it;
 //  - expiry of DUR-bounded instances is driven by a timing wheel of bucket deadlines
 //    (expiry_wheel.h), never by a scan.
 // Each of the three optimizations can be switched off (EngineOptions / environment) and the
@@ -26,7 +26,7 @@
 // the items are split into contiguous chunks run as TBB tasks, and each task records its
 // effects (new instances, outputs, consumed instances) instead of applying them. The effects
 // are then applied chunk by chunk, in order, so the sink sees the same rows in the same order
-// and the instance columns end up identical to a one-thread run. A batch with little work
+// and the buckets end up identical to a one-thread run. A batch with little work
 // runs inline on the calling thread. Epoch-end compaction and expiry of many buckets are split
 // the same way. Outputs of a buffered epoch reach the sink when its batch runs, not at push().
 //
