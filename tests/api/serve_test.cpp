@@ -140,8 +140,14 @@ std::unique_ptr<Server> start(ServeConfig cfg = {}) {
   return s;
 }
 
-TEST(Serve, QueryEventSubscribeCycle) {
-  auto srv = start();
+// Scripts in, events in, rows out, a query removed; with `threads` engine workers.
+void query_event_subscribe_cycle(unsigned threads) {
+  ServeConfig cfg;
+  cfg.threads = threads;
+  auto srv = start(cfg);
+  if (threads != 0) {
+    EXPECT_EQ(srv->engine().options().threads, threads);
+  }
   const uint16_t port = srv->http_port();
   EXPECT_EQ(get(port, "/health").body, "{\"status\":\"ok\"}\n");
   Reply r = post(port, "/v1/scripts", kScript);
@@ -180,6 +186,15 @@ TEST(Serve, QueryEventSubscribeCycle) {
   srv->stop();
   EXPECT_EQ(sub.next_line(), R"({"end":"server shutting down"})");
   EXPECT_EQ(sub.next_line(), "");
+}
+
+TEST(Serve, QueryEventSubscribeCycle) {
+  query_event_subscribe_cycle(0);
+}
+
+// `cayuga serve --threads 4`: the workers are there and the rows are the same.
+TEST(Serve, QueryEventSubscribeCycleWithFourThreads) {
+  query_event_subscribe_cycle(4);
 }
 
 TEST(Serve, BadInputIsRejectedPerLine) {
