@@ -649,13 +649,7 @@ namespace {
 // Folds constant subtrees by evaluating them with the interpreter; keeps divisions by a constant
 // zero (they must trap, and be counted, at run time).
 TExpr simplify(const TExpr& e) {
-  TExpr out;
-  out.op = e.op;
-  out.type = e.type;
-  out.side = e.side;
-  out.func = e.func;
-  out.index = e.index;
-  out.value = e.value;
+  TExpr out = e.shell();
   out.kids.reserve(e.kids.size());
   bool all_const = !e.kids.empty();
   for (const TExpr& k : e.kids) {

@@ -53,6 +53,18 @@ struct TExpr {
   Slot value{};
   std::vector<TExpr> kids;
 
+  // This node without its kids, for rebuilding a tree bottom-up.
+  TExpr shell() const {
+    TExpr s;
+    s.op = op;
+    s.type = type;
+    s.side = side;
+    s.func = func;
+    s.index = index;
+    s.value = value;
+    return s;
+  }
+
   bool is_bool() const {
     return op == TOp::True || op == TOp::And || op == TOp::Or || op == TOp::Not ||
            (op >= TOp::Eq && op <= TOp::Ge);

@@ -104,13 +104,7 @@ bool is_int_division(const TExpr& e) {
 }
 
 TExpr fold(const TExpr& e) {
-  TExpr out;
-  out.op = e.op;
-  out.type = e.type;
-  out.side = e.side;
-  out.func = e.func;
-  out.index = e.index;
-  out.value = e.value;
+  TExpr out = e.shell();
   out.kids.reserve(e.kids.size());
   bool all_const = !e.kids.empty();
   for (const TExpr& k : e.kids) {
