@@ -339,7 +339,8 @@ FROM FILTER{cnt >= 2}(
   FOLD{$2.Sym = $.Sym AND DUR < 1 SECONDS, , $.cnt + 1 AS cnt} Trade)
 PUBLISH Runs;
 )");
-  Result r = same_on_all_threads("flood.cel " + kTradesJsonl + " --output-format csv --stats --jit on");
+  Result r =
+      same_on_all_threads("flood.cel " + kTradesJsonl + " --output-format csv --stats --jit on");
   // 10000 events, more than 5 rows each: over 16384 rows for a batch of 4096 records.
   EXPECT_GT(lines(r.out), 50000u);
   EXPECT_GT(count_lines_starting(r.out, "stream,"), 1000u);
