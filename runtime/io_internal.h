@@ -127,6 +127,36 @@ uint64_t intern_cached(std::string_view s);
 // Numbers are trimmed of blanks first; strings are interned as given (intern_cached).
 std::string convert_value(std::string_view text, const Attribute& attr, Slot& out);
 
+// The event of the one-stream input `def` in a record whose field k is `field(k)` and is named
+// `label(k)` in messages ("column ts"): t0 from field `t0`, t1 from field `t1` (the same field:
+// t1 = t0; otherwise t0 must not be after it), attribute i from field `attrs[i]`. Returns "" or
+// what is wrong with the record.
+std::string read_fields(const StreamDef& def, const TimeFormat& tf, EngineUnit unit, auto t0,
+                        auto t1, const auto& attrs, const auto& field, const auto& label,
+                        InputEvent& out) {
+  int64_t t0_value, t1_value;
+  if (std::string e = parse_time_value(field(t0), tf, unit, t0_value); !e.empty())
+    return label(t0) + ": " + e;
+  if (t1 == t0) {
+    t1_value = t0_value;
+  } else {
+    if (std::string e = parse_time_value(field(t1), tf, unit, t1_value); !e.empty())
+      return label(t1) + ": " + e;
+    if (t0_value > t1_value)
+      return "t0 (" + std::to_string(t0_value) + ") is after t1 (" + std::to_string(t1_value) + ")";
+  }
+  const Schema& schema = *def.schema;
+  out.row.values.resize(schema.size());
+  for (size_t i = 0; i < schema.size(); ++i)
+    if (std::string e = convert_value(field(attrs[i]), schema.attrs[i], out.row.values[i]);
+        !e.empty())
+      return e;
+  out.stream = def.id;
+  out.row.t0 = t0_value;
+  out.row.t1 = t1_value;
+  return {};
+}
+
 // Resolves an attribute → source-name mapping: the source name for `attr` ("" → attr name).
 std::string_view mapped_name(const InputSpec& spec, std::string_view attr);
 

@@ -263,27 +263,11 @@ class CsvReader final : public LineBasedReader {
       return failed(error, "wrong number of fields: the header has " +
                                std::to_string(header_.size()) + " columns, the record has " +
                                std::to_string(fields.size()));
-    int64_t t0, t1;
-    if (std::string e = parse_time_value(fields[t0_], tf_, unit_, t0); !e.empty())
-      return failed(error, "column " + header_[t0_] + ": " + e);
-    if (t1_ == t0_) {
-      t1 = t0;
-    } else {
-      if (std::string e = parse_time_value(fields[t1_], tf_, unit_, t1); !e.empty())
-        return failed(error, "column " + header_[t1_] + ": " + e);
-      if (t0 > t1)
-        return failed(error,
-                      "t0 (" + std::to_string(t0) + ") is after t1 (" + std::to_string(t1) + ")");
-    }
-    const Schema& schema = *def_.schema;
-    out.row.values.resize(schema.size());
-    for (size_t i = 0; i < schema.size(); ++i)
-      if (std::string e = convert_value(fields[cols_[i]], schema.attrs[i], out.row.values[i]);
-          !e.empty())
-        return failed(error, e);
-    out.stream = def_.id;
-    out.row.t0 = t0;
-    out.row.t1 = t1;
+    if (std::string e = read_fields(
+            def_, tf_, unit_, t0_, t1_, cols_, [&](size_t k) { return fields[k]; },
+            [&](size_t k) { return "column " + header_[k]; }, out);
+        !e.empty())
+      return failed(error, e);
     return Parsed::Event;
   }
 

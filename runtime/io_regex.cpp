@@ -81,27 +81,11 @@ class RegexReader final : public LineBasedReader {
       const re2::StringPiece& g = match[static_cast<size_t>(idx)];
       return g.data() ? std::string_view(g.data(), g.size()) : std::string_view();
     };
-    int64_t t0, t1;
-    if (std::string e = parse_time_value(group(t0_), tf_, unit_, t0); !e.empty())
-      return failed(error, "group " + name_of(t0_) + ": " + e);
-    if (t1_ == t0_) {
-      t1 = t0;
-    } else {
-      if (std::string e = parse_time_value(group(t1_), tf_, unit_, t1); !e.empty())
-        return failed(error, "group " + name_of(t1_) + ": " + e);
-      if (t0 > t1)
-        return failed(error,
-                      "t0 (" + std::to_string(t0) + ") is after t1 (" + std::to_string(t1) + ")");
-    }
-    const Schema& schema = *def_.schema;
-    out.row.values.resize(schema.size());
-    for (size_t i = 0; i < schema.size(); ++i)
-      if (std::string e = convert_value(group(groups_[i]), schema.attrs[i], out.row.values[i]);
-          !e.empty())
-        return failed(error, e);
-    out.stream = def_.id;
-    out.row.t0 = t0;
-    out.row.t1 = t1;
+    if (std::string e = read_fields(
+            def_, tf_, unit_, t0_, t1_, groups_, group,
+            [&](int k) { return "group " + name_of(k); }, out);
+        !e.empty())
+      return failed(error, e);
     return Parsed::Event;
   }
 
