@@ -5,7 +5,7 @@
 #include <climits>
 #include <cstdlib>
 #include <cstring>
-
+#include <new>
 #include <optional>
 
 // Debian's libtbb is not built with ThreadSanitizer, so TSan cannot see that handing a task to
@@ -454,7 +454,7 @@ void Engine::apply_effects(size_t workers) {
         if (!e.output && e.id % parts == part)
           add_instance(e.id, cx.slots.data() + e.offset, e.t0, e.t1, dirty);
       for (auto [n, bucket] : cx.dirty)
-        if (n % parts == part) mark_dirty(n, bucket, dirty);
+        if (n % parts == part) mark_dirty(n, bucket, true, dirty);
     }
   };
   size_t effects = 0;
@@ -509,6 +509,7 @@ void Engine::deliver(Context& cx, uint32_t stream, const Slot* row, int64_t t0, 
   std::vector<uint32_t>& candidates = cx.scratch_targets();
   index_[stream].match(row, candidates);
   cx.candidates += candidates.size();
+  if (candidates.size() > 1) prefetch(candidates);
   for (uint32_t target : candidates) {
     const Route& r = routes_[target];
     uint32_t bucket;
@@ -516,6 +517,28 @@ void Engine::deliver(Context& cx, uint32_t stream, const Slot* row, int64_t t0, 
       fire_route(cx, r, row, t0, t1);
     else if (find_bucket(r.node, row, &bucket))
       process(cx, r.node, bucket, 0, state_[r.node].bucket(bucket).count(), row, t0, t1);
+  }
+}
+
+// An event's candidates are cold (their queries' symbol was last seen long ago): ask for the
+// routes' nodes, states and stages, then for the instances and edges those point to, so that
+// the cache misses of all candidates overlap instead of queueing one after another.
+void Engine::prefetch(const std::vector<uint32_t>& candidates) const {
+  for (uint32_t target : candidates) {
+    const Route& r = routes_[target];
+    if (r.edge && r.stage_count) __builtin_prefetch(r.stages);
+    if (r.edge && r.kind != Emit::Kind::ToNode) continue;
+    const uint32_t n = r.edge ? r.target : r.node;
+    const char* node = reinterpret_cast<const char*>(&automaton_.nodes[n]);
+    __builtin_prefetch(&state_[n]);
+    for (size_t line = 0; line < (r.edge ? 1 : 3); ++line) __builtin_prefetch(node + 64 * line);
+  }
+  for (uint32_t target : candidates) {
+    const Route& r = routes_[target];
+    if (r.edge && r.kind != Emit::Kind::ToNode) continue;
+    const uint32_t n = r.edge ? r.target : r.node;
+    if (!state_[n].keyed) __builtin_prefetch(state_[n].single.rows.data());
+    if (!r.edge) __builtin_prefetch(automaton_.nodes[n].emits.data());
   }
 }
 
@@ -565,7 +588,8 @@ void Engine::process(Context& cx, uint32_t n, uint32_t bucket_id, size_t begin, 
   }
   if (consumed_any) {
     if (cx.deferred) cx.dirty.emplace_back(n, bucket_id);
-    else mark_dirty(n, bucket_id);
+    else
+      mark_dirty(n, bucket_id, true);
   }
 }
 
@@ -652,18 +676,29 @@ void Engine::add_instance(uint32_t n, const Slot* instance, int64_t t0, int64_t 
   Bucket* b = bucket_for(n, instance, &id);
   if (!b) return;
   const uint32_t width = automaton_.nodes[n].width;
-  const size_t at = b->rows.size();
-  b->rows.resize(at + kHeader + width);
-  Slot* rec = b->rows.data() + at;
+  Slot* rec = b->rows.append(kHeader + width);
   rec[0].i = t0;
   rec[1].i = t1;
   rec[2].i = 0;
   std::copy_n(instance, width, rec + kHeader);
-  mark_dirty(n, id, dirty);
+  mark_dirty(n, id, false, dirty);
 }
 
 void Engine::add_from_row(Context& cx, uint32_t n, const Slot* row, int64_t t0, int64_t t1) {
   const Node& node = automaton_.nodes[n];
+  if (!cx.deferred && !state_[n].keyed) {  // the common case: built in place
+    Bucket& b = state_[n].single;
+    Slot* rec = b.rows.append(kHeader + node.width);
+    rec[0].i = t0;
+    rec[1].i = t1;
+    rec[2].i = 0;
+    for (uint32_t k = 0; k < node.width; ++k) {
+      const int32_t src = node.init[k];
+      rec[kHeader + k] = src >= 0 ? row[src] : Slot{};
+    }
+    mark_dirty(n, 0, false);
+    return;
+  }
   ScratchGuard guard(cx.scratch_top);
   Slot* inst = cx.deferred ? cx.defer(false, n, node.width, t0, t1)
                            : cx.scratch_row(node.width).data();
@@ -674,18 +709,35 @@ void Engine::add_from_row(Context& cx, uint32_t n, const Slot* row, int64_t t0, 
   if (!cx.deferred) add_instance(n, inst, t0, t1);
 }
 
-void Engine::mark_dirty(uint32_t n, uint32_t bucket, BucketList& dirty) {
+void Engine::mark_dirty(uint32_t n, uint32_t bucket, bool consumed, BucketList& dirty) {
   Bucket& b = state_[n].bucket(bucket);
+  b.consumed |= consumed;
   if (!b.dirty) {
     b.dirty = true;
     dirty.emplace_back(n, bucket);
   }
 }
 
+void Engine::Records::grow(size_t need) {
+  cap_ = std::max({need, 2 * cap_, size_t{16}});
+  data_ = static_cast<Slot*>(std::realloc(data_, cap_ * sizeof(Slot)));
+  if (!data_) throw std::bad_alloc();
+}
+
 uint64_t Engine::compact(Bucket& b, const Node& node, int64_t next_time) {
   const uint32_t stride = kHeader + node.width;
   const bool bounded = node.max_dur != nfa::kNoDurBound;
   const size_t total = b.rows.size() / stride;
+  if (!b.consumed && !(bounded && b.installed && next_time - b.min_t0 > node.max_dur)) {
+    // Nothing consumed, nothing expired (min_t0 is the oldest installed): install the rest.
+    int64_t min_t0 = b.min_t0;
+    for (size_t k = b.installed; k < total; ++k)
+      min_t0 = std::min(min_t0, b.rows.data()[k * stride].i);
+    b.installed = static_cast<uint32_t>(total);
+    b.min_t0 = min_t0;
+    return 0;
+  }
+  b.consumed = false;
   size_t keep = 0;
   uint64_t expired = 0;
   int64_t min_t0 = INT64_MAX;
@@ -702,7 +754,7 @@ uint64_t Engine::compact(Bucket& b, const Node& node, int64_t next_time) {
     min_t0 = std::min(min_t0, rec[0].i);
     ++keep;
   }
-  b.rows.resize(keep * stride);
+  b.rows.shrink(keep * stride);
   b.installed = static_cast<uint32_t>(keep);
   b.min_t0 = min_t0;
   return expired;
@@ -758,6 +810,13 @@ void Engine::expire_until(int64_t next_time) {
   due_entries_.clear();
   deadlines_.take_until(next_time, due_entries_);
   due_.clear();
+  // Due buckets are cold: fetch them all before compacting any (as in prefetch()).
+  for (const ExpiryWheel::Entry& d : due_entries_) {
+    __builtin_prefetch(&state_[d.node]);
+    __builtin_prefetch(&automaton_.nodes[d.node]);
+  }
+  for (const ExpiryWheel::Entry& d : due_entries_)
+    if (!state_[d.node].keyed) __builtin_prefetch(state_[d.node].single.rows.data());
   for (const ExpiryWheel::Entry& d : due_entries_) {
     // (A dead node's state was reset: its `scheduled` matches no entry.)
     Bucket& b = state_[d.node].bucket(d.bucket);

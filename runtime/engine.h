@@ -34,6 +34,7 @@
 #pragma once
 
 #include <cstdint>
+#include <cstdlib>
 #include <deque>
 #include <functional>
 #include <memory>
@@ -131,10 +132,44 @@ class Engine {
   // records of kHeader + width slots: t0, t1, a consumed flag (written through std::atomic_ref
   // in parallel batches), then the values. The installed instances come first; behind them,
   // those added in the open epoch, which only its close installs.
+  //
+  // `rows` grows without zero-filling (a new record is written at once) and by doubling.
+  class Records {
+   public:
+    Records() = default;
+    Records(Records&& o) noexcept : data_(o.data_), size_(o.size_), cap_(o.cap_) {
+      o.data_ = nullptr;
+      o.size_ = o.cap_ = 0;
+    }
+    Records& operator=(Records&& o) noexcept {
+      std::swap(data_, o.data_);
+      std::swap(size_, o.size_);
+      std::swap(cap_, o.cap_);
+      return *this;
+    }
+    ~Records() { std::free(data_); }
+    Slot* data() { return data_; }
+    const Slot* data() const { return data_; }
+    size_t size() const { return size_; }
+    // `n` more slots at the end, uninitialized.
+    Slot* append(size_t n) {
+      if (size_ + n > cap_) grow(size_ + n);
+      Slot* at = data_ + size_;
+      size_ += n;
+      return at;
+    }
+    void shrink(size_t n) { size_ = n; }
+
+   private:
+    void grow(size_t need);
+    Slot* data_ = nullptr;
+    size_t size_ = 0, cap_ = 0;
+  };
   struct Bucket {
-    std::vector<Slot> rows;
+    Records rows;
     uint32_t installed = 0;
     bool dirty = false;
+    bool consumed = false;          // an installed instance was consumed this epoch
     int64_t min_t0 = INT64_MAX;     // of installed instances
     int64_t scheduled = INT64_MAX;  // expiry deadline queued in the wheel
     size_t count() const { return installed; }
@@ -215,6 +250,7 @@ class Engine {
   void run_work(Context& cx, const Work& w);
   void apply_effects(size_t workers);
   bool find_bucket(uint32_t node, const Slot* event, uint32_t* bucket) const;
+  void prefetch(const std::vector<uint32_t>& candidates) const;
   void deliver(Context& cx, uint32_t stream, const Slot* row, int64_t t0, int64_t t1);
   void process(Context& cx, uint32_t node, uint32_t bucket, size_t begin, size_t end,
                const Slot* event, int64_t t0, int64_t t1);
@@ -235,8 +271,11 @@ class Engine {
     add_instance(node, instance, t0, t1, dirty_);
   }
   void add_from_row(Context& cx, uint32_t node, const Slot* row, int64_t t0, int64_t t1);
-  void mark_dirty(uint32_t node, uint32_t bucket, BucketList& dirty);
-  void mark_dirty(uint32_t node, uint32_t bucket) { mark_dirty(node, bucket, dirty_); }
+  // `consumed`: an installed instance of the bucket was consumed (else only added to).
+  void mark_dirty(uint32_t node, uint32_t bucket, bool consumed, BucketList& dirty);
+  void mark_dirty(uint32_t node, uint32_t bucket, bool consumed) {
+    mark_dirty(node, bucket, consumed, dirty_);
+  }
   // Drops consumed and (by `next_time`) expired instances and installs the pending ones;
   // returns how many were expired.
   uint64_t compact(Bucket& b, const nfa::Node& node, int64_t next_time);
