@@ -131,6 +131,10 @@ bool Engine::remove_query(uint32_t id) {
 }
 
 void Engine::rebuild_routes() {
+  streams_.clear();
+  for (const nfa::Stream& s : automaton_.streams)
+    streams_.push_back(StreamUse{static_cast<uint32_t>(s.schema.size()),
+                                 s.kind == nfa::StreamKind::Published, !s.readers.empty()});
   routes_.clear();
   index_.assign(automaton_.streams.size(), index::StreamIndex());
   static const std::vector<nfa::Atom> kNoGuard;
@@ -407,6 +411,7 @@ void Engine::run_batch() {
   } else {
     // Few candidates, maybe over big buckets: items in one-thread order, bucket ranges split,
     // cut into chunks of about equal weight (four per thread), or run inline when light.
+    prefetch(cands_.begin(), cands_.end(), [](const auto& c) { return c.second; });
     work_.clear();
     const size_t total = expand(0, cands_.size(), work_);
     if (total < min_work) {
@@ -509,7 +514,8 @@ void Engine::deliver(Context& cx, uint32_t stream, const Slot* row, int64_t t0, 
   std::vector<uint32_t>& candidates = cx.scratch_targets();
   index_[stream].match(row, candidates);
   cx.candidates += candidates.size();
-  if (candidates.size() > 1) prefetch(candidates);
+  if (candidates.size() > 1)
+    prefetch(candidates.begin(), candidates.end(), [](uint32_t route) { return route; });
   for (uint32_t target : candidates) {
     const Route& r = routes_[target];
     uint32_t bucket;
@@ -523,9 +529,10 @@ void Engine::deliver(Context& cx, uint32_t stream, const Slot* row, int64_t t0, 
 // An event's candidates are cold (their queries' symbol was last seen long ago): ask for the
 // routes' nodes, states and stages, then for the instances and edges those point to, so that
 // the cache misses of all candidates overlap instead of queueing one after another.
-void Engine::prefetch(const std::vector<uint32_t>& candidates) const {
-  for (uint32_t target : candidates) {
-    const Route& r = routes_[target];
+template <class It, class RouteOf>
+void Engine::prefetch(It first, It last, RouteOf route_of) const {
+  for (It it = first; it != last; ++it) {
+    const Route& r = routes_[route_of(*it)];
     if (r.edge && r.stage_count) __builtin_prefetch(r.stages);
     if (r.edge && r.kind != Emit::Kind::ToNode) continue;
     const uint32_t n = r.edge ? r.target : r.node;
@@ -533,12 +540,26 @@ void Engine::prefetch(const std::vector<uint32_t>& candidates) const {
     __builtin_prefetch(&state_[n]);
     for (size_t line = 0; line < (r.edge ? 1 : 3); ++line) __builtin_prefetch(node + 64 * line);
   }
-  for (uint32_t target : candidates) {
-    const Route& r = routes_[target];
+  for (It it = first; it != last; ++it) {
+    const Route& r = routes_[route_of(*it)];
     if (r.edge && r.kind != Emit::Kind::ToNode) continue;
     const uint32_t n = r.edge ? r.target : r.node;
-    if (!state_[n].keyed) __builtin_prefetch(state_[n].single.rows.data());
+    if (state_[n].keyed) continue;
+    const Bucket& b = state_[n].single;
+    if (!r.edge && b.count() == 0) continue;  // nothing to visit
+    __builtin_prefetch(b.rows.data());
+    __builtin_prefetch(b.rows.data() + 8);
     if (!r.edge) __builtin_prefetch(automaton_.nodes[n].emits.data());
+  }
+  // Third wave: where the visited nodes' first edges go.
+  for (It it = first; it != last; ++it) {
+    const Route& r = routes_[route_of(*it)];
+    if (r.edge || state_[r.node].keyed || state_[r.node].single.count() == 0) continue;
+    const Node& node = automaton_.nodes[r.node];
+    if (node.emits.empty()) continue;
+    const Emit& e = node.emits.front();
+    __builtin_prefetch(e.stages.begin());
+    if (e.kind == Emit::Kind::ToStream) __builtin_prefetch(&streams_[e.target]);
   }
 }
 
@@ -632,15 +653,15 @@ void Engine::fire_emit(Context& cx, const Stage* first, const Stage* last, Emit:
     add_from_row(cx, target, cur, t0, t1);
     return;
   }
-  const nfa::Stream& s = automaton_.streams[target];
-  if (s.kind == nfa::StreamKind::Published) {
-    const size_t width = s.schema.size();
+  const StreamUse& s = streams_[target];
+  if (s.published) {
+    const size_t width = s.width;
     if (cx.deferred)
       std::copy_n(cur, width, cx.defer(true, target, width, t0, t1));
     else
       publish(target, cur, t0, t1);
   }
-  if (!s.readers.empty()) deliver(cx, target, cur, t0, t1);
+  if (s.read) deliver(cx, target, cur, t0, t1);
 }
 
 void Engine::publish(uint32_t stream, const Slot* row, int64_t t0, int64_t t1) {
@@ -648,7 +669,7 @@ void Engine::publish(uint32_t stream, const Slot* row, int64_t t0, int64_t t1) {
   if (!sink_) return;
   out_row_.t0 = t0;  // publish runs on the calling thread only: one row serves every output
   out_row_.t1 = t1;
-  out_row_.values.assign(row, row + automaton_.streams[stream].schema.size());
+  out_row_.values.assign(row, row + streams_[stream].width);
   sink_(stream, out_row_);
 }
 
@@ -676,7 +697,7 @@ void Engine::add_instance(uint32_t n, const Slot* instance, int64_t t0, int64_t 
   Bucket* b = bucket_for(n, instance, &id);
   if (!b) return;
   const uint32_t width = automaton_.nodes[n].width;
-  Slot* rec = b->rows.append(kHeader + width);
+  Slot* rec = b->add(kHeader + width);
   rec[0].i = t0;
   rec[1].i = t1;
   rec[2].i = 0;
@@ -688,7 +709,7 @@ void Engine::add_from_row(Context& cx, uint32_t n, const Slot* row, int64_t t0, 
   const Node& node = automaton_.nodes[n];
   if (!cx.deferred && !state_[n].keyed) {  // the common case: built in place
     Bucket& b = state_[n].single;
-    Slot* rec = b.rows.append(kHeader + node.width);
+    Slot* rec = b.add(kHeader + node.width);
     rec[0].i = t0;
     rec[1].i = t1;
     rec[2].i = 0;
@@ -727,7 +748,7 @@ void Engine::Records::grow(size_t need) {
 uint64_t Engine::compact(Bucket& b, const Node& node, int64_t next_time) {
   const uint32_t stride = kHeader + node.width;
   const bool bounded = node.max_dur != nfa::kNoDurBound;
-  const size_t total = b.rows.size() / stride;
+  const size_t total = b.total;
   if (!b.consumed && !(bounded && b.installed && next_time - b.min_t0 > node.max_dur)) {
     // Nothing consumed, nothing expired (min_t0 is the oldest installed): install the rest.
     int64_t min_t0 = b.min_t0;
@@ -755,6 +776,7 @@ uint64_t Engine::compact(Bucket& b, const Node& node, int64_t next_time) {
     ++keep;
   }
   b.rows.shrink(keep * stride);
+  b.total = static_cast<uint32_t>(keep);
   b.installed = static_cast<uint32_t>(keep);
   b.min_t0 = min_t0;
   return expired;

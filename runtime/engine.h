@@ -167,12 +167,18 @@ class Engine {
   };
   struct Bucket {
     Records rows;
+    uint32_t total = 0;  // records, pending ones included
     uint32_t installed = 0;
     bool dirty = false;
     bool consumed = false;          // an installed instance was consumed this epoch
     int64_t min_t0 = INT64_MAX;     // of installed instances
     int64_t scheduled = INT64_MAX;  // expiry deadline queued in the wheel
     size_t count() const { return installed; }
+    // A new record of `stride` slots at the end, to be filled by the caller.
+    Slot* add(uint32_t stride) {
+      ++total;
+      return rows.append(stride);
+    }
   };
   static constexpr uint32_t kHeader = 3;
   struct NodeState {
@@ -250,7 +256,9 @@ class Engine {
   void run_work(Context& cx, const Work& w);
   void apply_effects(size_t workers);
   bool find_bucket(uint32_t node, const Slot* event, uint32_t* bucket) const;
-  void prefetch(const std::vector<uint32_t>& candidates) const;
+  // Asks the caches for what the routes route_of(*it) of [first, last) will read.
+  template <class It, class RouteOf>
+  void prefetch(It first, It last, RouteOf route_of) const;
   void deliver(Context& cx, uint32_t stream, const Slot* row, int64_t t0, int64_t t1);
   void process(Context& cx, uint32_t node, uint32_t bucket, size_t begin, size_t end,
                const Slot* event, int64_t t0, int64_t t1);
@@ -288,6 +296,13 @@ class Engine {
   nfa::Automaton automaton_;
   std::vector<NodeState> state_;
   std::vector<Route> routes_;
+  // Per stream, what running an edge to it needs (a compact copy of automaton_.streams).
+  struct StreamUse {
+    uint32_t width;  // attributes
+    bool published;  // user-visible: rows go to the sink
+    bool read;       // some node reads it
+  };
+  std::vector<StreamUse> streams_;
   std::vector<index::StreamIndex> index_;  // per stream
   std::vector<std::pair<uint32_t, uint32_t>> dirty_;  // (node, bucket) touched this epoch
   std::vector<ExpiryWheel::Entry> due_entries_;       // scratch of expire_until
