@@ -92,15 +92,14 @@ struct Emit {
 
 enum class NodeKind : uint8_t { Start, Next, Fold };
 
-struct Node {
-  // (Scalars first, ordered to leave no padding: a million queries make a million nodes; and
-  // what the runtime reads for every instance it adds or compacts comes first, in one line.)
+struct alignas(64) Node {
+  // Laid out for the runtime, which meets nodes cold (a million queries make a million nodes):
+  // what creating and compacting an instance reads is the first cache line, what visiting
+  // instances adds (the produced row, the edges, FOLD's rebinding) the second; the rest is
+  // for building, explain and stats.
   NodeKind kind = NodeKind::Start;
   bool dead = false;          // every query using it was removed
   Type key_type = Type::Int;  // see key_slot
-  uint32_t stream = 0;  // the stream it reads
-  uint32_t query = 0;   // 1-based query number that created it (explain, stats)
-  uint32_t users = 0;   // uses by live queries (a query using it twice counts twice)
 
   // Per-node instance index: the filter requires instance slot `key_slot` = event slot
   // `key_attr` (a dynamic equality such as `$1.Name = $2.Name`) of type `key_type`, so instances
@@ -116,23 +115,28 @@ struct Node {
   // An instance whose t0 is more than `max_dur` before every future event's t1 can never
   // produce anything again (every path out of the node bounds DUR from above): free it.
   int64_t max_dur = kNoDurBound;
-  int64_t own_max_dur = kNoDurBound;  // the bound from the node's own predicates alone
   SharedArray<int32_t> init;
 
   Program filter;  // θ (NEXT) or θ1 (FOLD), AND the FILTERs on a bare right-hand stream
+
+  // The produced row: slot k := read(output[k]). NEXT reads row 0 = I and row 1 = e;
+  // FOLD reads row 0 = the rebound instance. START copies the event.
+  SharedArray<SlotRef> output;
+
+  std::vector<Emit> emits;
 
   // FOLD: the rebind edge. aggregates: instance slot := value over (I, e);
   // then the last values (from last_base on) := the event's slots.
   Program rebind;
   FixedVector<std::pair<uint32_t, Program>> aggregates;
 
-  // The produced row: slot k := read(output[k]). NEXT reads row 0 = I and row 1 = e;
-  // FOLD reads row 0 = the rebound instance. START copies the event.
-  SharedArray<SlotRef> output;
+  uint32_t stream = 0;                // the stream it reads
+  uint32_t query = 0;                 // 1-based query number that created it (explain, stats)
+  uint32_t users = 0;                 // uses by live queries (a query using it twice counts twice)
+  int64_t own_max_dur = kNoDurBound;  // the bound from the node's own predicates alone
+
   // Its schema (explain); one copy of each schema is shared by the automaton's streams and nodes.
   Schema output_schema;
-
-  std::vector<Emit> emits;
 
   // Conditions on the event implied by the filter predicate (including `$1.a = $2.b` where every
   // instance holds the same constant in `a`), for the global index.
