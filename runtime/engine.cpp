@@ -538,7 +538,8 @@ void Engine::prefetch(It first, It last, RouteOf route_of) const {
     const uint32_t n = r.edge ? r.target : r.node;
     const char* node = reinterpret_cast<const char*>(&automaton_.nodes[n]);
     __builtin_prefetch(&state_[n]);
-    __builtin_prefetch(node);  // (nodes are line-aligned: see nfa::Node)
+    __builtin_prefetch(reinterpret_cast<const char*>(&state_[n]) + 64);
+    __builtin_prefetch(node);  // (nodes and states are line-aligned)
     if (!r.edge) __builtin_prefetch(node + 64);
   }
   for (It it = first; it != last; ++it) {
@@ -548,8 +549,10 @@ void Engine::prefetch(It first, It last, RouteOf route_of) const {
     if (state_[n].keyed) continue;
     const Bucket& b = state_[n].single;
     if (!r.edge && b.count() == 0) continue;  // nothing to visit
-    __builtin_prefetch(b.rows.data());
-    __builtin_prefetch(b.rows.data() + 8);
+    if (b.rows.on_heap()) {
+      __builtin_prefetch(b.rows.data());
+      __builtin_prefetch(b.rows.data() + 8);
+    }
     if (!r.edge) __builtin_prefetch(automaton_.nodes[n].emits.data());
   }
   // Prefetches are no side effect to GCC, which would otherwise find this function pure and
@@ -734,9 +737,12 @@ void Engine::mark_dirty(uint32_t n, uint32_t bucket, bool consumed, BucketList& 
 }
 
 void Engine::Records::grow(size_t need) {
-  cap_ = std::max({need, 2 * cap_, size_t{16}});
-  data_ = static_cast<Slot*>(std::realloc(data_, cap_ * sizeof(Slot)));
-  if (!data_) throw std::bad_alloc();
+  const size_t cap = std::max<size_t>(need, 2 * size_t{cap_});
+  Slot* heap = static_cast<Slot*>(std::realloc(heap_, cap * sizeof(Slot)));
+  if (!heap) throw std::bad_alloc();
+  if (!heap_) std::copy_n(inline_, size_, heap);
+  heap_ = heap;
+  cap_ = static_cast<uint32_t>(cap);
 }
 
 uint64_t Engine::compact(Bucket& b, const Node& node, int64_t next_time) {
@@ -829,10 +835,12 @@ void Engine::expire_until(int64_t next_time) {
   // Due buckets are cold: fetch them all before compacting any (as in prefetch()).
   for (const ExpiryWheel::Entry& d : due_entries_) {
     __builtin_prefetch(&state_[d.node]);
+    __builtin_prefetch(reinterpret_cast<const char*>(&state_[d.node]) + 64);
     __builtin_prefetch(&automaton_.nodes[d.node]);
   }
   for (const ExpiryWheel::Entry& d : due_entries_)
-    if (!state_[d.node].keyed) __builtin_prefetch(state_[d.node].single.rows.data());
+    if (!state_[d.node].keyed && state_[d.node].single.rows.on_heap())
+      __builtin_prefetch(state_[d.node].single.rows.data());
   for (const ExpiryWheel::Entry& d : due_entries_) {
     // (A dead node's state was reset: its `scheduled` matches no entry.)
     Bucket& b = state_[d.node].bucket(d.bucket);

@@ -133,46 +133,60 @@ class Engine {
   // in parallel batches), then the values. The installed instances come first; behind them,
   // those added in the open epoch, which only its close installs.
   //
-  // `rows` grows without zero-filling (a new record is written at once) and by doubling.
+  //
+  // `rows` keeps the first few slots in place (a bucket of one or two instances, the common
+  // case, is read with its header: one dependent cache miss less), then grows on the heap by
+  // doubling, without zero-filling (a new record is written at once).
   class Records {
    public:
+    static constexpr uint32_t kInline = 9;  // one FOLD or NEXT record over a 3-attribute stream
     Records() = default;
-    Records(Records&& o) noexcept : data_(o.data_), size_(o.size_), cap_(o.cap_) {
-      o.data_ = nullptr;
-      o.size_ = o.cap_ = 0;
-    }
+    Records(Records&& o) noexcept { take(o); }
     Records& operator=(Records&& o) noexcept {
-      std::swap(data_, o.data_);
-      std::swap(size_, o.size_);
-      std::swap(cap_, o.cap_);
+      if (this != &o) {
+        release();
+        take(o);
+      }
       return *this;
     }
-    ~Records() { std::free(data_); }
-    Slot* data() { return data_; }
-    const Slot* data() const { return data_; }
+    ~Records() { release(); }
+    Slot* data() { return heap_ ? heap_ : inline_; }
+    const Slot* data() const { return heap_ ? heap_ : inline_; }
     size_t size() const { return size_; }
+    bool on_heap() const { return heap_ != nullptr; }
     // `n` more slots at the end, uninitialized.
     Slot* append(size_t n) {
       if (size_ + n > cap_) grow(size_ + n);
-      Slot* at = data_ + size_;
-      size_ += n;
+      Slot* at = data() + size_;
+      size_ += static_cast<uint32_t>(n);
       return at;
     }
-    void shrink(size_t n) { size_ = n; }
+    void shrink(size_t n) { size_ = static_cast<uint32_t>(n); }
 
    private:
     void grow(size_t need);
-    Slot* data_ = nullptr;
-    size_t size_ = 0, cap_ = 0;
+    void release() { std::free(heap_); }
+    void take(Records& o) {
+      heap_ = o.heap_;
+      size_ = o.size_;
+      cap_ = o.cap_;
+      if (!heap_) std::copy_n(o.inline_, size_, inline_);
+      o.heap_ = nullptr;
+      o.size_ = 0;
+      o.cap_ = kInline;
+    }
+    Slot* heap_ = nullptr;  // null: the slots are inline_
+    uint32_t size_ = 0, cap_ = kInline;
+    Slot inline_[kInline];
   };
   struct Bucket {
-    Records rows;
     uint32_t total = 0;  // records, pending ones included
     uint32_t installed = 0;
     bool dirty = false;
     bool consumed = false;          // an installed instance was consumed this epoch
     int64_t min_t0 = INT64_MAX;     // of installed instances
     int64_t scheduled = INT64_MAX;  // expiry deadline queued in the wheel
+    Records rows;
     size_t count() const { return installed; }
     // A new record of `stride` slots at the end, to be filled by the caller.
     Slot* add(uint32_t stride) {
@@ -181,7 +195,7 @@ class Engine {
     }
   };
   static constexpr uint32_t kHeader = 3;
-  struct NodeState {
+  struct alignas(64) NodeState {  // two cache lines
     Bucket single;  // the one bucket of a node without an instance-index key
     struct Keyed {
       // unique_ptr: a Bucket stays put while buckets are added.
