@@ -40,10 +40,12 @@ constexpr const char* kUsage =
     "                     With more than one, events are buffered until their epoch closes,\n"
     "                     so p50/p99 (per push call) are only meaningful with 1\n"
     "  --no-merge, --no-index, --no-instance-index   switch an optimization off\n"
+    "  --no-hint          push without announcing events ahead (Engine::hint)\n"
     "  --overlap F        fraction of queries sharing an earlier START filter (default 0)\n"
     "  --write DIR        instead of running: write DIR/<load>_<queries>.cel and DIR/<load>.txt\n"
     "                     (Cayuga format) for end-to-end runs through `cayuga run --stats`\n"
-    "  --data FILE        stock bars CSV (default tests/data/stocks/bars_1min_2024_head5000.csv.gz)\n";
+    "  --data FILE        stock bars CSV (default "
+    "tests/data/stocks/bars_1min_2024_head5000.csv.gz)\n";
 
 std::vector<size_t> parse_list(const std::string& s) {
   std::vector<size_t> out;
@@ -76,7 +78,7 @@ struct Result {
 };
 
 Result run_one(const std::string& script, const std::vector<bench::StockEvent>& events,
-               const EngineOptions& options) {
+               const EngineOptions& options, bool hints) {
   Result r{};
   const double heap_before = live_heap_bytes();
   auto t0 = Clock::now();
@@ -98,6 +100,8 @@ Result run_one(const std::string& script, const std::vector<bench::StockEvent>& 
   auto start = Clock::now();
   for (size_t i = 0; i < events.size(); ++i) {
     const auto& e = events[i];
+    if (hints && i + Engine::kHintDistance < events.size())
+      engine.hint(stock, events[i + Engine::kHintDistance].values);
     if ((i & 15) == 0) {
       auto a = Clock::now();
       engine.push(stock, e.t, e.t, e.values);
@@ -134,6 +138,7 @@ int main(int argc, char** argv) {
   std::vector<size_t> thread_counts = {1};
   EngineOptions base;
   double overlap = 0;
+  bool hints = true;
   std::string write_dir;
   std::string data = std::string(CAYUGA_SOURCE_DIR) + "/tests/data/stocks/bars_1min_2024_head5000.csv.gz";
   for (int i = 1; i < argc; ++i) {
@@ -159,6 +164,8 @@ int main(int argc, char** argv) {
     else if (a == "--no-merge") base.merge = false;
     else if (a == "--no-index") base.index = false;
     else if (a == "--no-instance-index") base.instance_index = false;
+    else if (a == "--no-hint")
+      hints = false;
     else if (a == "--jit") {
       jit_modes.clear();
       std::stringstream ss(value());
@@ -223,7 +230,7 @@ int main(int argc, char** argv) {
         EngineOptions options = base;
         options.jit = mode;
         options.threads = static_cast<unsigned>(threads);
-        Result r = run_one(script, stream, options);
+        Result r = run_one(script, stream, options, hints);
         std::printf("%-7s %9zu %-4s %3zu %10.1f %8.0f %12.0f %9.0f %9.0f %8.1f %10llu %10llu %9.1f\n",
                     w.c_str(), q, to_string(mode), threads, r.compile_ms, r.heap_per_query,
                     r.events_per_s, r.p50_ns,

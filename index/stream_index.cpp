@@ -229,6 +229,29 @@ void StreamIndex::select_range(const std::vector<std::pair<T, Posting>>& table, 
   }
 }
 
+void StreamIndex::prefetch_entries(const Slot* event) const {
+  for (const auto& t : eq_) {
+    uint64_t key;
+    if (equality_key(as_cmp(event[t.attr], t.attr_type, t.cmp), t.cmp, key))
+      __builtin_prefetch(&t.table[slot_of(key, t.table.size() - 1)]);
+  }
+  // Prefetches are no side effect to GCC, which would otherwise drop calls to this function.
+  asm volatile("" ::: "memory");
+}
+
+void StreamIndex::prefetch_postings(const Slot* event) const {
+  constexpr uint32_t kPerLine = 64 / sizeof(Posting);
+  for (const auto& t : eq_) {
+    uint64_t key;
+    if (!equality_key(as_cmp(event[t.attr], t.attr_type, t.cmp), t.cmp, key)) continue;
+    const EqTable::Entry* e = t.find(key);
+    if (!e) continue;
+    for (uint32_t i = e->begin; i < e->end; i += kPerLine) __builtin_prefetch(&t.postings[i]);
+    __builtin_prefetch(&t.postings[e->end - 1]);
+  }
+  asm volatile("" ::: "memory");
+}
+
 void StreamIndex::match(const Slot* event, std::vector<uint32_t>& out) const {
   for (const Posting& p : always_) take(p, event, out);
   for (const auto& t : eq_) {

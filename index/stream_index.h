@@ -39,6 +39,11 @@ class StreamIndex {
   std::vector<std::pair<uint32_t, uint32_t>> renumber();
   // Appends the targets whose guards `event` (a row of the stream's schema) satisfies to `out`.
   void match(const Slot* event, std::vector<uint32_t>& out) const;
+  // Lookahead for an event match() will see later: the dependent loads match() makes, as
+  // prefetches, one level per call: the hash table entries, then (once those are cached) the
+  // postings they point to.
+  void prefetch_entries(const Slot* event) const;
+  void prefetch_postings(const Slot* event) const;
 
   size_t targets() const { return targets_; }
   size_t always_count() const { return always_.size(); }

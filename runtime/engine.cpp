@@ -131,6 +131,7 @@ bool Engine::remove_query(uint32_t id) {
 }
 
 void Engine::rebuild_routes() {
+  ahead_count_ = 0;  // their candidates are route numbers of the old routes
   streams_.clear();
   for (const nfa::Stream& s : automaton_.streams)
     streams_.push_back(StreamUse{static_cast<uint32_t>(s.schema.size()),
@@ -411,7 +412,9 @@ void Engine::run_batch() {
   } else {
     // Few candidates, maybe over big buckets: items in one-thread order, bucket ranges split,
     // cut into chunks of about equal weight (four per thread), or run inline when light.
-    prefetch(cands_.begin(), cands_.end(), [](const auto& c) { return c.second; });
+    const auto route = [](const auto& c) { return c.second; };
+    prefetch_nodes(cands_.begin(), cands_.end(), route);
+    prefetch_instances(cands_.begin(), cands_.end(), route);
     work_.clear();
     const size_t total = expand(0, cands_.size(), work_);
     if (total < min_work) {
@@ -509,13 +512,30 @@ bool Engine::find_bucket(uint32_t n, const Slot* event, uint32_t* bucket) const 
   return ns.bucket(*bucket).count() != 0;
 }
 
+// The candidates of the event hint() announced kHintDistance calls ago, if it is this one.
+const std::vector<uint32_t>* Engine::hinted(uint32_t stream, const Slot* row) const {
+  if (ahead_count_ < kAheadSlots) return nullptr;
+  const Ahead& a = ahead_[ahead_next_];
+  if (a.stream != stream ||
+      !std::equal(a.values.begin(), a.values.end(), row, [](Slot x, Slot y) { return x.s == y.s; }))
+    return nullptr;
+  return &a.candidates;
+}
+
 void Engine::deliver(Context& cx, uint32_t stream, const Slot* row, int64_t t0, int64_t t1) {
   ScratchGuard guard(cx.targets_top);
-  std::vector<uint32_t>& candidates = cx.scratch_targets();
-  index_[stream].match(row, candidates);
+  const std::vector<uint32_t>* known = &cx == &main_ ? hinted(stream, row) : nullptr;
+  std::vector<uint32_t>& candidates =
+      known ? const_cast<std::vector<uint32_t>&>(*known) : cx.scratch_targets();
+  if (!known) {
+    index_[stream].match(row, candidates);
+    if (candidates.size() > 1) {
+      const auto id = [](uint32_t route) { return route; };
+      prefetch_nodes(candidates.begin(), candidates.end(), id);
+      prefetch_instances(candidates.begin(), candidates.end(), id);
+    }
+  }
   cx.candidates += candidates.size();
-  if (candidates.size() > 1)
-    prefetch(candidates.begin(), candidates.end(), [](uint32_t route) { return route; });
   for (uint32_t target : candidates) {
     const Route& r = routes_[target];
     uint32_t bucket;
@@ -530,7 +550,7 @@ void Engine::deliver(Context& cx, uint32_t stream, const Slot* row, int64_t t0, 
 // routes' nodes, states and stages, then for the instances and edges those point to, so that
 // the cache misses of all candidates overlap instead of queueing one after another.
 template <class It, class RouteOf>
-void Engine::prefetch(It first, It last, RouteOf route_of) const {
+void Engine::prefetch_nodes(It first, It last, RouteOf route_of) const {
   for (It it = first; it != last; ++it) {
     const Route& r = routes_[route_of(*it)];
     if (r.edge && r.stage_count) __builtin_prefetch(r.stages);
@@ -542,6 +562,13 @@ void Engine::prefetch(It first, It last, RouteOf route_of) const {
     __builtin_prefetch(node);  // (nodes and states are line-aligned)
     if (!r.edge) __builtin_prefetch(node + 64);
   }
+  // Prefetches are no side effect to GCC, which would otherwise find these functions pure and
+  // drop every call to them.
+  asm volatile("" ::: "memory");
+}
+
+template <class It, class RouteOf>
+void Engine::prefetch_instances(It first, It last, RouteOf route_of) const {
   for (It it = first; it != last; ++it) {
     const Route& r = routes_[route_of(*it)];
     if (r.edge && r.kind != Emit::Kind::ToNode) continue;
@@ -555,8 +582,41 @@ void Engine::prefetch(It first, It last, RouteOf route_of) const {
     }
     if (!r.edge) __builtin_prefetch(automaton_.nodes[n].emits.data());
   }
-  // Prefetches are no side effect to GCC, which would otherwise find this function pure and
-  // drop every call to it.
+  asm volatile("" ::: "memory");
+}
+
+void Engine::hint(uint32_t stream, const Slot* values) {
+  if (stream >= index_.size()) return;
+  // The event announced k calls ago takes step k of the chain its push will walk: the index
+  // entry (step 0, below), its postings, the candidates and their routes, their nodes and
+  // states, their instances. Each step reads only what the step before fetched.
+  const auto id = [](uint32_t route) { return route; };
+  for (size_t k = 1; k < std::min(ahead_count_ + 1, kHintDistance); ++k) {
+    Ahead& a = ahead_[(ahead_next_ + kAheadSlots - k) % kAheadSlots];
+    const index::StreamIndex& index = index_[a.stream];
+    switch (k) {
+      case 1:
+        index.prefetch_postings(a.values.data());
+        break;
+      case 2:
+        a.candidates.clear();
+        index.match(a.values.data(), a.candidates);
+        for (uint32_t route : a.candidates) __builtin_prefetch(&routes_[route]);
+        break;
+      case 3:
+        prefetch_nodes(a.candidates.begin(), a.candidates.end(), id);
+        break;
+      default:
+        prefetch_instances(a.candidates.begin(), a.candidates.end(), id);
+        break;
+    }
+  }
+  Ahead& a = ahead_[ahead_next_];
+  a.stream = stream;
+  a.values.assign(values, values + streams_[stream].width);
+  index_[stream].prefetch_entries(values);
+  ahead_next_ = (ahead_next_ + 1) % kAheadSlots;
+  ahead_count_ = std::min(ahead_count_ + 1, kAheadSlots);
   asm volatile("" ::: "memory");
 }
 

@@ -33,6 +33,7 @@
 // Thread-safety: one thread calls push/advance_to/finish (the engine uses its own workers).
 #pragma once
 
+#include <array>
 #include <cstdint>
 #include <cstdlib>
 #include <deque>
@@ -107,6 +108,14 @@ class Engine {
   enum class PushResult { Ok, Late };
   // One input event; `values` has one slot per attribute of the stream's schema.
   PushResult push(uint32_t stream, int64_t t0, int64_t t1, const Slot* values);
+  // Lookahead: announces the event that will be pushed kHintDistance pushes from now (events
+  // announced in the order they will be pushed; `values` as push() will get them). Each call
+  // takes every announced event one step further along the cache misses its push would meet
+  // (index entry, postings, routes, nodes and states, instances), so that by its push they are
+  // cached, having overlapped with the work of the events before it. Only a hint: nothing else
+  // depends on it, and a wrong or missing hint only costs time.
+  static constexpr size_t kHintDistance = 5;
+  void hint(uint32_t stream, const Slot* values);
   // Closes every epoch before `t` (heartbeat: frees expired instances on quiet streams).
   void advance_to(int64_t t);
   // Closes the current epoch (end of input).
@@ -270,9 +279,13 @@ class Engine {
   void run_work(Context& cx, const Work& w);
   void apply_effects(size_t workers);
   bool find_bucket(uint32_t node, const Slot* event, uint32_t* bucket) const;
-  // Asks the caches for what the routes route_of(*it) of [first, last) will read.
+  const std::vector<uint32_t>* hinted(uint32_t stream, const Slot* row) const;
+  // Ask the caches for what running the routes route_of(*it) of [first, last) reads: the
+  // nodes, states and stages, then (once those are in) the instances and edges.
   template <class It, class RouteOf>
-  void prefetch(It first, It last, RouteOf route_of) const;
+  void prefetch_nodes(It first, It last, RouteOf route_of) const;
+  template <class It, class RouteOf>
+  void prefetch_instances(It first, It last, RouteOf route_of) const;
   void deliver(Context& cx, uint32_t stream, const Slot* row, int64_t t0, int64_t t1);
   void process(Context& cx, uint32_t node, uint32_t bucket, size_t begin, size_t end,
                const Slot* event, int64_t t0, int64_t t1);
@@ -335,6 +348,17 @@ class Engine {
   std::vector<std::pair<uint32_t, uint32_t>> cands_;  // (event, route) in one-thread order
   std::vector<Work> work_;
   std::unique_ptr<Parallel> par_;  // null: one thread
+  // Events announced by hint(), a ring: ahead_[ahead_next_ - k - 1] was announced k calls ago.
+  struct Ahead {
+    uint32_t stream = 0;
+    std::vector<Slot> values;
+    std::vector<uint32_t> candidates;  // from step 2 on
+  };
+  // One more than the distance: the event being pushed is still there, and its push reuses the
+  // candidates found ahead (hinted()).
+  static constexpr size_t kAheadSlots = kHintDistance + 1;
+  std::array<Ahead, kAheadSlots> ahead_;
+  size_t ahead_next_ = 0, ahead_count_ = 0;
   // Last: its worker thread reads programs of automaton_, so it must stop first.
   std::unique_ptr<JitManager> jit_;
 };

@@ -1,12 +1,14 @@
 // The epoch engine through its C++ API, on the worked examples of CEL.md §9 and on the
 // properties that the declarative suite cannot see (state sizes, expiry, heartbeats).
 #include "runtime/engine.h"
-#include "runtime/io.h"
 
 #include <gtest/gtest.h>
 
 #include <algorithm>
+#include <array>
 #include <sstream>
+
+#include "runtime/io.h"
 
 namespace cayuga {
 namespace {
@@ -305,6 +307,108 @@ TEST(Engine, ParallelBatchesMatchOneThreadExactly) {
     EXPECT_EQ(r.stats.expired, one.stats.expired);
     EXPECT_EQ(r.stats.candidates, one.stats.candidates);
   }
+}
+
+// Engine::hint only prefetches (and lets a push reuse the candidates it found ahead): correct
+// hints, hints of other events, hints at the wrong distance and no hints give the same rows and
+// the same state, with one thread and with parallel batches.
+TEST(Engine, HintsNeverChangeResults) {
+  const std::string script =
+      std::string(kStock) +
+      "SELECT * FROM FILTER{Name = 'AAPL' AND Volume > 1000}(Stock) PUBLISH Big;\n"
+      "SELECT * FROM FILTER{DUR < 10 MIN}(FILTER{Volume > 500}(Stock) "
+      "NEXT{$1.Name = $2.Name AND $2.Price > $1.Price * 1.001} Stock) PUBLISH Rise;\n"
+      "SELECT Name, Price_1 AS P0, Price AS P1 FROM FILTER{DUR < 30 MIN}("
+      "Stock FOLD{$2.Name = $.Name, $2.Price >= $.Price,} Stock) PUBLISH Runs;\n"
+      "SELECT * FROM Big NEXT{$2.Price < $1.Price} Big PUBLISH Dip;\n";
+  std::vector<std::array<Slot, 3>> values;
+  std::vector<int64_t> times;
+  {
+    Schema schema{{{"Name", Type::String}, {"Price", Type::Float}, {"Volume", Type::Int}}};
+    StreamTable streams;
+    streams.add(StreamDef{0, "Stock", &schema});
+    const std::vector<std::string> args = {
+        "--input",
+        "Stock=" CAYUGA_SOURCE_DIR "/tests/data/stocks/bars_1min_2024_head5000.csv.gz",
+        "--time-column",
+        "epoch_ms",
+        "--time-format",
+        "ms",
+        "--map",
+        "Name=sym",
+        "--map",
+        "Price=close",
+        "--map",
+        "Volume=volume"};
+    InputArgs in;
+    std::string err;
+    ASSERT_TRUE(parse_input_args(args, in, &err)) << err;
+    auto reader = open_reader(in.inputs.at(0), streams, EngineUnit::Ms, &err);
+    ASSERT_TRUE(reader) << err;
+    InputEvent ev;
+    while (reader->next(ev) == EventReader::Status::Event) {
+      values.push_back({ev.row.values[0], ev.row.values[1], ev.row.values[2]});
+      times.push_back(ev.row.t1);
+    }
+  }
+  ASSERT_EQ(values.size(), 5000u);
+  enum class Hints { None, Right, Shifted, Near };
+  struct Run {
+    std::vector<std::string> outputs;
+    EngineStats stats;
+  };
+  auto run = [&](Hints hints, unsigned threads) {
+    EngineOptions opts;
+    opts.jit = JitMode::Off;
+    opts.threads = threads;
+    Harness h(script, opts);
+    const uint32_t stock = h.stream("Stock");
+    const size_t d = Engine::kHintDistance;
+    for (size_t i = 0; i < values.size(); ++i) {
+      size_t ahead = values.size();  // none
+      if (hints == Hints::Right) ahead = i + d;
+      if (hints == Hints::Shifted) ahead = i + d + 1;  // always another event than the push's
+      if (hints == Hints::Near) ahead = i + 2;
+      if (ahead < values.size()) h.engine.hint(stock, values[ahead].data());
+      h.engine.push(stock, times[i], times[i], values[i].data());
+    }
+    h.engine.finish();
+    return Run{std::move(h.outputs), h.engine.stats()};
+  };
+  const Run base = run(Hints::None, 1);
+  ASSERT_GT(base.outputs.size(), 300u);
+  ASSERT_GT(base.stats.expired, 0u);
+  for (unsigned threads : {1u, 2u})
+    for (Hints hints : {Hints::None, Hints::Right, Hints::Shifted, Hints::Near}) {
+      SCOPED_TRACE("threads " + std::to_string(threads) + ", hints " +
+                   std::to_string(static_cast<int>(hints)));
+      const Run r = run(hints, threads);
+      EXPECT_EQ(r.outputs, base.outputs);
+      EXPECT_EQ(r.stats.outputs, base.stats.outputs);
+      EXPECT_EQ(r.stats.instances, base.stats.instances);
+      EXPECT_EQ(r.stats.peak_instances, base.stats.peak_instances);
+      EXPECT_EQ(r.stats.expired, base.stats.expired);
+      EXPECT_EQ(r.stats.candidates, base.stats.candidates);
+    }
+}
+
+// A hint announced before add_script() refers to routes that no longer exist: the script's
+// rebuild forgets it, and the new query sees the hinted events like any other.
+TEST(Engine, HintsSurviveAddScript) {
+  EngineOptions opts;
+  opts.jit = JitMode::Off;
+  opts.threads = 1;
+  Harness h(std::string(kStock) + "SELECT * FROM FILTER{Name = 'A'}(Stock) PUBLISH OnlyA;", opts);
+  const uint32_t stock = h.stream("Stock");
+  Slot a[3] = {string_slot(intern("A")), float_slot(1), int_slot(1)};
+  Slot b[3] = {string_slot(intern("B")), float_slot(2), int_slot(2)};
+  for (size_t i = 0; i < Engine::kHintDistance + 1; ++i) h.engine.hint(stock, i % 2 ? b : a);
+  ASSERT_TRUE(
+      h.engine.add_script("SELECT * FROM FILTER{Name = 'B'}(Stock) PUBLISH OnlyB;").empty());
+  h.engine.push(stock, 1, 1, a);
+  h.engine.push(stock, 2, 2, b);
+  h.engine.finish();
+  EXPECT_EQ(h.outputs, (std::vector<std::string>{"OnlyA[1,1] A 1 1", "OnlyB[2,2] B 2 2"}));
 }
 
 }  // namespace
