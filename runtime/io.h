@@ -109,6 +109,13 @@ class EventReader {
   // False while next() would have to wait for input that has not arrived yet (a BatchReader
   // whose next batch is still being parsed). Readers that block on their input are always ready.
   virtual bool ready() const { return true; }
+  // Looks ahead without reading: the event `k` items after the one next() returns next (k = 0:
+  // that one), if it is already at hand and is an event (for Engine::hint). Readers that cannot
+  // look ahead say false.
+  virtual bool peek(size_t k, uint32_t& stream, const Slot*& values) const {
+    (void)k, (void)stream, (void)values;
+    return false;
+  }
 };
 
 // Records cut from one input and not parsed yet: each record's bytes, back to back, and its
@@ -182,6 +189,8 @@ class BatchReader final : public EventReader {
   void push(EventBatch& batch);
   Status next(InputEvent& out) override;
   bool ready() const override { return ended_ || !queue_.empty(); }
+  // Within the batches pushed so far.
+  bool peek(size_t k, uint32_t& stream, const Slot*& values) const override;
   const InputError& error() const override { return error_; }
   std::string_view name() const override { return name_; }
   uint64_t skipped() const override { return skipped_; }
@@ -276,6 +285,8 @@ class MergeReader final : public EventReader {
   uint64_t line() const override { return last_ < readers_.size() ? readers_[last_]->line() : 0; }
   // Every reader the next call reads from first is ready.
   bool ready() const override;
+  // With one reader only (a merge of several cannot know whose event comes when).
+  bool peek(size_t k, uint32_t& stream, const Slot*& values) const override;
   // The file and line of the event last returned, with the message the engine shows when that
   // event arrived after time `now` had been reached (CEL.md §7: input in non-decreasing t1).
   InputError late_error(int64_t t1, int64_t now) const;

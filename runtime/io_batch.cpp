@@ -143,6 +143,22 @@ void BatchReader::pop() {
   ++done_;
 }
 
+bool BatchReader::peek(size_t k, uint32_t& stream, const Slot*& values) const {
+  size_t at = pos_ + k;
+  for (const EventBatch& b : queue_) {
+    if (at >= b.items.size()) {
+      at -= b.items.size();
+      continue;
+    }
+    const EventBatch::Item& item = b.items[at];
+    if (item.status != Status::Event) return false;
+    stream = item.stream;
+    values = b.values.data() + item.first;
+    return true;
+  }
+  return false;
+}
+
 EventReader::Status BatchReader::next(InputEvent& out) {
   if (ended_) return Status::End;
   if (queue_.empty()) std::abort();  // not ready(): a caller's bug, never a reason to end

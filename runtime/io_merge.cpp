@@ -46,6 +46,13 @@ EventReader::Status MergeReader::next(InputEvent& out) {
   return Status::Event;
 }
 
+bool MergeReader::peek(size_t k, uint32_t& stream, const Slot*& values) const {
+  // One reader: its head is read again (refill_) before each pop, so the merge's next event is
+  // the reader's next one.
+  if (readers_.size() != 1 || refill_pos_ >= refill_.size()) return false;
+  return readers_[0]->peek(k, stream, values);
+}
+
 bool MergeReader::ready() const {
   for (size_t k = refill_pos_; k < refill_.size(); ++k)
     if (!readers_[refill_[k]]->ready()) return false;

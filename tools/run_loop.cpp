@@ -86,6 +86,9 @@ bool RunLoop::step() {
     }
     return true;
   }
+  uint32_t stream;
+  const Slot* values;
+  if (input_.peek(Engine::kHintDistance - 1, stream, values)) engine_.hint(stream, values);
   if (engine_.push(ev_.stream, ev_.row.t0, ev_.row.t1, ev_.row.values.data()) ==
       Engine::PushResult::Late) {
     std::cerr << input_.late_error(ev_.row.t1, engine_.current_time()).to_string() << "\n";

@@ -984,6 +984,78 @@ TEST(Batches, ReadErrorComesLastThenTheEnd) {
   }
 }
 
+// peek(k) sees the k-th item next() will return, when it is an event of a batch already pushed;
+// a merge of one BatchReader sees what that reader sees, a merge of two sees nothing.
+TEST(Batches, PeekSeesWhatNextWillReturn) {
+  StreamTable streams = make_streams();
+  const std::string text =
+      "IBM,10,1,Stock,1,1\nbad\nIBM,11,2,Stock,2,2\nZ,2,Trade,3,3\nIBM,12,3,Stock,4,4\n"
+      "IBM,13,4,Stock,5,5\nIBM,14,5,Stock,6,6\n";
+  auto batched = [&](size_t records) {
+    std::string err;
+    auto r = mem_reader(spec_of(InputFormat::Cayuga, "", "e.txt"), text, streams, &err);
+    EXPECT_TRUE(r) << err;
+    auto b = std::make_unique<BatchReader>("e.txt");
+    for (bool ended = false; !ended;) {
+      RecordBatch rb;
+      EventBatch eb;
+      r->cut_batch(rb, records, 1 << 20);
+      ended = rb.ended;
+      r->parse_batch(rb, eb);
+      b->push(eb);
+    }
+    return b;
+  };
+  // The items next() returns: an event rendered, or "" for anything else.
+  std::vector<std::string> items;
+  {
+    auto b = batched(2);
+    InputEvent ev;
+    for (EventReader::Status st; (st = b->next(ev)) != EventReader::Status::End;)
+      items.push_back(st == EventReader::Status::Event ? render(streams, ev) : "");
+  }
+  ASSERT_EQ(items.size(), 7u);
+  auto peeked = [&](const EventReader& r, size_t k) -> std::string {
+    uint32_t stream;
+    const Slot* values;
+    if (!r.peek(k, stream, values)) return "(none)";
+    InputEvent ev;
+    ev.stream = stream;
+    ev.row.values.assign(values, values + streams.find_id(stream)->schema->size());
+    return render(streams, ev);
+  };
+  // Renders without times (peek gives stream and values only).
+  auto untimed = [](std::string item) {
+    if (item.empty() || item == "(none)") return std::string("(none)");
+    return item.erase(item.find('['), item.find(']') - item.find('[') + 1);
+  };
+  for (size_t records : {1, 2, 100}) {
+    auto b = batched(records);
+    InputEvent ev;
+    for (size_t at = 0; at < items.size(); ++at) {
+      for (size_t k = 0; k < 9; ++k) {
+        const std::string want = at + k < items.size() ? untimed(items[at + k]) : "(none)";
+        EXPECT_EQ(untimed(peeked(*b, k)), want)
+            << "records " << records << " at " << at << " k " << k;
+      }
+      b->next(ev);
+    }
+  }
+  std::vector<std::unique_ptr<EventReader>> one;
+  one.push_back(batched(3));
+  MergeReader merge(std::move(one));
+  InputEvent ev;
+  ASSERT_EQ(merge.next(ev), EventReader::Status::Event);
+  EXPECT_EQ(peeked(merge, 0), "(none)");  // the bad line
+  EXPECT_EQ(untimed(peeked(merge, 1)), "Stock IBM 11 2");
+  std::vector<std::unique_ptr<EventReader>> two;
+  two.push_back(batched(3));
+  two.push_back(batched(3));
+  MergeReader merge2(std::move(two));
+  ASSERT_EQ(merge2.next(ev), EventReader::Status::Event);
+  EXPECT_EQ(peeked(merge2, 1), "(none)");
+}
+
 // Several inputs through MergeReader: over the readers, and over BatchReaders fed one batch at
 // a time (round robin) and read only while the merge is ready(), as the CLI's pipeline does.
 TEST(Batches, MergeOverBatchReadersIsTheMergeOverReaders) {
