@@ -37,7 +37,7 @@ constexpr const char* kUsage =
     "  --tick-ms N        time between epochs of the random walk (default 100)\n"
     "  --jit LIST         off, on and/or auto (default on,off): one run per mode\n"
     "  --threads LIST     engine worker threads, one run per value (default 1; 0 = all cores).\n"
-    "                     With more than one, events are buffered until their epoch closes,\n"
+    "                     With more than one, a big epoch's events are buffered until it closes,\n"
     "                     so p50/p99 (per push call) are only meaningful with 1\n"
     "  --no-merge, --no-index, --no-instance-index   switch an optimization off\n"
     "  --no-hint          push without announcing events ahead (Engine::hint)\n"

@@ -337,17 +337,26 @@ Engine::PushResult Engine::push(uint32_t stream, int64_t t0, int64_t t1, const S
   if (!epoch_open_) {
     epoch_ = floor_ = t1;
     epoch_open_ = true;
+    epoch_events_ = 0;
     ++stats_.epochs;
   }
   ++stats_.events_in;
-  if (!par_) {
+  // The first events of an epoch run at once, as with one thread: most epochs are too small for
+  // a parallel batch to pay (a batch would buffer them only to run them inline at the epoch's
+  // end). From the event that makes the epoch big on, the rest of the epoch is buffered. Both
+  // see the same frozen state, and outputs keep their order.
+  if (!par_ || (batch_.empty() && ++epoch_events_ <= options_.parallel_min_work / 8)) {
     deliver(main_, stream, values, t0, t1);
     return PushResult::Ok;
   }
   // Buffered with its candidates; an event without any is done.
   ScratchGuard guard(main_.targets_top);
+  const std::vector<uint32_t>* known = hinted(stream, values);
   std::vector<uint32_t>& candidates = main_.scratch_targets();
-  index_[stream].match(values, candidates);
+  if (known)
+    candidates = *known;
+  else
+    index_[stream].match(values, candidates);
   main_.candidates += candidates.size();
   if (candidates.empty()) return PushResult::Ok;
   const uint32_t e = static_cast<uint32_t>(batch_.size());

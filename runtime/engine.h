@@ -20,15 +20,17 @@
 // results must not change.
 //
 // Parallel epochs (EngineOptions::threads > 1). Every event of an epoch sees the same frozen
-// state, so an epoch's work is order-independent (CEL.md §7). With several threads, push()
-// buffers the epoch's events; when the epoch closes (or the buffer fills, or flush()) the batch
+// state, so an epoch's work is order-independent (CEL.md §7). With several threads, push() runs
+// the first events of an epoch at once, as with one thread (parallel_min_work / 8 of them: most
+// epochs are too small to split), and buffers the rest of a bigger epoch; when the epoch closes
+// (or the buffer fills, or flush()) the batch
 // is cut into work items (event × candidate edge or node, large buckets split by instance range),
 // the items are split into contiguous chunks run as TBB tasks, and each task records its
 // effects (new instances, outputs, consumed instances) instead of applying them. The effects
 // are then applied chunk by chunk, in order, so the sink sees the same rows in the same order
 // and the buckets end up identical to a one-thread run. A batch with little work
 // runs inline on the calling thread. Epoch-end compaction and expiry of many buckets are split
-// the same way. Outputs of a buffered epoch reach the sink when its batch runs, not at push().
+// the same way. Outputs of buffered events reach the sink when their batch runs, not at push().
 //
 // Thread-safety: one thread calls push/advance_to/finish (the engine uses its own workers).
 #pragma once
@@ -73,7 +75,8 @@ struct EngineOptions {
   // the setting; outputs and state are identical for every thread count.
   unsigned threads = 0;
   // Work items (an event × a candidate edge, or × an instance of a candidate node) below which
-  // a batch runs inline on the calling thread. Tests set it to 1 to force the parallel path.
+  // a batch runs inline on the calling thread; an epoch's first parallel_min_work / 8 events
+  // are not buffered at all. Tests set it to 1 to force the parallel path.
   size_t parallel_min_work = 256;
 
   // Defaults, with CAYUGA_NO_MERGE=1, CAYUGA_NO_INDEX=1, CAYUGA_NO_INSTANCE_INDEX=1,
@@ -340,6 +343,7 @@ class Engine {
   mutable EngineStats stats_;
   int64_t epoch_ = INT64_MIN;  // t1 of the open epoch
   bool epoch_open_ = false;
+  size_t epoch_events_ = 0;    // pushed in the open epoch (with threads: see push())
   int64_t floor_ = INT64_MIN;  // events with a smaller t1 are late
   Context main_;               // the calling thread's
   // Events of the open epoch not run yet, and their work (only with more than one thread).
