@@ -5,7 +5,6 @@
 #include <gtest/gtest.h>
 
 #include <algorithm>
-#include <array>
 #include <sstream>
 
 #include "runtime/io.h"
@@ -251,79 +250,10 @@ TEST(Engine, RemoveQueryFreesNativeCode) {
 namespace cayuga {
 namespace {
 
-// Parallel epochs change nothing observable: the same rows in the same order, the same state.
-// Real bars (5000 rows, several per minute, so epochs hold several events) through queries
-// that create, consume, fold, expire and resubscribe, one of them with a single bucket large
-// enough to be split by instance range.
-TEST(Engine, ParallelBatchesMatchOneThreadExactly) {
-  const std::string script = std::string(kStock) +
-      "SELECT Name, Price, Volume FROM FILTER{Volume > 1000}(Stock) PUBLISH Big;\n"
-      "SELECT * FROM Big NEXT{$1.Name = $2.Name AND $2.Price > $1.Price * 1.002} Big "
-      "PUBLISH BigRise;\n"
-      "SELECT Name, Price_1 AS P0, Price AS P1, Volume FROM FILTER{DUR < 30 MIN}("
-      "Stock FOLD{$2.Name = $.Name, $2.Price >= $.Price,} Stock) PUBLISH Runs;\n"
-      "SELECT * FROM Stock NEXT{$2.Volume > $1.Volume * 40} Stock PUBLISH Spike;\n"
-      "SELECT Name, Price FROM FILTER{DUR >= 2 MIN}(BigRise) PUBLISH SlowRise;\n";
-  struct Run {
-    std::vector<std::string> outputs;
-    EngineStats stats;
-  };
-  auto run = [&](unsigned threads, size_t min_work) {
-    EngineOptions opts;
-    opts.jit = JitMode::Off;
-    opts.threads = threads;
-    opts.parallel_min_work = min_work;
-    Harness h(script, opts);
-    EXPECT_EQ(h.engine.threads(), threads);
-    StreamTable streams;
-    const uint32_t stock = h.stream("Stock");
-    streams.add(StreamDef{stock, "Stock", &h.engine.automaton().streams[stock].schema});
-    const std::vector<std::string> args = {
-        "--input", "Stock=" CAYUGA_SOURCE_DIR "/tests/data/stocks/bars_1min_2024_head5000.csv.gz",
-        "--time-column", "epoch_ms", "--time-format", "ms", "--map", "Name=sym",
-        "--map", "Price=close", "--map", "Volume=volume"};
-    InputArgs in;
-    std::string err;
-    EXPECT_TRUE(parse_input_args(args, in, &err)) << err;
-    auto reader = open_reader(in.inputs.at(0), streams, EngineUnit::Ms, &err);
-    EXPECT_TRUE(reader) << err;
-    InputEvent ev;
-    while (reader && reader->next(ev) == EventReader::Status::Event)
-      h.engine.push(ev.stream, ev.row.t0, ev.row.t1, ev.row.values.data());
-    h.engine.finish();
-    return Run{std::move(h.outputs), h.engine.stats()};
-  };
-  const Run one = run(1, 256);
-  ASSERT_GT(one.outputs.size(), 1000u);
-  ASSERT_GT(one.stats.expired, 0u);
-  for (auto [threads, min_work] : {std::pair<unsigned, size_t>{4, 1}, {2, 1}, {2, 256}}) {
-    SCOPED_TRACE("threads " + std::to_string(threads) + ", min work " + std::to_string(min_work));
-    const Run r = run(threads, min_work);
-    EXPECT_EQ(r.outputs, one.outputs);
-    EXPECT_EQ(r.stats.outputs, one.stats.outputs);
-    EXPECT_EQ(r.stats.epochs, one.stats.epochs);
-    EXPECT_EQ(r.stats.instances, one.stats.instances);
-    EXPECT_EQ(r.stats.peak_instances, one.stats.peak_instances);
-    EXPECT_EQ(r.stats.expired, one.stats.expired);
-    EXPECT_EQ(r.stats.candidates, one.stats.candidates);
-  }
-}
-
-// Engine::hint only prefetches (and lets a push reuse the candidates it found ahead): correct
-// hints, hints of other events, hints at the wrong distance and no hints give the same rows and
-// the same state, with one thread and with parallel batches.
-TEST(Engine, HintsNeverChangeResults) {
-  const std::string script =
-      std::string(kStock) +
-      "SELECT * FROM FILTER{Name = 'AAPL' AND Volume > 1000}(Stock) PUBLISH Big;\n"
-      "SELECT * FROM FILTER{DUR < 10 MIN}(FILTER{Volume > 500}(Stock) "
-      "NEXT{$1.Name = $2.Name AND $2.Price > $1.Price * 1.001} Stock) PUBLISH Rise;\n"
-      "SELECT Name, Price_1 AS P0, Price AS P1 FROM FILTER{DUR < 30 MIN}("
-      "Stock FOLD{$2.Name = $.Name, $2.Price >= $.Price,} Stock) PUBLISH Runs;\n"
-      "SELECT * FROM Big NEXT{$2.Price < $1.Price} Big PUBLISH Dip;\n";
-  std::vector<std::array<Slot, 3>> values;
-  std::vector<int64_t> times;
-  {
+// The real 1-minute bars of tests/data/stocks: 5000 Stock(Name, Price, Volume) events, several
+// per minute (so epochs hold several events).
+const std::vector<InputEvent>& stock_bars() {
+  static const std::vector<InputEvent> events = [] {
     Schema schema{{{"Name", Type::String}, {"Price", Type::Float}, {"Volume", Type::Int}}};
     StreamTable streams;
     streams.add(StreamDef{0, "Stock", &schema});
@@ -342,21 +272,83 @@ TEST(Engine, HintsNeverChangeResults) {
         "Volume=volume"};
     InputArgs in;
     std::string err;
-    ASSERT_TRUE(parse_input_args(args, in, &err)) << err;
+    EXPECT_TRUE(parse_input_args(args, in, &err)) << err;
     auto reader = open_reader(in.inputs.at(0), streams, EngineUnit::Ms, &err);
-    ASSERT_TRUE(reader) << err;
+    EXPECT_TRUE(reader) << err;
+    std::vector<InputEvent> out;
     InputEvent ev;
-    while (reader->next(ev) == EventReader::Status::Event) {
-      values.push_back({ev.row.values[0], ev.row.values[1], ev.row.values[2]});
-      times.push_back(ev.row.t1);
-    }
-  }
-  ASSERT_EQ(values.size(), 5000u);
-  enum class Hints { None, Right, Shifted, Near };
-  struct Run {
-    std::vector<std::string> outputs;
-    EngineStats stats;
+    while (reader && reader->next(ev) == EventReader::Status::Event) out.push_back(ev);
+    return out;
+  }();
+  return events;
+}
+
+// What a run shows: its rows in order and its state counts.
+struct RunResult {
+  std::vector<std::string> outputs;
+  EngineStats stats;
+};
+
+void expect_same_run(const RunResult& r, const RunResult& base) {
+  EXPECT_EQ(r.outputs, base.outputs);
+  EXPECT_EQ(r.stats.outputs, base.stats.outputs);
+  EXPECT_EQ(r.stats.epochs, base.stats.epochs);
+  EXPECT_EQ(r.stats.instances, base.stats.instances);
+  EXPECT_EQ(r.stats.peak_instances, base.stats.peak_instances);
+  EXPECT_EQ(r.stats.expired, base.stats.expired);
+  EXPECT_EQ(r.stats.candidates, base.stats.candidates);
+}
+
+// Parallel epochs change nothing observable: the same rows in the same order, the same state.
+// Real bars through queries that create, consume, fold, expire and resubscribe, one of them
+// with a single bucket large enough to be split by instance range.
+TEST(Engine, ParallelBatchesMatchOneThreadExactly) {
+  const std::string script =
+      std::string(kStock) +
+      "SELECT Name, Price, Volume FROM FILTER{Volume > 1000}(Stock) PUBLISH Big;\n"
+      "SELECT * FROM Big NEXT{$1.Name = $2.Name AND $2.Price > $1.Price * 1.002} Big "
+      "PUBLISH BigRise;\n"
+      "SELECT Name, Price_1 AS P0, Price AS P1, Volume FROM FILTER{DUR < 30 MIN}("
+      "Stock FOLD{$2.Name = $.Name, $2.Price >= $.Price,} Stock) PUBLISH Runs;\n"
+      "SELECT * FROM Stock NEXT{$2.Volume > $1.Volume * 40} Stock PUBLISH Spike;\n"
+      "SELECT Name, Price FROM FILTER{DUR >= 2 MIN}(BigRise) PUBLISH SlowRise;\n";
+  auto run = [&](unsigned threads, size_t min_work) {
+    EngineOptions opts;
+    opts.jit = JitMode::Off;
+    opts.threads = threads;
+    opts.parallel_min_work = min_work;
+    Harness h(script, opts);
+    EXPECT_EQ(h.engine.threads(), threads);
+    const uint32_t stock = h.stream("Stock");
+    for (const InputEvent& ev : stock_bars())
+      h.engine.push(stock, ev.row.t0, ev.row.t1, ev.row.values.data());
+    h.engine.finish();
+    return RunResult{std::move(h.outputs), h.engine.stats()};
   };
+  const RunResult one = run(1, 256);
+  ASSERT_GT(one.outputs.size(), 1000u);
+  ASSERT_GT(one.stats.expired, 0u);
+  for (auto [threads, min_work] : {std::pair<unsigned, size_t>{4, 1}, {2, 1}, {2, 256}}) {
+    SCOPED_TRACE("threads " + std::to_string(threads) + ", min work " + std::to_string(min_work));
+    expect_same_run(run(threads, min_work), one);
+  }
+}
+
+// Engine::hint only prefetches (and lets a push reuse the candidates it found ahead): correct
+// hints, hints of other events, hints at the wrong distance and no hints give the same rows and
+// the same state, with one thread and with parallel batches.
+TEST(Engine, HintsNeverChangeResults) {
+  const std::string script =
+      std::string(kStock) +
+      "SELECT * FROM FILTER{Name = 'AAPL' AND Volume > 1000}(Stock) PUBLISH Big;\n"
+      "SELECT * FROM FILTER{DUR < 10 MIN}(FILTER{Volume > 500}(Stock) "
+      "NEXT{$1.Name = $2.Name AND $2.Price > $1.Price * 1.001} Stock) PUBLISH Rise;\n"
+      "SELECT Name, Price_1 AS P0, Price AS P1 FROM FILTER{DUR < 30 MIN}("
+      "Stock FOLD{$2.Name = $.Name, $2.Price >= $.Price,} Stock) PUBLISH Runs;\n"
+      "SELECT * FROM Big NEXT{$2.Price < $1.Price} Big PUBLISH Dip;\n";
+  const std::vector<InputEvent>& events = stock_bars();
+  ASSERT_EQ(events.size(), 5000u);
+  enum class Hints { None, Right, Shifted, Near };
   auto run = [&](Hints hints, unsigned threads) {
     EngineOptions opts;
     opts.jit = JitMode::Off;
@@ -364,31 +356,25 @@ TEST(Engine, HintsNeverChangeResults) {
     Harness h(script, opts);
     const uint32_t stock = h.stream("Stock");
     const size_t d = Engine::kHintDistance;
-    for (size_t i = 0; i < values.size(); ++i) {
-      size_t ahead = values.size();  // none
+    for (size_t i = 0; i < events.size(); ++i) {
+      size_t ahead = events.size();  // none
       if (hints == Hints::Right) ahead = i + d;
       if (hints == Hints::Shifted) ahead = i + d + 1;  // always another event than the push's
       if (hints == Hints::Near) ahead = i + 2;
-      if (ahead < values.size()) h.engine.hint(stock, values[ahead].data());
-      h.engine.push(stock, times[i], times[i], values[i].data());
+      if (ahead < events.size()) h.engine.hint(stock, events[ahead].row.values.data());
+      h.engine.push(stock, events[i].row.t0, events[i].row.t1, events[i].row.values.data());
     }
     h.engine.finish();
-    return Run{std::move(h.outputs), h.engine.stats()};
+    return RunResult{std::move(h.outputs), h.engine.stats()};
   };
-  const Run base = run(Hints::None, 1);
+  const RunResult base = run(Hints::None, 1);
   ASSERT_GT(base.outputs.size(), 300u);
   ASSERT_GT(base.stats.expired, 0u);
   for (unsigned threads : {1u, 2u})
     for (Hints hints : {Hints::None, Hints::Right, Hints::Shifted, Hints::Near}) {
       SCOPED_TRACE("threads " + std::to_string(threads) + ", hints " +
                    std::to_string(static_cast<int>(hints)));
-      const Run r = run(hints, threads);
-      EXPECT_EQ(r.outputs, base.outputs);
-      EXPECT_EQ(r.stats.outputs, base.stats.outputs);
-      EXPECT_EQ(r.stats.instances, base.stats.instances);
-      EXPECT_EQ(r.stats.peak_instances, base.stats.peak_instances);
-      EXPECT_EQ(r.stats.expired, base.stats.expired);
-      EXPECT_EQ(r.stats.candidates, base.stats.candidates);
+      expect_same_run(run(hints, threads), base);
     }
 }
 

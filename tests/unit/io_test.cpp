@@ -957,6 +957,20 @@ class FailingSource final : public ByteSource {
   bool done_ = false;
 };
 
+// Cuts all of `r` into batches of at most `records` records, parses them in order and pushes
+// them into `into`, as the CLI's pipeline does.
+template <class Reader>
+void push_all_batches(Reader& r, size_t records, BatchReader& into) {
+  for (bool ended = false; !ended;) {
+    RecordBatch rb;
+    EventBatch eb;
+    r.cut_batch(rb, records, 1 << 20);
+    ended = rb.ended;
+    r.parse_batch(rb, eb);
+    into.push(eb);
+  }
+}
+
 TEST(Batches, ReadErrorComesLastThenTheEnd) {
   StreamTable streams = make_streams();
   const std::string data = "IBM,10,1,Stock,1,1\nIBM,11,1,Stock,2,2\nIBM,1";
@@ -972,14 +986,7 @@ TEST(Batches, ReadErrorComesLastThenTheEnd) {
     auto b = open_reader(spec_of(InputFormat::Cayuga, "", "e.txt"),
                          std::make_unique<FailingSource>(data), streams, EngineUnit::Ms, &err);
     BatchReader back("e.txt");
-    for (bool ended = false; !ended;) {
-      RecordBatch rb;
-      EventBatch eb;
-      b->cut_batch(rb, records, 1 << 20);
-      ended = rb.ended;
-      b->parse_batch(rb, eb);
-      back.push(eb);
-    }
+    push_all_batches(*b, records, back);
     EXPECT_EQ(drain_counted(back, streams), want) << records;
   }
 }
@@ -996,14 +1003,7 @@ TEST(Batches, PeekSeesWhatNextWillReturn) {
     auto r = mem_reader(spec_of(InputFormat::Cayuga, "", "e.txt"), text, streams, &err);
     EXPECT_TRUE(r) << err;
     auto b = std::make_unique<BatchReader>("e.txt");
-    for (bool ended = false; !ended;) {
-      RecordBatch rb;
-      EventBatch eb;
-      r->cut_batch(rb, records, 1 << 20);
-      ended = rb.ended;
-      r->parse_batch(rb, eb);
-      b->push(eb);
-    }
+    push_all_batches(*r, records, *b);
     return b;
   };
   // The items next() returns: an event rendered, or "" for anything else.
