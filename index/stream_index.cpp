@@ -233,7 +233,7 @@ void StreamIndex::prefetch_entries(const Slot* event) const {
   for (const auto& t : eq_) {
     uint64_t key;
     if (equality_key(as_cmp(event[t.attr], t.attr_type, t.cmp), t.cmp, key))
-      __builtin_prefetch(&t.table[slot_of(key, t.table.size() - 1)]);
+      __builtin_prefetch(&t.table[slot_of(key, t.table.size() - 1)], 0, 2);
   }
   // Prefetches are no side effect to GCC, which would otherwise drop calls to this function.
   asm volatile("" ::: "memory");
@@ -246,8 +246,8 @@ void StreamIndex::prefetch_postings(const Slot* event) const {
     if (!equality_key(as_cmp(event[t.attr], t.attr_type, t.cmp), t.cmp, key)) continue;
     const EqTable::Entry* e = t.find(key);
     if (!e) continue;
-    for (uint32_t i = e->begin; i < e->end; i += kPerLine) __builtin_prefetch(&t.postings[i]);
-    __builtin_prefetch(&t.postings[e->end - 1]);
+    for (uint32_t i = e->begin; i < e->end; i += kPerLine) __builtin_prefetch(&t.postings[i], 0, 2);
+    __builtin_prefetch(&t.postings[e->end - 1], 0, 2);
   }
   asm volatile("" ::: "memory");
 }

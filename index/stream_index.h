@@ -40,8 +40,8 @@ class StreamIndex {
   // Appends the targets whose guards `event` (a row of the stream's schema) satisfies to `out`.
   void match(const Slot* event, std::vector<uint32_t>& out) const;
   // Lookahead for an event match() will see later: the dependent loads match() makes, as
-  // prefetches, one level per call: the hash table entries, then (once those are cached) the
-  // postings they point to.
+  // prefetches into L2, one level per call: the hash table entries, then (once those are
+  // cached) the postings they point to.
   void prefetch_entries(const Slot* event) const;
   void prefetch_postings(const Slot* event) const;
 

@@ -610,7 +610,7 @@ void Engine::hint(uint32_t stream, const Slot* values) {
       case 2:
         a.candidates.clear();
         index.match(a.values.data(), a.candidates);
-        for (uint32_t route : a.candidates) __builtin_prefetch(&routes_[route]);
+        for (uint32_t route : a.candidates) __builtin_prefetch(&routes_[route], 0, kToL2);
         break;
       case 3:
         prefetch_nodes<kToL2>(a.candidates.begin(), a.candidates.end(), id);
