@@ -318,15 +318,35 @@ BatchResult EngineImpl::push_value_batch(std::span<const Event> events) {
     return r;
   }
   std::lock_guard<std::recursive_mutex> lock(mu_);
+  // Every event is converted first, so that each can be announced to the engine
+  // (Engine::hint) a few pushes before its own.
+  constexpr size_t kBad = SIZE_MAX;
+  std::vector<Status> bad;  // the conversion failures, in order
+  batch_at_.assign(events.size(), kBad);
+  batch_slots_.clear();
   for (size_t i = 0; i < events.size(); ++i) {
     Status s = check_event(events[i], scratch_);
     if (!s.ok()) {
+      bad.push_back(std::move(s));
+      continue;
+    }
+    batch_at_[i] = batch_slots_.size();
+    batch_slots_.insert(batch_slots_.end(), scratch_.begin(), scratch_.end());
+  }
+  auto next_bad = bad.begin();
+  for (size_t i = 0; i < events.size(); ++i) {
+    if (batch_at_[i] == kBad) {
+      Status s = std::move(*next_bad++);
       if (s.code == Code::InvalidArgument) ++rejected_;
       r.failures.push_back({i, std::move(s)});
       continue;
     }
+    const size_t ahead = i + cayuga::Engine::kHintDistance;
+    if (ahead < events.size() && batch_at_[ahead] != kBad)
+      engine_.hint(events[ahead].stream, batch_slots_.data() + batch_at_[ahead]);
     const uint64_t late_before = engine_.stats().late_events;
-    s = push_locked(events[i].stream, events[i].t, events[i].t, scratch_.data(), false);
+    Status s = push_locked(events[i].stream, events[i].t, events[i].t,
+                           batch_slots_.data() + batch_at_[i], false);
     if (!s.ok()) {
       r.failures.push_back({i, std::move(s)});
       continue;

@@ -120,6 +120,8 @@ struct EngineImpl {
   uint32_t max_width_ = 0;
   bool closed_ = false;
   std::vector<Slot> scratch_;
+  std::vector<Slot> batch_slots_;  // push_value_batch: the converted events
+  std::vector<size_t> batch_at_;   // ... where each starts in batch_slots_ (SIZE_MAX: bad)
 
   mutable std::mutex snap_mu_;
   std::shared_ptr<const StreamSnapshot> snap_;

@@ -107,6 +107,49 @@ TEST(Api, LatePolicies) {
   }
 }
 
+// push_batch converts the whole batch first (to announce events ahead to the engine): bad and
+// late events are still reported at their own index, in order, and the rows are those of the
+// same events pushed one by one.
+TEST(Api, BatchWithBadAndLateEventsIsPushOneByOne) {
+  const std::string script =
+      std::string(kStock) +
+      "SELECT * FROM Stock NEXT{$1.Name = $2.Name AND $2.Price > $1.Price} Stock PUBLISH Up;";
+  std::vector<std::vector<cep::Value>> values;
+  std::vector<int64_t> times;
+  for (int k = 0; k < 40; ++k) {
+    values.push_back({k % 3 ? std::string("A") : std::string("B"), double(k % 7), k});
+    times.push_back(k / 2);
+  }
+  values[5] = {"A", 1.0};        // arity
+  values[17] = {"A", "x", 1};    // type
+  times[23] = 2;                 // late
+  values[38] = {"B", 1.0, 1.5};  // FLOAT for INT
+  cep::Options o;
+  o.late = cep::LatePolicy::Error;
+  cep::Engine batched(o), single(o);
+  Collector cb, cs;
+  for (auto* e : {&batched, &single}) ASSERT_TRUE(e->add_script(script).ok());
+  ASSERT_TRUE(batched.subscribe("Up", cb.cb()).ok());
+  ASSERT_TRUE(single.subscribe("Up", cs.cb()).ok());
+  const uint32_t s = *batched.stream_id("Stock");
+  std::vector<cep::Event> batch;
+  for (size_t k = 0; k < values.size(); ++k) batch.push_back(cep::Event{s, times[k], values[k]});
+  const cep::BatchResult br = batched.push_batch(batch);
+  std::vector<size_t> failed_one_by_one;
+  for (size_t k = 0; k < batch.size(); ++k)
+    if (!single.push(batch[k]).ok()) failed_one_by_one.push_back(k);
+  std::vector<size_t> failed;
+  for (const auto& f : br.failures) failed.push_back(f.index);
+  EXPECT_EQ(failed, (std::vector<size_t>{5, 17, 23, 38}));
+  EXPECT_EQ(failed, failed_one_by_one);
+  EXPECT_EQ(br.failures[2].status.code, cep::Code::Late);
+  EXPECT_EQ(br.accepted, 36u);
+  batched.finish();
+  single.finish();
+  EXPECT_GT(cs.rows.size(), 10u);
+  EXPECT_EQ(cb.rows, cs.rows);
+}
+
 TEST(Api, RemoveQueryStopsDelivery) {
   cep::Engine e;
   ASSERT_TRUE(e.add_script(kStock).ok());
