@@ -117,7 +117,7 @@ TEST(Api, BatchWithBadAndLateEventsIsPushOneByOne) {
   std::vector<std::vector<cep::Value>> values;
   std::vector<int64_t> times;
   for (int k = 0; k < 40; ++k) {
-    values.push_back({k % 3 ? std::string("A") : std::string("B"), double(k % 7), k});
+    values.push_back({k % 3 ? "A" : "B", double(k % 7), k});  // (literals: Values do not copy)
     times.push_back(k / 2);
   }
   values[5] = {"A", 1.0};        // arity
@@ -146,7 +146,10 @@ TEST(Api, BatchWithBadAndLateEventsIsPushOneByOne) {
   EXPECT_EQ(br.accepted, 36u);
   batched.finish();
   single.finish();
-  EXPECT_GT(cs.rows.size(), 10u);
+  ASSERT_GT(cs.rows.size(), 10u);
+  EXPECT_EQ(
+      cs.rows[0],
+      R"({"stream":"Up","t0":0,"t1":1,"Name_1":"A","Price_1":1,"Volume_1":1,"Name":"A","Price":2,"Volume":2})");
   EXPECT_EQ(cb.rows, cs.rows);
 }
 
