@@ -901,7 +901,7 @@ void Engine::expire_until(int64_t next_time) {
   due_entries_.clear();
   deadlines_.take_until(next_time, due_entries_);
   due_.clear();
-  // Due buckets are cold: fetch them all before compacting any (as in prefetch()).
+  // Due buckets are cold: fetch them all before compacting any (as prefetch_nodes does).
   for (const ExpiryWheel::Entry& d : due_entries_) {
     __builtin_prefetch(&state_[d.node]);
     __builtin_prefetch(reinterpret_cast<const char*>(&state_[d.node]) + 64);

@@ -23,18 +23,19 @@
 // state, so an epoch's work is order-independent (CEL.md §7). With several threads, push() runs
 // the first events of an epoch at once, as with one thread (parallel_min_work / 8 of them: most
 // epochs are too small to split), and buffers the rest of a bigger epoch; when the epoch closes
-// (or the buffer fills, or flush()) the batch
-// is cut into work items (event × candidate edge or node, large buckets split by instance range),
-// the items are split into contiguous chunks run as TBB tasks, and each task records its
-// effects (new instances, outputs, consumed instances) instead of applying them. The effects
-// are then applied chunk by chunk, in order, so the sink sees the same rows in the same order
-// and the buckets end up identical to a one-thread run. A batch with little work
-// runs inline on the calling thread. Epoch-end compaction and expiry of many buckets are split
-// the same way. Outputs of buffered events reach the sink when their batch runs, not at push().
+// (or the buffer fills, or flush()) the batch is cut into work items (event × candidate edge
+// or node, large buckets split by instance range), the items are split into contiguous chunks
+// run as TBB tasks, and each task records its effects (new instances, outputs, consumed
+// instances) instead of applying them. The effects are then applied chunk by chunk, in order,
+// so the sink sees the same rows in the same order and the buckets end up identical to a
+// one-thread run. A batch with little work runs inline on the calling thread. Epoch-end
+// compaction and expiry of many buckets are split the same way. Outputs of buffered events
+// reach the sink when their batch runs, not at push().
 //
 // Thread-safety: one thread calls push/advance_to/finish (the engine uses its own workers).
 #pragma once
 
+#include <algorithm>
 #include <array>
 #include <cstdint>
 #include <cstdlib>
@@ -145,10 +146,9 @@ class Engine {
   // in parallel batches), then the values. The installed instances come first; behind them,
   // those added in the open epoch, which only its close installs.
   //
-  //
-  // `rows` keeps the first few slots in place (a bucket of one or two instances, the common
-  // case, is read with its header: one dependent cache miss less), then grows on the heap by
-  // doubling, without zero-filling (a new record is written at once).
+  // `rows` keeps its first slots in place (a bucket of one instance, the common case, is read
+  // with its header: one dependent cache miss less), then grows on the heap by doubling,
+  // without zero-filling (a new record is written at once).
   class Records {
    public:
     static constexpr uint32_t kInline = 9;  // one FOLD or NEXT record over a 3-attribute stream
