@@ -28,13 +28,7 @@ constexpr size_t kSymbols = 20000;
 constexpr size_t kEvents = 4096;  // a power of two
 
 Atom make_atom(uint32_t attr, Atom::Op op, Type type, Slot value) {
-  Atom a;
-  a.attr = attr;
-  a.op = op;
-  a.attr_type = type;
-  a.cmp = type;
-  a.value = value;
-  return a;
+  return Atom{.attr = attr, .op = op, .attr_type = type, .cmp = type, .value = value};
 }
 
 const std::vector<uint64_t>& symbols() {

@@ -351,18 +351,13 @@ Engine::PushResult Engine::push(uint32_t stream, int64_t t0, int64_t t1, const S
   }
   // Buffered with its candidates; an event without any is done.
   ScratchGuard guard(main_.targets_top);
-  const std::vector<uint32_t>* known = hinted(stream, values);
-  std::vector<uint32_t>& candidates = main_.scratch_targets();
-  if (known)
-    candidates = *known;
-  else
-    index_[stream].match(values, candidates);
+  bool matched;
+  const std::vector<uint32_t>& candidates = find_candidates(main_, stream, values, matched);
   main_.candidates += candidates.size();
   if (candidates.empty()) return PushResult::Ok;
   const uint32_t e = static_cast<uint32_t>(batch_.size());
   batch_.push_back(BufferedEvent{stream, static_cast<uint32_t>(batch_slots_.size()), t0, t1});
-  batch_slots_.insert(batch_slots_.end(), values,
-                      values + automaton_.streams[stream].schema.size());
+  batch_slots_.insert(batch_slots_.end(), values, values + streams_[stream].width);
   for (uint32_t target : candidates) cands_.emplace_back(e, target);
   if (batch_.size() >= kMaxBatchEvents) run_batch();
   return PushResult::Ok;
@@ -521,28 +516,30 @@ bool Engine::find_bucket(uint32_t n, const Slot* event, uint32_t* bucket) const 
   return ns.bucket(*bucket).count() != 0;
 }
 
-// The candidates of the event hint() announced kHintDistance calls ago, if it is this one.
-const std::vector<uint32_t>* Engine::hinted(uint32_t stream, const Slot* row) const {
-  if (ahead_count_ < kAheadSlots) return nullptr;
-  const Ahead& a = ahead_[ahead_next_];
-  if (a.stream != stream ||
-      !std::equal(a.values.begin(), a.values.end(), row, [](Slot x, Slot y) { return x.s == y.s; }))
-    return nullptr;
-  return &a.candidates;
+const std::vector<uint32_t>& Engine::find_candidates(Context& cx, uint32_t stream, const Slot* row,
+                                                     bool& matched) {
+  matched = false;
+  if (&cx == &main_ && ahead_count_ == kAheadSlots) {
+    // The event hint() announced kHintDistance calls ago, if this is it.
+    const Ahead& a = ahead_[ahead_next_];
+    if (a.stream == stream && std::equal(a.values.begin(), a.values.end(), row,
+                                         [](Slot x, Slot y) { return x.s == y.s; }))
+      return a.candidates;
+  }
+  matched = true;
+  std::vector<uint32_t>& out = cx.scratch_targets();
+  index_[stream].match(row, out);
+  return out;
 }
 
 void Engine::deliver(Context& cx, uint32_t stream, const Slot* row, int64_t t0, int64_t t1) {
   ScratchGuard guard(cx.targets_top);
-  const std::vector<uint32_t>* known = &cx == &main_ ? hinted(stream, row) : nullptr;
-  std::vector<uint32_t>& candidates =
-      known ? const_cast<std::vector<uint32_t>&>(*known) : cx.scratch_targets();
-  if (!known) {
-    index_[stream].match(row, candidates);
-    if (candidates.size() > 1) {
-      const auto id = [](uint32_t route) { return route; };
-      prefetch_nodes<kToL1>(candidates.begin(), candidates.end(), id);
-      prefetch_instances<kToL1>(candidates.begin(), candidates.end(), id);
-    }
+  bool matched;
+  const std::vector<uint32_t>& candidates = find_candidates(cx, stream, row, matched);
+  if (matched && candidates.size() > 1) {  // (hint() fetched those of a hinted event)
+    const auto id = [](uint32_t route) { return route; };
+    prefetch_nodes<kToL1>(candidates.begin(), candidates.end(), id);
+    prefetch_instances<kToL1>(candidates.begin(), candidates.end(), id);
   }
   cx.candidates += candidates.size();
   for (uint32_t target : candidates) {

@@ -282,7 +282,10 @@ class Engine {
   void run_work(Context& cx, const Work& w);
   void apply_effects(size_t workers);
   bool find_bucket(uint32_t node, const Slot* event, uint32_t* bucket) const;
-  const std::vector<uint32_t>* hinted(uint32_t stream, const Slot* row) const;
+  // An event's candidates: those hint() found ahead for it (the calling thread's context only),
+  // or else the index's, matched into a scratch list of `cx` (`matched` says which).
+  const std::vector<uint32_t>& find_candidates(Context& cx, uint32_t stream, const Slot* row,
+                                               bool& matched);
   // Ask the caches for what running the routes route_of(*it) of [first, last) reads: the
   // nodes, states and stages, then (once those are in) the instances and edges. Into L1 for
   // the event at hand; into L2 for one announced by hint(), which needs them only later (fewer
@@ -362,7 +365,7 @@ class Engine {
     std::vector<uint32_t> candidates;  // from step 2 on
   };
   // One more than the distance: the event being pushed is still there, and its push reuses the
-  // candidates found ahead (hinted()).
+  // candidates found ahead (find_candidates()).
   static constexpr size_t kAheadSlots = kHintDistance + 1;
   std::array<Ahead, kAheadSlots> ahead_;
   size_t ahead_next_ = 0, ahead_count_ = 0;

@@ -5,9 +5,11 @@
 #include <gtest/gtest.h>
 
 #include <algorithm>
+#include <functional>
 #include <sstream>
 
 #include "runtime/io.h"
+#include "tests/unit/stock_bars_args.h"
 
 namespace cayuga {
 namespace {
@@ -257,22 +259,9 @@ const std::vector<InputEvent>& stock_bars() {
     Schema schema{{{"Name", Type::String}, {"Price", Type::Float}, {"Volume", Type::Int}}};
     StreamTable streams;
     streams.add(StreamDef{0, "Stock", &schema});
-    const std::vector<std::string> args = {
-        "--input",
-        "Stock=" CAYUGA_SOURCE_DIR "/tests/data/stocks/bars_1min_2024_head5000.csv.gz",
-        "--time-column",
-        "epoch_ms",
-        "--time-format",
-        "ms",
-        "--map",
-        "Name=sym",
-        "--map",
-        "Price=close",
-        "--map",
-        "Volume=volume"};
     InputArgs in;
     std::string err;
-    EXPECT_TRUE(parse_input_args(args, in, &err)) << err;
+    EXPECT_TRUE(parse_input_args(test::stock_bars_args(), in, &err)) << err;
     auto reader = open_reader(in.inputs.at(0), streams, EngineUnit::Ms, &err);
     EXPECT_TRUE(reader) << err;
     std::vector<InputEvent> out;
@@ -299,6 +288,21 @@ void expect_same_run(const RunResult& r, const RunResult& base) {
   EXPECT_EQ(r.stats.candidates, base.stats.candidates);
 }
 
+// Pushes the bars through `script` with `opts`; before each event i, before(engine, stream, i).
+RunResult run_bars(const std::string& script, const EngineOptions& opts,
+                   const std::function<void(Engine&, uint32_t, size_t)>& before = {}) {
+  Harness h(script, opts);
+  EXPECT_EQ(h.engine.threads(), opts.threads);
+  const uint32_t stock = h.stream("Stock");
+  const std::vector<InputEvent>& events = stock_bars();
+  for (size_t i = 0; i < events.size(); ++i) {
+    if (before) before(h.engine, stock, i);
+    h.engine.push(stock, events[i].row.t0, events[i].row.t1, events[i].row.values.data());
+  }
+  h.engine.finish();
+  return RunResult{std::move(h.outputs), h.engine.stats()};
+}
+
 // Parallel epochs change nothing observable: the same rows in the same order, the same state.
 // Real bars through queries that create, consume, fold, expire and resubscribe, one of them
 // with a single bucket large enough to be split by instance range.
@@ -317,13 +321,7 @@ TEST(Engine, ParallelBatchesMatchOneThreadExactly) {
     opts.jit = JitMode::Off;
     opts.threads = threads;
     opts.parallel_min_work = min_work;
-    Harness h(script, opts);
-    EXPECT_EQ(h.engine.threads(), threads);
-    const uint32_t stock = h.stream("Stock");
-    for (const InputEvent& ev : stock_bars())
-      h.engine.push(stock, ev.row.t0, ev.row.t1, ev.row.values.data());
-    h.engine.finish();
-    return RunResult{std::move(h.outputs), h.engine.stats()};
+    return run_bars(script, opts);
   };
   const RunResult one = run(1, 256);
   ASSERT_GT(one.outputs.size(), 1000u);
@@ -353,19 +351,14 @@ TEST(Engine, HintsNeverChangeResults) {
     EngineOptions opts;
     opts.jit = JitMode::Off;
     opts.threads = threads;
-    Harness h(script, opts);
-    const uint32_t stock = h.stream("Stock");
-    const size_t d = Engine::kHintDistance;
-    for (size_t i = 0; i < events.size(); ++i) {
+    return run_bars(script, opts, [&](Engine& engine, uint32_t stock, size_t i) {
+      const size_t d = Engine::kHintDistance;
       size_t ahead = events.size();  // none
       if (hints == Hints::Right) ahead = i + d;
       if (hints == Hints::Shifted) ahead = i + d + 1;  // always another event than the push's
       if (hints == Hints::Near) ahead = i + 2;
-      if (ahead < events.size()) h.engine.hint(stock, events[ahead].row.values.data());
-      h.engine.push(stock, events[i].row.t0, events[i].row.t1, events[i].row.values.data());
-    }
-    h.engine.finish();
-    return RunResult{std::move(h.outputs), h.engine.stats()};
+      if (ahead < events.size()) engine.hint(stock, events[ahead].row.values.data());
+    });
   };
   const RunResult base = run(Hints::None, 1);
   ASSERT_GT(base.outputs.size(), 300u);

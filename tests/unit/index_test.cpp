@@ -30,13 +30,7 @@ constexpr Op kOps[] = {Op::Eq, Op::Lt, Op::Le, Op::Gt, Op::Ge};
 constexpr Op kRangeOps[] = {Op::Lt, Op::Le, Op::Gt, Op::Ge};
 
 Atom atom(uint32_t attr, Op op, Type attr_type, Type cmp, Slot value) {
-  Atom a;
-  a.attr = attr;
-  a.op = op;
-  a.attr_type = attr_type;
-  a.cmp = cmp;
-  a.value = value;
-  return a;
+  return Atom{.attr = attr, .op = op, .attr_type = attr_type, .cmp = cmp, .value = value};
 }
 
 Atom name_is(const std::string& name) {

@@ -10,6 +10,8 @@
 #include <limits>
 #include <thread>
 
+#include "tests/unit/stock_bars_args.h"
+
 namespace cayuga {
 namespace {
 
@@ -561,24 +563,9 @@ TEST(RealData, OpenSshFailedPasswords) {
 }
 
 TEST(RealData, StockBarsSlice) {
-  // tests/data/stocks/bars_1min_2024_head5000.csv.gz: the header and first 5000 bars of
-  // bars_1min_2024.csv.gz (blaizard/market-data, MIT, see tests/data/stocks/LICENSE).
-  std::vector<std::string> args = {"--input",
-                                   "Stock=" + std::string(CAYUGA_SOURCE_DIR) +
-                                       "/tests/data/stocks/bars_1min_2024_head5000.csv.gz",
-                                   "--time-column",
-                                   "epoch_ms",
-                                   "--time-format",
-                                   "ms",
-                                   "--map",
-                                   "Name=sym",
-                                   "--map",
-                                   "Price=close",
-                                   "--map",
-                                   "Volume=volume"};
   InputArgs parsed;
   std::string err;
-  ASSERT_TRUE(parse_input_args(args, parsed, &err)) << err;
+  ASSERT_TRUE(parse_input_args(test::stock_bars_args(), parsed, &err)) << err;
   ASSERT_EQ(parsed.inputs.size(), 1u);
   EXPECT_EQ(parsed.inputs[0].format, InputFormat::Csv);
   StreamTable streams = make_streams();
