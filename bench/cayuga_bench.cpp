@@ -11,6 +11,7 @@
 #include <chrono>
 #include <cstdio>
 #include <cstdlib>
+#include <filesystem>
 #include <fstream>
 #include <iostream>
 #include <sstream>
@@ -25,6 +26,14 @@ namespace {
 
 using namespace cayuga;
 using Clock = std::chrono::steady_clock;
+
+// After writing `path` through `out`: false, with a message, if any write failed.
+bool write_file_ok(std::ofstream& out, const std::string& path) {
+  out.flush();
+  if (out) return true;
+  std::cerr << "cannot write " << path << "\n";
+  return false;
+}
 
 constexpr const char* kUsage =
     "usage: cayuga-bench [options]\n"
@@ -181,18 +190,26 @@ int main(int argc, char** argv) {
     else if (a == "--threads") thread_counts = parse_list(value());
     else if (a == "--overlap") overlap = std::stod(value());
     else if (a == "--data") data = value();
-    else if (a == "--write") write_dir = value();
-    else {
+    else if (a == "--write") {
+      write_dir = value();
+      std::error_code ec;
+      std::filesystem::create_directories(write_dir, ec);
+      if (ec) {
+        std::cerr << "cannot create " << write_dir << ": " << ec.message() << "\n";
+        return 1;
+      }
+    } else {
       std::cerr << "unknown option " << a << "\n" << kUsage;
       return 2;
     }
   }
 
-  std::printf("%-7s %9s %-4s %3s %10s %8s %12s %9s %9s %8s %10s %10s %9s\n", "load", "queries",
-              "jit", "thr",
-              "compile_ms", "B/query", "events/s", "p50_ns", "p99_ns", "cand/ev", "outputs", "peak_inst",
-              "rss_MiB");
-  std::printf("(B/query: live heap per registered query before the run)\n");
+  if (write_dir.empty()) {
+    std::printf("%-7s %9s %-4s %3s %10s %8s %12s %9s %9s %8s %10s %10s %9s\n", "load", "queries",
+                "jit", "thr", "compile_ms", "B/query", "events/s", "p50_ns", "p99_ns", "cand/ev",
+                "outputs", "peak_inst", "rss_MiB");
+    std::printf("(B/query: live heap per registered query before the run)\n");
+  }
   for (const auto& w : workloads) {
     std::vector<std::string> universe;
     std::vector<bench::StockEvent> stream;
@@ -215,6 +232,8 @@ int main(int argc, char** argv) {
       for (const auto& e : stream)
         out << interned(e.values[0].s) << ',' << e.values[1].f << ',' << e.values[2].i
             << ",Stock," << e.t << ',' << e.t << '\n';
+      if (!write_file_ok(out, write_dir + "/" + w + ".txt")) return 1;
+      std::printf("wrote %s/%s.txt (%zu events)\n", write_dir.c_str(), w.c_str(), stream.size());
     }
     for (size_t q : queries) {
       bench::QueryMix mix;
@@ -222,7 +241,11 @@ int main(int argc, char** argv) {
       mix.overlap = overlap;
       std::string script = bench::generate_queries(mix, universe);
       if (!write_dir.empty()) {
-        std::ofstream(write_dir + "/" + w + "_" + std::to_string(q) + ".cel") << script;
+        const std::string path = write_dir + "/" + w + "_" + std::to_string(q) + ".cel";
+        std::ofstream out(path);
+        out << script;
+        if (!write_file_ok(out, path)) return 1;
+        std::printf("wrote %s (%zu queries)\n", path.c_str(), q);
         continue;
       }
       for (JitMode mode : jit_modes)
