@@ -307,11 +307,19 @@ const EngineStats& Engine::stats() const {
   return stats_;
 }
 
-std::vector<Slot>& Engine::Context::scratch_row(size_t width) {
-  if (scratch_top == scratch.size()) scratch.emplace_back();
-  std::vector<Slot>& buf = scratch[scratch_top++];
-  buf.resize(width);
-  return buf;
+void Engine::Context::ScratchRows::next_block(size_t width) {
+  block_ = block_ == SIZE_MAX ? 0 : block_ + 1;
+  constexpr size_t kBlockSlots = 1024;
+  if (block_ == blocks_.size()) {
+    blocks_.emplace_back();
+    sizes_.push_back(0);
+  }
+  if (sizes_[block_] < width) {  // a new block, or a free one too small for this row
+    sizes_[block_] = std::max(kBlockSlots, width);
+    blocks_[block_] = std::make_unique_for_overwrite<Slot[]>(sizes_[block_]);
+  }
+  used_ = 0;
+  size_ = sizes_[block_];
 }
 
 Slot* Engine::Context::defer(bool output, uint32_t id, size_t width, int64_t t0, int64_t t1) {
@@ -632,9 +640,9 @@ void Engine::process(Context& cx, uint32_t n, uint32_t bucket_id, size_t begin, 
   Bucket& b = state_[n].bucket(bucket_id);
   const uint32_t width = node.width;
   const uint32_t stride = kHeader + width;
-  ScratchGuard guard(cx.scratch_top);
-  std::vector<Slot>& out = cx.scratch_row(node.output.size());
-  Slot* rebound = node.kind == NodeKind::Fold ? cx.scratch_row(width).data() : nullptr;
+  Context::ScratchRows::Scope scope(cx.scratch);
+  Slot* out = cx.scratch.take(node.output.size());
+  Slot* rebound = node.kind == NodeKind::Fold ? cx.scratch.take(width) : nullptr;
   bool consumed_any = false;
   for (size_t k = begin; k < end; ++k) {
     // Re-read every time: adding an instance (a FOLD rebinding) may move the records.
@@ -668,7 +676,7 @@ void Engine::process(Context& cx, uint32_t n, uint32_t bucket_id, size_t begin, 
     }
     for (size_t i = 0; i < node.output.size(); ++i)
       out[i] = rows[node.output[i].row][node.output[i].offset];
-    fire(cx, node, out.data(), inst_t0, t1);
+    fire(cx, node, out, inst_t0, t1);
   }
   if (consumed_any) {
     if (cx.deferred) cx.dirty.emplace_back(n, bucket_id);
@@ -691,7 +699,7 @@ void Engine::fire_route(Context& cx, const Route& r, const Slot* row, int64_t t0
 
 void Engine::fire_emit(Context& cx, const Stage* first, const Stage* last, Emit::Kind kind,
                        uint32_t target, const Slot* row, int64_t t0, int64_t t1) {
-  ScratchGuard guard(cx.scratch_top);
+  Context::ScratchRows::Scope scope(cx.scratch);
   const Slot* cur = row;
   for (const Stage* it = first; it != last; ++it) {
     const Stage& stage = *it;
@@ -702,14 +710,14 @@ void Engine::fire_emit(Context& cx, const Stage* first, const Stage* last, Emit:
     if (stage.kind == Stage::Kind::Filter) {
       if (!stage.pred.eval_predicate(in, cx.eval)) return;
     } else {
-      std::vector<Slot>& next = cx.scratch_row(stage.types.size());
+      Slot* next = cx.scratch.take(stage.types.size());
       if (!stage.project.empty()) {
         for (size_t i = 0; i < stage.project.size(); ++i) next[i] = cur[stage.project[i]];
       } else {
         for (size_t i = 0; i < stage.items.size(); ++i)
           next[i] = stage.items[i].eval_value(in, cx.eval);
       }
-      cur = next.data();
+      cur = next;
     }
   }
   if (kind == Emit::Kind::ToNode) {
@@ -783,9 +791,8 @@ void Engine::add_from_row(Context& cx, uint32_t n, const Slot* row, int64_t t0, 
     mark_dirty(n, 0, false);
     return;
   }
-  ScratchGuard guard(cx.scratch_top);
-  Slot* inst = cx.deferred ? cx.defer(false, n, node.width, t0, t1)
-                           : cx.scratch_row(node.width).data();
+  Context::ScratchRows::Scope scope(cx.scratch);
+  Slot* inst = cx.deferred ? cx.defer(false, n, node.width, t0, t1) : cx.scratch.take(node.width);
   for (uint32_t k = 0; k < node.width; ++k) {
     int32_t src = node.init[k];
     inst[k] = src >= 0 ? row[src] : Slot{};

@@ -242,9 +242,36 @@ class Engine {
   // the effects it may not apply itself (new instances, outputs, consumed buckets), which are
   // applied in order once the batch is done.
   struct Context {
-    // Scratch rows reused across events; stacks because publishing recurses into readers.
-    std::deque<std::vector<Slot>> scratch;  // deque: growing keeps earlier rows in place
-    size_t scratch_top = 0;
+    // Scratch rows reused across events: a stack, because publishing recurses into readers.
+    // Rows are carved from blocks that never move, so a row stays valid while later ones are
+    // taken; ScratchRows::Scope gives back every row taken while it lived.
+    class ScratchRows {
+     public:
+      ScratchRows() { next_block(0); }
+      Slot* take(size_t width) {
+        if (used_ + width > size_) next_block(width);
+        Slot* row = blocks_[block_].get() + used_;
+        used_ += width;
+        return row;
+      }
+      struct Scope {
+        explicit Scope(ScratchRows& r) : rows(r), block(r.block_), used(r.used_), size(r.size_) {}
+        ~Scope() {
+          rows.block_ = block;
+          rows.used_ = used;
+          rows.size_ = size;
+        }
+        ScratchRows& rows;
+        size_t block, used, size;
+      };
+
+     private:
+      void next_block(size_t width);
+      std::vector<std::unique_ptr<Slot[]>> blocks_;
+      std::vector<size_t> sizes_;
+      size_t block_ = SIZE_MAX, used_ = 0, size_ = 0;  // (SIZE_MAX: before the first block)
+    };
+    ScratchRows scratch;
     std::deque<std::vector<uint32_t>> targets;
     size_t targets_top = 0;
     EvalStats eval;
@@ -261,7 +288,6 @@ class Engine {
     std::vector<std::pair<uint32_t, uint32_t>> dirty;  // (node, bucket) with a consumed instance
     std::vector<Work> work;  // the work items this task expanded
 
-    std::vector<Slot>& scratch_row(size_t width);
     // Records an effect and returns its `width` slots, to be filled before the next call.
     Slot* defer(bool output, uint32_t id, size_t width, int64_t t0, int64_t t1);
     std::vector<uint32_t>& scratch_targets();
