@@ -55,9 +55,8 @@ int rank(const Atom& a) {
   return 1;
 }
 
-}  // namespace
-
-bool holds(const Atom& a, const Slot* event) {
+// holds(), inlined where match() checks postings.
+inline bool atom_holds(const Atom& a, const Slot* event) {
   const Slot v = as_cmp(event[a.attr], a.attr_type, a.cmp);
   switch (a.cmp) {
     case Type::Int:
@@ -68,6 +67,12 @@ bool holds(const Atom& a, const Slot* event) {
       return a.op != Atom::Op::Eq || v.s == a.value.s;  // interned ids
   }
   return true;
+}
+
+}  // namespace
+
+bool holds(const Atom& a, const Slot* event) {
+  return atom_holds(a, event);
 }
 
 bool StreamIndex::add(uint32_t target, const std::vector<Atom>& guard) {
@@ -190,13 +195,17 @@ std::vector<std::pair<uint32_t, uint32_t>> StreamIndex::renumber() {
   return moves;
 }
 
-bool StreamIndex::passes(const Posting& p, const Slot* event) const {
-  if (!holds(p.first, event)) return false;
-  if (p.more == 0) return true;
-  const Atom* more = more_.data() + p.more;
-  for (int64_t i = 1; i <= more[0].value.i; ++i)
-    if (!holds(more[i], event)) return false;
-  return true;
+[[gnu::always_inline]] inline void StreamIndex::take(const Posting& p, const Slot* event,
+                                                     std::vector<uint32_t>& out) const {
+  if (p.has_first()) {
+    if (!atom_holds(p.first, event)) return;
+    if (p.more != 0) {
+      const Atom* more = more_.data() + p.more;
+      for (int64_t i = 1; i <= more[0].value.i; ++i)
+        if (!atom_holds(more[i], event)) return;
+    }
+  }
+  out.push_back(p.target);
 }
 
 // Appends the targets of a sorted (constant, posting) table that `value op constant` selects.

@@ -80,10 +80,8 @@ class StreamIndex {
     std::vector<std::pair<int64_t, Posting>> by_int;    // cmp INT
   };
 
-  bool passes(const Posting& p, const Slot* event) const;
-  void take(const Posting& p, const Slot* event, std::vector<uint32_t>& out) const {
-    if (!p.has_first() || passes(p, event)) out.push_back(p.target);
-  }
+  // Appends p.target to `out` when `event` satisfies the atoms stored with it.
+  void take(const Posting& p, const Slot* event, std::vector<uint32_t>& out) const;
   template <typename T>
   void select_range(const std::vector<std::pair<T, Posting>>& table, nfa::Atom::Op op, T v,
                     const Slot* event, std::vector<uint32_t>& out) const;

@@ -800,15 +800,6 @@ void Engine::add_from_row(Context& cx, uint32_t n, const Slot* row, int64_t t0, 
   if (!cx.deferred) add_instance(n, inst, t0, t1);
 }
 
-void Engine::mark_dirty(uint32_t n, uint32_t bucket, bool consumed, BucketList& dirty) {
-  Bucket& b = state_[n].bucket(bucket);
-  b.consumed |= consumed;
-  if (!b.dirty) {
-    b.dirty = true;
-    dirty.emplace_back(n, bucket);
-  }
-}
-
 void Engine::Records::grow(size_t need) {
   const size_t cap = std::max<size_t>(need, 2 * size_t{cap_});
   Slot* heap = static_cast<Slot*>(std::realloc(heap_, cap * sizeof(Slot)));
@@ -818,19 +809,25 @@ void Engine::Records::grow(size_t need) {
   cap_ = static_cast<uint32_t>(cap);
 }
 
-uint64_t Engine::compact(Bucket& b, const Node& node, int64_t next_time) {
+[[gnu::always_inline]] inline uint64_t Engine::compact(Bucket& b, const Node& node,
+                                                       int64_t next_time) {
+  const bool bounded = node.max_dur != nfa::kNoDurBound;
+  if (b.consumed || (bounded && b.installed && next_time - b.min_t0 > node.max_dur))
+    return compact_slow(b, node, next_time);
+  // Nothing consumed, nothing expired (min_t0 is the oldest installed): install the rest.
+  const uint32_t stride = kHeader + node.width;
+  int64_t min_t0 = b.min_t0;
+  for (size_t k = b.installed; k < b.total; ++k)
+    min_t0 = std::min(min_t0, b.rows.data()[k * stride].i);
+  b.installed = b.total;
+  b.min_t0 = min_t0;
+  return 0;
+}
+
+uint64_t Engine::compact_slow(Bucket& b, const Node& node, int64_t next_time) {
   const uint32_t stride = kHeader + node.width;
   const bool bounded = node.max_dur != nfa::kNoDurBound;
   const size_t total = b.total;
-  if (!b.consumed && !(bounded && b.installed && next_time - b.min_t0 > node.max_dur)) {
-    // Nothing consumed, nothing expired (min_t0 is the oldest installed): install the rest.
-    int64_t min_t0 = b.min_t0;
-    for (size_t k = b.installed; k < total; ++k)
-      min_t0 = std::min(min_t0, b.rows.data()[k * stride].i);
-    b.installed = static_cast<uint32_t>(total);
-    b.min_t0 = min_t0;
-    return 0;
-  }
   b.consumed = false;
   size_t keep = 0;
   uint64_t expired = 0;
@@ -855,19 +852,24 @@ uint64_t Engine::compact(Bucket& b, const Node& node, int64_t next_time) {
   return expired;
 }
 
-void Engine::compact_all(const std::vector<std::pair<uint32_t, uint32_t>>& list,
-                         int64_t next_time) {
+void Engine::compact_all(const BucketList& list, int64_t next_time) {
   // Per bucket: the change in live instances and the expired count.
   auto one = [&](uint32_t n, uint32_t id, int64_t& delta, uint64_t& expired) {
     Bucket& b = state_[n].bucket(id);
+    const Node& node = automaton_.nodes[n];
     const int64_t before = b.count();
-    expired += compact(b, automaton_.nodes[n], next_time);
+    expired += compact(b, node, next_time);
     delta += static_cast<int64_t>(b.count()) - before;
+    return std::pair<Bucket&, const Node&>(b, node);
   };
   int64_t delta = 0;
   uint64_t expired = 0;
   if (!par_ || list.size() < options_.parallel_min_work / 2 + 1) {
-    for (auto [n, id] : list) one(n, id, delta, expired);
+    for (auto [n, id] : list) {
+      auto [b, node] = one(n, id, delta, expired);
+      b.dirty = false;
+      schedule(b, node, n, id);
+    }
   } else {
     std::atomic<int64_t> total_delta{0};
     std::atomic<uint64_t> total_expired{0};
@@ -882,16 +884,22 @@ void Engine::compact_all(const std::vector<std::pair<uint32_t, uint32_t>>& list,
     });
     delta = total_delta;
     expired = total_expired;
+    for (auto [n, id] : list) {  // the wheel is the calling thread's
+      Bucket& b = state_[n].bucket(id);
+      b.dirty = false;
+      schedule(b, automaton_.nodes[n], n, id);
+    }
   }
   stats_.instances += delta;
   stats_.expired += expired;
 }
 
 // Queues the bucket's next expiry: the first time at which its oldest instance is past the
-// node's DUR bound. Stale entries (the bucket changed since) are skipped when they come due.
-void Engine::schedule(uint32_t n, uint32_t bucket) {
-  const Node& node = automaton_.nodes[n];
-  Bucket& b = state_[n].bucket(bucket);
+// node's DUR bound. Stale entries (the bucket changed since) are skipped when they come due. A
+// queued deadline that is not later than the new one stays: waking early is harmless (the
+// bucket is compacted and queued again), and buckets touched every epoch would otherwise flood
+// the wheel with stale entries.
+void Engine::schedule(Bucket& b, const Node& node, uint32_t n, uint32_t bucket) {
   if (node.max_dur == nfa::kNoDurBound || b.count() == 0) return;
   int64_t deadline = b.min_t0 > INT64_MAX - node.max_dur - 1 ? INT64_MAX
                                                               : b.min_t0 + node.max_dur + 1;
@@ -923,7 +931,6 @@ void Engine::expire_until(int64_t next_time) {
     due_.emplace_back(d.node, d.bucket);
   }
   compact_all(due_, next_time);  // not dirty: nothing pending
-  for (auto [n, id] : due_) schedule(n, id);
 }
 
 void Engine::close_epoch() {
@@ -932,13 +939,6 @@ void Engine::close_epoch() {
   const int64_t next_time = epoch_ + 1;  // every later event has t1 >= next_time
   floor_ = next_time;
   compact_all(dirty_, next_time);
-  for (auto [n, id] : dirty_) {
-    state_[n].bucket(id).dirty = false;
-    // A queued deadline that is not later than the new one stays: waking early is harmless
-    // (the bucket is compacted and queued again), and buckets touched every epoch would
-    // otherwise flood the wheel with stale entries.
-    schedule(n, id);
-  }
   dirty_.clear();
   stats_.peak_instances = std::max(stats_.peak_instances, stats_.instances);
   expire_until(next_time);

@@ -342,16 +342,26 @@ class Engine {
   }
   void add_from_row(Context& cx, uint32_t node, const Slot* row, int64_t t0, int64_t t1);
   // `consumed`: an installed instance of the bucket was consumed (else only added to).
-  void mark_dirty(uint32_t node, uint32_t bucket, bool consumed, BucketList& dirty);
+  void mark_dirty(uint32_t node, uint32_t bucket, bool consumed, BucketList& dirty) {
+    Bucket& b = state_[node].bucket(bucket);
+    b.consumed |= consumed;
+    if (!b.dirty) {
+      b.dirty = true;
+      dirty.emplace_back(node, bucket);
+    }
+  }
   void mark_dirty(uint32_t node, uint32_t bucket, bool consumed) {
     mark_dirty(node, bucket, consumed, dirty_);
   }
   // Drops consumed and (by `next_time`) expired instances and installs the pending ones;
   // returns how many were expired.
   uint64_t compact(Bucket& b, const nfa::Node& node, int64_t next_time);
-  // Compacts the buckets in `list`, in parallel when there are many.
-  void compact_all(const std::vector<std::pair<uint32_t, uint32_t>>& list, int64_t next_time);
-  void schedule(uint32_t node, uint32_t bucket);
+  uint64_t compact_slow(Bucket& b, const nfa::Node& node, int64_t next_time);
+  // Compacts the buckets in `list` (in parallel when there are many), clears their dirty flags
+  // and queues their next expiry.
+  void compact_all(const BucketList& list, int64_t next_time);
+  // Queues the next expiry of bucket `bucket` (`b`) of node `n` (`node`).
+  void schedule(Bucket& b, const nfa::Node& node, uint32_t n, uint32_t bucket);
   void expire_until(int64_t next_time);
 
   EngineOptions options_;
