@@ -605,31 +605,35 @@ void Engine::hint(uint32_t stream, const Slot* values) {
   // entry (step 0, below), its postings, the candidates and their routes, their nodes and
   // states, their instances. Each step reads only what the step before fetched.
   const auto id = [](uint32_t route) { return route; };
-  for (size_t k = 1; k < std::min(ahead_count_ + 1, kHintDistance); ++k) {
-    Ahead& a = ahead_[(ahead_next_ + kAheadSlots - k) % kAheadSlots];
-    const index::StreamIndex& index = index_[a.stream];
-    switch (k) {
-      case 1:
-        index.prefetch_postings(a.values.data());
-        break;
-      case 2:
-        a.candidates.clear();
-        index.match(a.values.data(), a.candidates);
-        for (uint32_t route : a.candidates) __builtin_prefetch(&routes_[route], 0, kToL2);
-        break;
-      case 3:
-        prefetch_nodes<kToL2>(a.candidates.begin(), a.candidates.end(), id);
-        break;
-      default:
-        prefetch_instances<kToL2>(a.candidates.begin(), a.candidates.end(), id);
-        break;
-    }
+  // ago(k): the event announced k calls ago. The steps run from the oldest event to the newest,
+  // so no branch depends on k.
+  const auto ago = [&](size_t k) -> Ahead& {
+    return ahead_[ahead_next_ >= k ? ahead_next_ - k : ahead_next_ + kAheadSlots - k];
+  };
+  static_assert(kHintDistance == 5, "one step per call below");
+  if (ahead_count_ >= 4) {
+    const Ahead& a = ago(4);
+    prefetch_instances<kToL2>(a.candidates.begin(), a.candidates.end(), id);
+  }
+  if (ahead_count_ >= 3) {
+    const Ahead& a = ago(3);
+    prefetch_nodes<kToL2>(a.candidates.begin(), a.candidates.end(), id);
+  }
+  if (ahead_count_ >= 2) {
+    Ahead& a = ago(2);
+    a.candidates.clear();
+    index_[a.stream].match(a.values.data(), a.candidates);
+    for (uint32_t route : a.candidates) __builtin_prefetch(&routes_[route], 0, kToL2);
+  }
+  if (ahead_count_ >= 1) {
+    const Ahead& a = ago(1);
+    index_[a.stream].prefetch_postings(a.values.data());
   }
   Ahead& a = ahead_[ahead_next_];
   a.stream = stream;
   a.values.assign(values, values + streams_[stream].width);
   index_[stream].prefetch_entries(values);
-  ahead_next_ = (ahead_next_ + 1) % kAheadSlots;
+  ahead_next_ = ahead_next_ + 1 == kAheadSlots ? 0 : ahead_next_ + 1;
   ahead_count_ = std::min(ahead_count_ + 1, kAheadSlots);
   asm volatile("" ::: "memory");
 }
