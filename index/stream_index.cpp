@@ -143,7 +143,15 @@ size_t slot_of(uint64_t key, size_t mask) {
 
 }  // namespace
 
-const StreamIndex::EqTable::Entry* StreamIndex::EqTable::find(uint64_t key) const {
+[[gnu::always_inline]] inline bool StreamIndex::EqTable::key_of(const Slot* event,
+                                                                uint64_t& key) const {
+  return equality_key(as_cmp(event[attr], attr_type, cmp), cmp, key);
+}
+
+[[gnu::always_inline]] inline const StreamIndex::EqTable::Entry* StreamIndex::EqTable::find(
+    const Slot* event) const {
+  uint64_t key;
+  if (!key_of(event, key)) return nullptr;
   const size_t mask = table.size() - 1;
   for (size_t i = slot_of(key, mask);; i = (i + 1) & mask) {
     const Entry& e = table[i];
@@ -241,8 +249,7 @@ void StreamIndex::select_range(const std::vector<std::pair<T, Posting>>& table, 
 void StreamIndex::prefetch_entries(const Slot* event) const {
   for (const auto& t : eq_) {
     uint64_t key;
-    if (equality_key(as_cmp(event[t.attr], t.attr_type, t.cmp), t.cmp, key))
-      __builtin_prefetch(&t.table[slot_of(key, t.table.size() - 1)], 0, 2);
+    if (t.key_of(event, key)) __builtin_prefetch(&t.table[slot_of(key, t.table.size() - 1)], 0, 2);
   }
   // Prefetches are no side effect to GCC, which would otherwise drop calls to this function.
   asm volatile("" ::: "memory");
@@ -251,9 +258,7 @@ void StreamIndex::prefetch_entries(const Slot* event) const {
 void StreamIndex::prefetch_postings(const Slot* event) const {
   constexpr uint32_t kPerLine = 64 / sizeof(Posting);
   for (const auto& t : eq_) {
-    uint64_t key;
-    if (!equality_key(as_cmp(event[t.attr], t.attr_type, t.cmp), t.cmp, key)) continue;
-    const EqTable::Entry* e = t.find(key);
+    const EqTable::Entry* e = t.find(event);
     if (!e) continue;
     for (uint32_t i = e->begin; i < e->end; i += kPerLine) __builtin_prefetch(&t.postings[i], 0, 2);
     __builtin_prefetch(&t.postings[e->end - 1], 0, 2);
@@ -264,9 +269,7 @@ void StreamIndex::prefetch_postings(const Slot* event) const {
 void StreamIndex::match(const Slot* event, std::vector<uint32_t>& out) const {
   for (const Posting& p : always_) take(p, event, out);
   for (const auto& t : eq_) {
-    uint64_t key;
-    if (!equality_key(as_cmp(event[t.attr], t.attr_type, t.cmp), t.cmp, key)) continue;
-    const EqTable::Entry* e = t.find(key);
+    const EqTable::Entry* e = t.find(event);
     if (!e) continue;
     for (uint32_t i = e->begin; i < e->end; ++i) take(t.postings[i], event, out);
   }

@@ -70,7 +70,10 @@ class StreamIndex {
     };
     std::vector<Entry> table;  // a power of two in size
     std::vector<Posting> postings;
-    const Entry* find(uint64_t key) const;
+    // The hash key of the event's value of `attr` as this table compares it; false for NaN.
+    bool key_of(const Slot* event, uint64_t& key) const;
+    // The entry of the event's key, or null: no posting.
+    const Entry* find(const Slot* event) const;
   };
   struct RangeTable {
     uint32_t attr;

@@ -310,16 +310,14 @@ const EngineStats& Engine::stats() const {
 void Engine::Context::ScratchRows::next_block(size_t width) {
   block_ = block_ == SIZE_MAX ? 0 : block_ + 1;
   constexpr size_t kBlockSlots = 1024;
-  if (block_ == blocks_.size()) {
-    blocks_.emplace_back();
-    sizes_.push_back(0);
-  }
-  if (sizes_[block_] < width) {  // a new block, or a free one too small for this row
-    sizes_[block_] = std::max(kBlockSlots, width);
-    blocks_[block_] = std::make_unique_for_overwrite<Slot[]>(sizes_[block_]);
+  if (block_ == blocks_.size()) blocks_.emplace_back();
+  Block& b = blocks_[block_];
+  if (b.size < width) {  // a new block, or a free one too small for this row
+    b.size = std::max(kBlockSlots, width);
+    b.slots = std::make_unique_for_overwrite<Slot[]>(b.size);
   }
   used_ = 0;
-  size_ = sizes_[block_];
+  size_ = b.size;
 }
 
 Slot* Engine::Context::defer(bool output, uint32_t id, size_t width, int64_t t0, int64_t t1) {
@@ -860,20 +858,20 @@ void Engine::compact_all(const BucketList& list, int64_t next_time) {
   // Per bucket: the change in live instances and the expired count.
   auto one = [&](uint32_t n, uint32_t id, int64_t& delta, uint64_t& expired) {
     Bucket& b = state_[n].bucket(id);
-    const Node& node = automaton_.nodes[n];
     const int64_t before = b.count();
-    expired += compact(b, node, next_time);
+    expired += compact(b, automaton_.nodes[n], next_time);
     delta += static_cast<int64_t>(b.count()) - before;
-    return std::pair<Bucket&, const Node&>(b, node);
+    return &b;
+  };
+  // On the calling thread only (the wheel is not shared).
+  auto requeue = [&](Bucket& b, uint32_t n, uint32_t id) {
+    b.dirty = false;
+    schedule(b, automaton_.nodes[n], n, id);
   };
   int64_t delta = 0;
   uint64_t expired = 0;
   if (!par_ || list.size() < options_.parallel_min_work / 2 + 1) {
-    for (auto [n, id] : list) {
-      auto [b, node] = one(n, id, delta, expired);
-      b.dirty = false;
-      schedule(b, node, n, id);
-    }
+    for (auto [n, id] : list) requeue(*one(n, id, delta, expired), n, id);  // one pass
   } else {
     std::atomic<int64_t> total_delta{0};
     std::atomic<uint64_t> total_expired{0};
@@ -888,11 +886,7 @@ void Engine::compact_all(const BucketList& list, int64_t next_time) {
     });
     delta = total_delta;
     expired = total_expired;
-    for (auto [n, id] : list) {  // the wheel is the calling thread's
-      Bucket& b = state_[n].bucket(id);
-      b.dirty = false;
-      schedule(b, automaton_.nodes[n], n, id);
-    }
+    for (auto [n, id] : list) requeue(state_[n].bucket(id), n, id);
   }
   stats_.instances += delta;
   stats_.expired += expired;

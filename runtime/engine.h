@@ -250,7 +250,7 @@ class Engine {
       ScratchRows() { next_block(0); }
       Slot* take(size_t width) {
         if (used_ + width > size_) next_block(width);
-        Slot* row = blocks_[block_].get() + used_;
+        Slot* row = blocks_[block_].slots.get() + used_;
         used_ += width;
         return row;
       }
@@ -267,9 +267,14 @@ class Engine {
 
      private:
       void next_block(size_t width);
-      std::vector<std::unique_ptr<Slot[]>> blocks_;
-      std::vector<size_t> sizes_;
-      size_t block_ = SIZE_MAX, used_ = 0, size_ = 0;  // (SIZE_MAX: before the first block)
+      struct Block {
+        std::unique_ptr<Slot[]> slots;
+        size_t size = 0;
+      };
+      std::vector<Block> blocks_;
+      // The block in use, the slots taken from it and its size (blocks_[block_].size, kept
+      // here for take()). SIZE_MAX: before the first block.
+      size_t block_ = SIZE_MAX, used_ = 0, size_ = 0;
     };
     ScratchRows scratch;
     std::deque<std::vector<uint32_t>> targets;
