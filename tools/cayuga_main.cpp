@@ -3,9 +3,12 @@
 #include <tbb/info.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <charconv>
 #include <chrono>
 #include <cstdio>
+#include <cstdlib>
+#include <filesystem>
 #include <fstream>
 #include <iostream>
 #include <sstream>
@@ -274,17 +277,27 @@ int cmd_run(std::vector<std::string> args) {
     }
     sources.push_back(std::move(r));
   }
-  // One thread: the sequential loop reads the inputs itself. Otherwise the pipeline parses them
-  // and the loop reads the parsed batches, one BatchReader per input, merged the same way.
+  // Several threads: the pipeline parses the inputs and the loop reads the parsed batches, one
+  // BatchReader per input, merged the same way. One thread: the loop parses files a batch at a
+  // time itself (so it can look ahead), and reads other inputs (stdin, pipes) line by line, so
+  // that an event is handled as soon as its line arrives.
   const unsigned threads = engine_options.threads
                                ? engine_options.threads
                                : static_cast<unsigned>(tbb::info::default_concurrency());
   const bool pipeline = threads > 1;
+  // (CAYUGA_READ_AHEAD=0: line by line on one thread whatever the input, for tests.)
+  const char* read_ahead = std::getenv("CAYUGA_READ_AHEAD");
+  const bool batched =
+      pipeline || (!(read_ahead && std::string_view(read_ahead) == "0") &&
+                   std::all_of(inputs.inputs.begin(), inputs.inputs.end(), [](const InputSpec& in) {
+                     std::error_code ec;
+                     return in.path != "-" && std::filesystem::is_regular_file(in.path, ec);
+                   }));
   std::vector<std::unique_ptr<EventReader>> merged;
   std::vector<SplitReader*> split;
   std::vector<BatchReader*> parsed;
   for (auto& r : sources) {
-    if (pipeline) {
+    if (batched) {
       auto b = std::make_unique<BatchReader>(std::string(r->name()));
       split.push_back(r.get());
       parsed.push_back(b.get());
@@ -305,6 +318,8 @@ int cmd_run(std::vector<std::string> args) {
   cli::RunLoop loop(engine, reader, skip_errors, !quiet && isatty(STDERR_FILENO), compiled);
   if (pipeline)
     cli::run_pipeline(loop, engine, split, parsed, output_format, *writer, threads);
+  else if (batched)
+    cli::run_batched(loop, engine, split, parsed, *writer);
   else
     cli::run_sequential(loop, engine, *writer);
   int exit_code = loop.exit_code();

@@ -113,23 +113,55 @@ void RunLoop::finish() {
   engine_.finish();
 }
 
-void run_sequential(RunLoop& loop, Engine& engine, EventWriter& writer) {
-  const nfa::Automaton& automaton = engine.automaton();
-  engine.set_sink([&](uint32_t stream, const Row& row) {
-    const nfa::Stream& s = automaton.streams[stream];
-    writer.write(s.name, s.schema, row);
-  });
-  while (loop.step()) {
-  }
-  loop.finish();
-}
-
 namespace {
 
 // A batch is cut at whichever limit comes first: a few thousand records keep the parse tasks
 // long enough to pay for themselves, 256 KiB keeps long lines from making huge batches.
 constexpr size_t kBatchRecords = 4096;
 constexpr size_t kBatchBytes = size_t{256} << 10;
+
+// Rows go to the writer as the sink delivers them.
+void write_rows(Engine& engine, EventWriter& writer) {
+  const nfa::Automaton& automaton = engine.automaton();
+  engine.set_sink([&](uint32_t stream, const Row& row) {
+    const nfa::Stream& s = automaton.streams[stream];
+    writer.write(s.name, s.schema, row);
+  });
+}
+
+}  // namespace
+
+void run_sequential(RunLoop& loop, Engine& engine, EventWriter& writer) {
+  write_rows(engine, writer);
+  while (loop.step()) {
+  }
+  loop.finish();
+}
+
+void run_batched(RunLoop& loop, Engine& engine, std::span<SplitReader* const> inputs,
+                 std::span<BatchReader* const> parsed, EventWriter& writer) {
+  write_rows(engine, writer);
+  const size_t n = inputs.size();
+  std::vector<uint64_t> cut(n, 0);
+  std::vector<bool> ended(n, false);
+  RecordBatch records;
+  EventBatch events;
+  do {
+    // The batch being read and the next one, so that the loop's look-ahead sees past the end
+    // of a batch.
+    for (size_t i = 0; i < n; ++i)
+      while (!ended[i] && cut[i] - parsed[i]->batches_done() < 2) {
+        inputs[i]->cut_batch(records, kBatchRecords, kBatchBytes);
+        ended[i] = records.ended;
+        inputs[i]->parse_batch(records, events);
+        parsed[i]->push(events);
+        ++cut[i];
+      }
+  } while (loop.step());
+  loop.finish();
+}
+
+namespace {
 // The engine stage hands its rows on once it has collected this many, and goes on with the
 // next token, so a query with a flood of matches does not pile them up in memory.
 constexpr size_t kMaxRows = 16384;

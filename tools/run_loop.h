@@ -1,5 +1,5 @@
-// The event loop of `cayuga run`: the sequential reference, and the same loop with input parsing
-// and output formatting on other threads.
+// The event loop of `cayuga run`: the sequential reference, the same loop reading its inputs a
+// batch ahead, and the same loop with input parsing and output formatting on other threads.
 //
 // RunLoop::step() is the one place that decides what happens to an item of the merged input
 // (push an event, report a bad line or a late event, stop or go on, show progress); both loops
@@ -65,6 +65,14 @@ class RunLoop {
 
 // The reference: everything on the calling thread, rows written as the sink delivers them.
 void run_sequential(RunLoop& loop, Engine& engine, EventWriter& writer);
+
+// The same on the calling thread, with the inputs cut and parsed a batch at a time (a batch
+// ahead of the loop), so that RunLoop::step can hint the engine about events ahead, which a
+// reader parsing line by line cannot offer. For inputs that are files: a batch waits for its
+// records, which on a pipe or a terminal would hold events back until more lines arrive.
+// `loop` reads a MergeReader over `parsed`, one BatchReader per input of `inputs`, in order.
+void run_batched(RunLoop& loop, Engine& engine, std::span<SplitReader* const> inputs,
+                 std::span<BatchReader* const> parsed, EventWriter& writer);
 
 // The pipeline on `threads` threads (a task_arena of that size). `loop` reads a MergeReader
 // over `parsed`, one BatchReader per input of `inputs`, in the same order; the pipeline feeds
