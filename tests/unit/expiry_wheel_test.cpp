@@ -57,8 +57,8 @@ TEST(ExpiryWheel, NegativeTimesAndAddsBeforeTheFirstTake) {
   EXPECT_EQ(w.size(), 0u);
 }
 
-// Against a plain list: random deadlines ahead of the clock, the clock moving by small steps
-// and by large jumps.
+// Against a plain list: random deadlines ahead of the clock (seconds, minutes and hours ahead),
+// the clock moving by small steps and by large jumps.
 TEST(ExpiryWheel, MatchesAReferenceList) {
   std::mt19937_64 rng(11);
   ExpiryWheel w;
@@ -67,13 +67,18 @@ TEST(ExpiryWheel, MatchesAReferenceList) {
   for (int step = 0; step < 20000; ++step) {
     const int adds = static_cast<int>(rng() % 4);
     for (int a = 0; a < adds; ++a) {
-      const int64_t ahead = rng() % 8 == 0 ? static_cast<int64_t>(rng() % 20000000)
-                                           : static_cast<int64_t>(rng() % 5000);
+      // Mostly within a fine slot or a few; often minutes ahead (coarse slots, moved to fine
+      // slots as time reaches their period); sometimes hours (later rounds of both levels).
+      const uint64_t kind = rng() % 8;
+      const int64_t ahead = static_cast<int64_t>(kind == 0  ? rng() % 20000000
+                                                 : kind < 4 ? rng() % 1800000
+                                                            : rng() % 5000);
       const Key k{now + 1 + ahead, static_cast<uint32_t>(step), static_cast<uint32_t>(a)};
       w.add(std::get<0>(k), std::get<1>(k), std::get<2>(k));
       pending.push_back(k);
     }
-    now += rng() % 100 == 0 ? static_cast<int64_t>(rng() % 10000000) : static_cast<int64_t>(rng() % 300);
+    now += rng() % 100 == 0 ? static_cast<int64_t>(rng() % 10000000)
+                            : static_cast<int64_t>(rng() % 3000);
     std::vector<ExpiryWheel::Entry> due;
     w.take_until(now, due);
     std::vector<Key> expect;
