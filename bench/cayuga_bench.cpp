@@ -51,6 +51,8 @@ constexpr const char* kUsage =
     "  --no-merge, --no-index, --no-instance-index   switch an optimization off\n"
     "  --no-hint          push without announcing events ahead (Engine::hint)\n"
     "  --overlap F        fraction of queries sharing an earlier START filter (default 0)\n"
+    "  --repeat N         run each configuration N times and print the run with the median\n"
+    "                     events/s (default 1; on a shared host, 5 makes numbers repeatable)\n"
     "  --write DIR        instead of running: write DIR/<load>_<queries>.cel and DIR/<load>.txt\n"
     "                     (Cayuga format) for end-to-end runs through `cayuga run --stats`\n"
     "  --data FILE        stock bars CSV (default "
@@ -148,58 +150,81 @@ int main(int argc, char** argv) {
   EngineOptions base;
   double overlap = 0;
   bool hints = true;
+  size_t repeat = 1;
   std::string write_dir;
   std::string data = std::string(CAYUGA_SOURCE_DIR) + "/tests/data/stocks/bars_1min_2024_head5000.csv.gz";
   for (int i = 1; i < argc; ++i) {
     std::string a = argv[i];
-    auto value = [&]() -> std::string {
-      if (i + 1 >= argc) {
-        std::cerr << a << " needs a value\n" << kUsage;
-        std::exit(2);
-      }
-      return argv[++i];
-    };
-    if (a == "--help" || a == "-h") return std::cout << kUsage, 0;
-    if (a == "--queries") queries = parse_list(value());
-    else if (a == "--workload") {
-      workloads.clear();
-      std::stringstream ss(value());
-      for (std::string w; std::getline(ss, w, ',');) workloads.push_back(w);
-    } else if (a == "--events") events = std::stoull(value());
-    else if (a == "--symbols") symbols = std::stoull(value());
-    else if (a == "--copies") copies = std::stoull(value());
-    else if (a == "--per-epoch") per_epoch = std::stoull(value());
-    else if (a == "--tick-ms") tick_ms = std::stoll(value());
-    else if (a == "--no-merge") base.merge = false;
-    else if (a == "--no-index") base.index = false;
-    else if (a == "--no-instance-index") base.instance_index = false;
-    else if (a == "--no-hint")
-      hints = false;
-    else if (a == "--jit") {
-      jit_modes.clear();
-      std::stringstream ss(value());
-      for (std::string m; std::getline(ss, m, ',');) {
-        auto mode = parse_jit_mode(m);
-        if (!mode) {
-          std::cerr << "--jit takes on, off, auto\n";
+    try {
+      auto value = [&]() -> std::string {
+        if (i + 1 >= argc) {
+          std::cerr << a << " needs a value\n" << kUsage;
+          std::exit(2);
+        }
+        return argv[++i];
+      };
+      if (a == "--help" || a == "-h") return std::cout << kUsage, 0;
+      if (a == "--queries")
+        queries = parse_list(value());
+      else if (a == "--workload") {
+        workloads.clear();
+        std::stringstream ss(value());
+        for (std::string w; std::getline(ss, w, ',');) workloads.push_back(w);
+      } else if (a == "--events")
+        events = std::stoull(value());
+      else if (a == "--symbols")
+        symbols = std::stoull(value());
+      else if (a == "--copies")
+        copies = std::stoull(value());
+      else if (a == "--per-epoch")
+        per_epoch = std::stoull(value());
+      else if (a == "--tick-ms")
+        tick_ms = std::stoll(value());
+      else if (a == "--no-merge")
+        base.merge = false;
+      else if (a == "--no-index")
+        base.index = false;
+      else if (a == "--no-instance-index")
+        base.instance_index = false;
+      else if (a == "--no-hint")
+        hints = false;
+      else if (a == "--jit") {
+        jit_modes.clear();
+        std::stringstream ss(value());
+        for (std::string m; std::getline(ss, m, ',');) {
+          auto mode = parse_jit_mode(m);
+          if (!mode) {
+            std::cerr << "--jit takes on, off, auto\n";
+            return 2;
+          }
+          jit_modes.push_back(*mode);
+        }
+      } else if (a == "--threads")
+        thread_counts = parse_list(value());
+      else if (a == "--overlap")
+        overlap = std::stod(value());
+      else if (a == "--repeat") {
+        repeat = std::stoull(value());
+        if (repeat == 0) {
+          std::cerr << "--repeat must be at least 1\n";
           return 2;
         }
-        jit_modes.push_back(*mode);
+      } else if (a == "--data")
+        data = value();
+      else if (a == "--write") {
+        write_dir = value();
+        std::error_code ec;
+        std::filesystem::create_directories(write_dir, ec);
+        if (ec) {
+          std::cerr << "cannot create " << write_dir << ": " << ec.message() << "\n";
+          return 1;
+        }
+      } else {
+        std::cerr << "unknown option " << a << "\n" << kUsage;
+        return 2;
       }
-    }
-    else if (a == "--threads") thread_counts = parse_list(value());
-    else if (a == "--overlap") overlap = std::stod(value());
-    else if (a == "--data") data = value();
-    else if (a == "--write") {
-      write_dir = value();
-      std::error_code ec;
-      std::filesystem::create_directories(write_dir, ec);
-      if (ec) {
-        std::cerr << "cannot create " << write_dir << ": " << ec.message() << "\n";
-        return 1;
-      }
-    } else {
-      std::cerr << "unknown option " << a << "\n" << kUsage;
+    } catch (const std::exception&) {  // std::stoull and friends on a value that is no number
+      std::cerr << "bad value '" << argv[i] << "' for " << a << "\n";
       return 2;
     }
   }
@@ -209,6 +234,8 @@ int main(int argc, char** argv) {
                 "jit", "thr", "compile_ms", "B/query", "events/s", "p50_ns", "p99_ns", "cand/ev",
                 "outputs", "peak_inst", "rss_MiB");
     std::printf("(B/query: live heap per registered query before the run)\n");
+    if (repeat > 1)
+      std::printf("(each row: the run with the median events/s of %zu runs)\n", repeat);
   }
   for (const auto& w : workloads) {
     std::vector<std::string> universe;
@@ -253,7 +280,11 @@ int main(int argc, char** argv) {
         EngineOptions options = base;
         options.jit = mode;
         options.threads = static_cast<unsigned>(threads);
-        Result r = run_one(script, stream, options, hints);
+        std::vector<Result> runs;
+        for (size_t k = 0; k < repeat; ++k) runs.push_back(run_one(script, stream, options, hints));
+        std::sort(runs.begin(), runs.end(),
+                  [](const Result& x, const Result& y) { return x.events_per_s < y.events_per_s; });
+        const Result& r = runs[runs.size() / 2];
         std::printf("%-7s %9zu %-4s %3zu %10.1f %8.0f %12.0f %9.0f %9.0f %8.1f %10llu %10llu %9.1f\n",
                     w.c_str(), q, to_string(mode), threads, r.compile_ms, r.heap_per_query,
                     r.events_per_s, r.p50_ns,

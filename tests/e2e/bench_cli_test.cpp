@@ -1,0 +1,139 @@
+// `cayuga-bench`, the benchmark sweep: its options and errors, the columns of a run that do not
+// depend on timing (the same with every optimization switched off, and the same as `cayuga run`
+// over the files --write produces).
+//
+// CAYUGA_BENCH and CAYUGA_BIN are the executables.
+#include <gtest/gtest.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <cstdlib>
+#include <filesystem>
+#include <fstream>
+#include <sstream>
+#include <string>
+#include <utility>
+#include <vector>
+
+namespace {
+
+namespace fs = std::filesystem;
+
+struct Result {
+  int exit = -1;
+  std::string out, err;
+};
+
+std::string slurp(const fs::path& p) {
+  std::ifstream in(p, std::ios::binary);
+  std::ostringstream ss;
+  ss << in.rdbuf();
+  return ss.str();
+}
+
+class BenchCli : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    dir_ = fs::temp_directory_path() / ("cayuga_bench_cli_" + std::to_string(::getpid()));
+    fs::remove_all(dir_);
+    fs::create_directories(dir_);
+  }
+  void TearDown() override { fs::remove_all(dir_); }
+
+  Result run(const std::string& binary, const std::string& args) {
+    const fs::path out = dir_ / "stdout", err = dir_ / "stderr";
+    const std::string cmd =
+        "'" + binary + "' " + args + " > '" + out.string() + "' 2> '" + err.string() + "'";
+    const int status = std::system(cmd.c_str());
+    Result r;
+    r.exit = WIFEXITED(status) ? WEXITSTATUS(status) : -1;
+    r.out = slurp(out);
+    r.err = slurp(err);
+    return r;
+  }
+  Result bench(const std::string& args) { return run(CAYUGA_BENCH, args); }
+
+  // The fields of the last line of the table.
+  static std::vector<std::string> last_row(const std::string& out) {
+    std::string line;
+    std::istringstream in(out);
+    for (std::string l; std::getline(in, l);)
+      if (!l.empty()) line = l;
+    std::istringstream fields(line);
+    std::vector<std::string> f;
+    for (std::string x; fields >> x;) f.push_back(x);
+    return f;
+  }
+  // load, queries, jit, threads, then candidates per event, outputs and peak instances: the
+  // columns that do not depend on timing or the allocator.
+  static std::string exact_columns(const std::vector<std::string>& f) {
+    if (f.size() != 13) return "(not a row of 13 fields)";
+    return f[0] + " " + f[1] + " " + f[2] + " " + f[3] + " " + f[9] + " " + f[10] + " " + f[11];
+  }
+
+  fs::path dir_;
+};
+
+TEST_F(BenchCli, HelpAndBadOptions) {
+  Result help = bench("--help");
+  EXPECT_EQ(help.exit, 0);
+  EXPECT_NE(help.out.find("--repeat N"), std::string::npos) << help.out;
+  EXPECT_NE(help.out.find("--write DIR"), std::string::npos) << help.out;
+
+  Result bad = bench("--events many");
+  EXPECT_EQ(bad.exit, 2);
+  EXPECT_EQ(bad.err, "bad value 'many' for --events\n");
+  Result list = bench("--queries 10,x");
+  EXPECT_EQ(list.exit, 2);
+  EXPECT_EQ(list.err, "bad value '10,x' for --queries\n");
+  Result zero = bench("--repeat 0");
+  EXPECT_EQ(zero.exit, 2);
+  EXPECT_EQ(zero.err, "--repeat must be at least 1\n");
+  Result unknown = bench("--fast");
+  EXPECT_EQ(unknown.exit, 2);
+  EXPECT_EQ(unknown.err.rfind("unknown option --fast\nusage: cayuga-bench", 0), 0u) << unknown.err;
+}
+
+TEST_F(BenchCli, RowsDoNotDependOnTheOptimizations) {
+  const std::string run = "--queries 100 --workload walk --events 20000";
+  Result r = bench(run + " --jit off --repeat 3");
+  ASSERT_EQ(r.exit, 0) << r.err;
+  EXPECT_NE(r.out.find("(each row: the run with the median events/s of 3 runs)\n"),
+            std::string::npos)
+      << r.out;
+  EXPECT_EQ(exact_columns(last_row(r.out)), "walk 100 off 1 0.1 319 313");
+  const std::pair<const char*, const char*> variants[] = {
+      {"--jit off --no-merge", "walk 100 off 1 0.1 319 313"},
+      {"--jit off --no-instance-index", "walk 100 off 1 0.1 319 313"},
+      {"--jit off --threads 2", "walk 100 off 2 0.1 319 313"},
+      {"--jit on", "walk 100 on 1 0.1 319 313"},
+      // Without the index every event is handed to every START edge and node: more
+      // candidates, the same matches.
+      {"--jit off --no-index", "walk 100 off 1 172.0 319 313"},
+  };
+  for (const auto& [options, row] : variants)
+    EXPECT_EQ(exact_columns(last_row(bench(run + " " + options).out)), row) << options;
+}
+
+TEST_F(BenchCli, WrittenWorkloadRunsTheSameThroughCayugaRun) {
+  const std::string sweep = "--queries 1000 --workload walk --events 3000";
+  Result w = bench(sweep + " --write '" + (dir_ / "w").string() + "'");
+  ASSERT_EQ(w.exit, 0) << w.err;
+  EXPECT_EQ(w.out, "wrote " + (dir_ / "w").string() + "/walk.txt (3000 events)\nwrote " +
+                       (dir_ / "w").string() + "/walk_1000.cel (1000 queries)\n");
+  const std::string script = slurp(dir_ / "w" / "walk_1000.cel");
+  EXPECT_EQ(script.rfind("CREATE STREAM Stock (Name STRING, Price FLOAT, Volume INT);\n", 0), 0u);
+  EXPECT_EQ(std::count(script.begin(), script.end(), '\n'), 1001);
+
+  Result in_memory = bench(sweep + " --jit off");
+  EXPECT_EQ(exact_columns(last_row(in_memory.out)), "walk 1000 off 1 0.7 435 588");
+  Result end_to_end =
+      run(CAYUGA_BIN, "run '" + (dir_ / "w" / "walk_1000.cel").string() + "' --events '" +
+                          (dir_ / "w" / "walk.txt").string() + "' --stats -o /dev/null");
+  ASSERT_EQ(end_to_end.exit, 0) << end_to_end.err;
+  EXPECT_NE(end_to_end.err.find("\"outputs\":435,"), std::string::npos) << end_to_end.err;
+  EXPECT_NE(end_to_end.err.find("\"peak_instances\":588,"), std::string::npos) << end_to_end.err;
+}
+
+}  // namespace
