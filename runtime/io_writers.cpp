@@ -1,6 +1,7 @@
 // Output writers: JSON Lines, CSV, the Cayuga event format and the original witness-log lines.
 #include <charconv>
 #include <cmath>
+#include <cstring>
 
 #include "runtime/io.h"
 
@@ -46,6 +47,76 @@ size_t utf8_len(std::string_view s, size_t i) {
   if (c >= 0xF1 && c <= 0xF3) return cont(i + 1) && cont(i + 2) && cont(i + 3) ? 4 : 0;
   if (c == 0xF4) return cont(i + 1, 0x80, 0x8F) && cont(i + 2) && cont(i + 3) ? 4 : 0;
   return 0;
+}
+
+// What put_json_string writes at most per byte of its input: "\u00XX" for a control character
+// or "\ufffd" for a byte that is not valid UTF-8.
+constexpr size_t kStringBound = 6;
+
+// Writes `s` as a JSON string, quotes included, at `p` (room for 2 + kStringBound * s.size()
+// characters); returns the end. Valid UTF-8 is copied, anything else replaced by U+FFFD.
+char* put_json_string(char* p, std::string_view s) {
+  static constexpr char kHex[] = "0123456789abcdef";
+  *p++ = '"';
+  size_t i = 0;
+  const size_t n = s.size();
+  while (i < n) {
+    size_t j = i;
+    while (j < n) {
+      const unsigned char c = static_cast<unsigned char>(s[j]);
+      if (c < 0x20 || c == '"' || c == '\\' || c >= 0x80) break;
+      ++j;
+    }
+    std::memcpy(p, s.data() + i, j - i);
+    p += j - i;
+    i = j;
+    if (i >= n) break;
+    const unsigned char c = static_cast<unsigned char>(s[i]);
+    if (c >= 0x80) {
+      if (size_t len = utf8_len(s, i)) {
+        std::memcpy(p, s.data() + i, len);
+        p += len;
+        i += len;
+      } else {
+        std::memcpy(p, "\\ufffd", 6);
+        p += 6;
+        ++i;
+      }
+      continue;
+    }
+    *p++ = '\\';
+    switch (c) {
+      case '"':
+        *p++ = '"';
+        break;
+      case '\\':
+        *p++ = '\\';
+        break;
+      case '\b':
+        *p++ = 'b';
+        break;
+      case '\f':
+        *p++ = 'f';
+        break;
+      case '\n':
+        *p++ = 'n';
+        break;
+      case '\r':
+        *p++ = 'r';
+        break;
+      case '\t':
+        *p++ = 't';
+        break;
+      default:
+        std::memcpy(p, "u00", 3);
+        p += 3;
+        *p++ = kHex[c >> 4];
+        *p++ = kHex[c & 15];
+    }
+    ++i;
+  }
+  *p++ = '"';
+  return p;
 }
 
 void append_int(std::string& out, int64_t v) {
@@ -226,35 +297,56 @@ class BufferedWriter final : public EventWriter {
 
 }  // namespace
 
+// JSON rows are written in place: the row's size is bounded first (escaping at most sextuples a
+// string, a number takes at most 32 characters), the string grown once, and every piece then
+// written through a pointer. Appending piece by piece cost ~2,900 instructions per row of the
+// stock schema, half of them in std::string's own bookkeeping.
 void append_json_row(std::string& out, std::string_view stream, const Schema& schema,
                      const Row& row) {
-  out += "{\"stream\":";
-  append_json_string(out, stream);
-  out += ",\"t0\":";
-  append_int(out, row.t0);
-  out += ",\"t1\":";
-  append_int(out, row.t1);
+  constexpr size_t kNumber = 32;  // an int64 or a shortest round-trip double, with room to spare
+  size_t bound = 32 + kStringBound * stream.size() + 2 * kNumber;
   for (size_t i = 0; i < schema.size(); ++i) {
-    out += ',';
-    append_json_string(out, schema.attrs[i].name);
-    out += ':';
+    bound += 8 + kStringBound * schema.attrs[i].name.size();
+    bound += schema.attrs[i].type == Type::String
+                 ? 2 + kStringBound * interned(row.values[i].s).size()
+                 : kNumber;
+  }
+  const size_t old = out.size();
+  out.resize(old + bound);
+  char* p = out.data() + old;
+  auto lit = [&p](std::string_view text) {
+    std::memcpy(p, text.data(), text.size());
+    p += text.size();
+  };
+  auto number = [&p](auto v) { p = std::to_chars(p, p + kNumber, v).ptr; };
+  lit("{\"stream\":");
+  p = put_json_string(p, stream);
+  lit(",\"t0\":");
+  number(row.t0);
+  lit(",\"t1\":");
+  number(row.t1);
+  for (size_t i = 0; i < schema.size(); ++i) {
+    *p++ = ',';
+    p = put_json_string(p, schema.attrs[i].name);
+    *p++ = ':';
     const Slot v = row.values[i];
     switch (schema.attrs[i].type) {
       case Type::Int:
-        append_int(out, v.i);
+        number(v.i);
         break;
       case Type::Float:
         if (std::isfinite(v.f))
-          append_double(out, v.f);
+          number(v.f);
         else
-          out += "null";
+          lit("null");
         break;
       case Type::String:
-        append_json_string(out, interned(v.s));
+        p = put_json_string(p, interned(v.s));
         break;
     }
   }
-  out += '}';
+  *p++ = '}';
+  out.resize(static_cast<size_t>(p - out.data()));
 }
 
 void append_double(std::string& out, double v) {
@@ -270,61 +362,10 @@ void append_double(std::string& out, double v) {
 }
 
 void append_json_string(std::string& out, std::string_view s) {
-  static constexpr char kHex[] = "0123456789abcdef";
-  out += '"';
-  size_t i = 0;
-  const size_t n = s.size();
-  while (i < n) {
-    size_t j = i;
-    while (j < n) {
-      unsigned char c = static_cast<unsigned char>(s[j]);
-      if (c < 0x20 || c == '"' || c == '\\' || c >= 0x80) break;
-      ++j;
-    }
-    out.append(s.data() + i, j - i);
-    i = j;
-    if (i >= n) break;
-    unsigned char c = static_cast<unsigned char>(s[i]);
-    if (c >= 0x80) {
-      if (size_t len = utf8_len(s, i)) {
-        out.append(s.data() + i, len);
-        i += len;
-      } else {
-        out += "\\ufffd";
-        ++i;
-      }
-      continue;
-    }
-    switch (c) {
-      case '"':
-        out += "\\\"";
-        break;
-      case '\\':
-        out += "\\\\";
-        break;
-      case '\b':
-        out += "\\b";
-        break;
-      case '\f':
-        out += "\\f";
-        break;
-      case '\n':
-        out += "\\n";
-        break;
-      case '\r':
-        out += "\\r";
-        break;
-      case '\t':
-        out += "\\t";
-        break;
-      default:
-        out += "\\u00";
-        out += kHex[c >> 4];
-        out += kHex[c & 15];
-    }
-    ++i;
-  }
-  out += '"';
+  const size_t old = out.size();
+  out.resize(old + 2 + kStringBound * s.size());
+  char* end = put_json_string(out.data() + old, s);
+  out.resize(static_cast<size_t>(end - out.data()));
 }
 
 std::unique_ptr<EventWriter> make_writer(OutputFormat format, std::unique_ptr<OutputSink> sink) {
