@@ -336,7 +336,7 @@ void append_json_row(std::string& out, std::string_view stream, const Schema& sc
         break;
       case Type::Float:
         if (std::isfinite(v.f))
-          number(v.f);
+          p = put_double(p, v.f);
         else
           lit("null");
         break;
@@ -349,6 +349,51 @@ void append_json_row(std::string& out, std::string_view stream, const Schema& sc
   out.resize(static_cast<size_t>(p - out.data()));
 }
 
+// The fast path covers magnitudes below 2^31 with at most 6 decimals (prices, ratios, most
+// measurements). For the smallest such k, m = round(|v| * 10^k) is a candidate, and it is the
+// answer when m / 10^k == |v|: m and 10^k are exact doubles, so the division is the correctly
+// rounded value of the decimal m * 10^-k, i.e. what reading those digits back gives. Below 2^31
+// an ulp is under 10^-6, so no other decimal with k places reads back as v, and none with fewer
+// places does (smaller k failed): the digits are the shortest (m is the nearest integer to
+// |v| * 10^k whenever such a decimal exists, the rounding errors being well under 1/2).
+// std::to_chars prints such a value in fixed notation unless scientific is shorter (100000 is
+// "1e+05", 0.0001 is "1e-04"), in which case, and whenever no k fits, std::to_chars itself decides.
+char* put_double(char* p, double v) {
+  static constexpr double kPow10[] = {1, 1e1, 1e2, 1e3, 1e4, 1e5, 1e6};
+  const double a = std::fabs(v);
+  if (a != 0 && a < 2147483648.0) {
+    for (int k = 0; k <= 6; ++k) {
+      // (Truncating a + 0.5 rounds well enough: a wrong m only fails the check below.)
+      const int64_t m = static_cast<int64_t>(a * kPow10[k] + 0.5);
+      if (static_cast<double>(m) / kPow10[k] != a) continue;
+      char digits[24];
+      const char* end = std::to_chars(digits, digits + sizeof digits, m).ptr;
+      const int n = static_cast<int>(end - digits);
+      int significant = n;
+      while (digits[significant - 1] == '0') --significant;  // m != 0
+      const int fixed = (n > k ? n - k : 1) + (k > 0 ? 1 + k : 0);
+      const int scientific = significant + (significant > 1 ? 1 : 0) + 4;  // e+XX: |exponent| < 16
+      if (scientific < fixed) break;
+      if (std::signbit(v)) *p++ = '-';
+      if (n > k) {
+        std::memcpy(p, digits, static_cast<size_t>(n - k));
+        p += n - k;
+      } else {
+        *p++ = '0';
+      }
+      if (k > 0) {
+        *p++ = '.';
+        for (int z = n; z < k; ++z) *p++ = '0';
+        const int from = n > k ? n - k : 0;
+        std::memcpy(p, digits + from, static_cast<size_t>(n - from));
+        p += n - from;
+      }
+      return p;
+    }
+  }
+  return std::to_chars(p, p + 32, v).ptr;
+}
+
 void append_double(std::string& out, double v) {
   if (std::isnan(v)) {
     out += "nan";
@@ -356,8 +401,7 @@ void append_double(std::string& out, double v) {
     out += v > 0 ? "inf" : "-inf";
   } else {
     char buf[32];
-    auto r = std::to_chars(buf, buf + sizeof buf, v);
-    out.append(buf, r.ptr);
+    out.append(buf, put_double(buf, v));
   }
 }
 

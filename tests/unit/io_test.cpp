@@ -4,10 +4,12 @@
 #include <gtest/gtest.h>
 #include <unistd.h>
 
+#include <charconv>
 #include <cmath>
 #include <cstring>
 #include <filesystem>
 #include <limits>
+#include <random>
 #include <thread>
 
 #include "tests/unit/stock_bars_args.h"
@@ -807,6 +809,39 @@ TEST(Writers, OriginalWitnessLines) {
   Row a{1, 3, {string_slot(intern("IBM")), float_slot(10.0), int_slot(1)}};
   EXPECT_EQ(write_all(OutputFormat::Witness, {{"T5", &kStock, a}}),
             "10,WITNESS,Name,IBM,Price,10,Volume,1,T5,1,3,\n");
+}
+
+// put_double's fast path (few decimals) against std::to_chars, whose bytes it must reproduce:
+// decimals with 0 to 8 places around the fast path's limits, the cases where scientific notation
+// is shorter, and arbitrary bit patterns.
+TEST(Writers, PutDoubleIsToChars) {
+  auto same = [](double v) {
+    char fast[40], reference[40];
+    const std::string got(fast, put_double(fast, v));
+    const std::string want(reference, std::to_chars(reference, reference + 40, v).ptr);
+    return got == want ? std::string() : got + " instead of " + want;
+  };
+  const double fixed[] = {
+      0.0,      -0.0,         1,          -1,        0.5,     99.9472,    1e-6,
+      1e-7,     0.0001,       0.00012,    0.001,     10000,   100000,     1200000,
+      12000000, 2147483647.5, 2147483648, 0.1 + 0.2, 1.0 / 3, 123456.789, 999999.9999999,
+      5e-324,   1e300,        -42.25};
+  for (double v : fixed) EXPECT_EQ(same(v), "") << v;
+  std::mt19937_64 rng(5);
+  for (int i = 0; i < 1000000; ++i) {
+    double v;
+    if (i % 4 == 3) {
+      uint64_t bits = rng();
+      std::memcpy(&v, &bits, sizeof v);
+      if (!std::isfinite(v)) continue;
+    } else {
+      const int places = static_cast<int>(rng() % 9);
+      const uint64_t digits = rng() % (uint64_t{1} << (1 + rng() % 50));
+      v = static_cast<double>(digits) / std::pow(10.0, places);
+      if (rng() % 2) v = -v;
+    }
+    ASSERT_EQ(same(v), "") << i;
+  }
 }
 
 TEST(Writers, FormatNames) {
