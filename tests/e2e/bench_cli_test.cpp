@@ -4,11 +4,9 @@
 //
 // CAYUGA_BENCH and CAYUGA_BIN are the executables.
 #include <gtest/gtest.h>
-#include <sys/wait.h>
 #include <unistd.h>
 
 #include <algorithm>
-#include <cstdlib>
 #include <filesystem>
 #include <fstream>
 #include <sstream>
@@ -16,21 +14,14 @@
 #include <utility>
 #include <vector>
 
+#include "tests/e2e/shell.h"
+
 namespace {
 
 namespace fs = std::filesystem;
 
-struct Result {
-  int exit = -1;
-  std::string out, err;
-};
-
-std::string slurp(const fs::path& p) {
-  std::ifstream in(p, std::ios::binary);
-  std::ostringstream ss;
-  ss << in.rdbuf();
-  return ss.str();
-}
+using cayuga::test::Result;
+using cayuga::test::slurp;
 
 class BenchCli : public ::testing::Test {
  protected:
@@ -42,15 +33,7 @@ class BenchCli : public ::testing::Test {
   void TearDown() override { fs::remove_all(dir_); }
 
   Result run(const std::string& binary, const std::string& args) {
-    const fs::path out = dir_ / "stdout", err = dir_ / "stderr";
-    const std::string cmd =
-        "'" + binary + "' " + args + " > '" + out.string() + "' 2> '" + err.string() + "'";
-    const int status = std::system(cmd.c_str());
-    Result r;
-    r.exit = WIFEXITED(status) ? WEXITSTATUS(status) : -1;
-    r.out = slurp(out);
-    r.err = slurp(err);
-    return r;
+    return cayuga::test::run_shell("'" + binary + "' " + args, dir_);
   }
   Result bench(const std::string& args) { return run(CAYUGA_BENCH, args); }
 

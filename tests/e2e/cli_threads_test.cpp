@@ -7,7 +7,6 @@
 //
 // CAYUGA_BIN is the cayuga executable, CAYUGA_SOURCE_DIR the repository (tests/data, samples).
 #include <gtest/gtest.h>
-#include <sys/wait.h>
 #include <unistd.h>
 
 #include <cstdint>
@@ -19,23 +18,16 @@
 #include <string>
 #include <vector>
 
+#include "tests/e2e/shell.h"
+
 namespace {
 
 namespace fs = std::filesystem;
 
 const std::string kSource = CAYUGA_SOURCE_DIR;
 
-struct Result {
-  int exit = -1;
-  std::string out, err;
-};
-
-std::string slurp(const fs::path& p) {
-  std::ifstream in(p, std::ios::binary);
-  std::ostringstream ss;
-  ss << in.rdbuf();
-  return ss.str();
-}
+using cayuga::test::Result;
+using cayuga::test::slurp;
 
 void spit(const fs::path& p, const std::string& text) {
   std::ofstream out(p, std::ios::binary);
@@ -193,15 +185,9 @@ class CliThreads : public ::testing::Test {
 
   // Runs `cayuga run q.cel <args>` in the data directory, with `env` (VAR=value ...) set.
   static Result run(const std::string& args, const std::string& env = "") {
-    const fs::path out = dir_ / "stdout", err = dir_ / "stderr";
-    std::string cmd = "cd '" + dir_.string() + "' && " + env + " '" + std::string(CAYUGA_BIN) +
-                      "' run " + args + " > '" + out.string() + "' 2> '" + err.string() + "'";
-    int status = std::system(cmd.c_str());
-    Result r;
-    r.exit = WIFEXITED(status) ? WEXITSTATUS(status) : -1;
-    r.out = slurp(out);
-    r.err = slurp(err);
-    return r;
+    return cayuga::test::run_shell(
+        "cd '" + dir_.string() + "' && " + env + " '" + std::string(CAYUGA_BIN) + "' run " + args,
+        dir_);
   }
 
   // The timing fields of --stats, which differ from run to run.
