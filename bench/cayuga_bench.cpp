@@ -8,6 +8,7 @@
 #include <unistd.h>
 
 #include <algorithm>
+#include <charconv>
 #include <chrono>
 #include <cstdio>
 #include <cstdlib>
@@ -58,11 +59,23 @@ constexpr const char* kUsage =
     "  --data FILE        stock bars CSV (default "
     "tests/data/stocks/bars_1min_2024_head5000.csv.gz)\n";
 
-std::vector<size_t> parse_list(const std::string& s) {
+// The value `text` of option `option` as a number; a message and exit 2 if it is none.
+template <typename T>
+T number(const std::string& option, const std::string& text) {
+  T v{};
+  const auto [end, ec] = std::from_chars(text.data(), text.data() + text.size(), v);
+  if (ec != std::errc() || end != text.data() + text.size() || text.empty()) {
+    std::cerr << "bad value '" << text << "' for " << option << "\n";
+    std::exit(2);
+  }
+  return v;
+}
+
+std::vector<size_t> parse_list(const std::string& option, const std::string& s) {
   std::vector<size_t> out;
   std::stringstream ss(s);
   std::string item;
-  while (std::getline(ss, item, ',')) out.push_back(std::stoull(item));
+  while (std::getline(ss, item, ',')) out.push_back(number<size_t>(option, item));
   return out;
 }
 
@@ -155,76 +168,71 @@ int main(int argc, char** argv) {
   std::string data = std::string(CAYUGA_SOURCE_DIR) + "/tests/data/stocks/bars_1min_2024_head5000.csv.gz";
   for (int i = 1; i < argc; ++i) {
     std::string a = argv[i];
-    try {
-      auto value = [&]() -> std::string {
-        if (i + 1 >= argc) {
-          std::cerr << a << " needs a value\n" << kUsage;
-          std::exit(2);
-        }
-        return argv[++i];
-      };
-      if (a == "--help" || a == "-h") return std::cout << kUsage, 0;
-      if (a == "--queries")
-        queries = parse_list(value());
-      else if (a == "--workload") {
-        workloads.clear();
-        std::stringstream ss(value());
-        for (std::string w; std::getline(ss, w, ',');) workloads.push_back(w);
-      } else if (a == "--events")
-        events = std::stoull(value());
-      else if (a == "--symbols")
-        symbols = std::stoull(value());
-      else if (a == "--copies")
-        copies = std::stoull(value());
-      else if (a == "--per-epoch")
-        per_epoch = std::stoull(value());
-      else if (a == "--tick-ms")
-        tick_ms = std::stoll(value());
-      else if (a == "--no-merge")
-        base.merge = false;
-      else if (a == "--no-index")
-        base.index = false;
-      else if (a == "--no-instance-index")
-        base.instance_index = false;
-      else if (a == "--no-hint")
-        hints = false;
-      else if (a == "--jit") {
-        jit_modes.clear();
-        std::stringstream ss(value());
-        for (std::string m; std::getline(ss, m, ',');) {
-          auto mode = parse_jit_mode(m);
-          if (!mode) {
-            std::cerr << "--jit takes on, off, auto\n";
-            return 2;
-          }
-          jit_modes.push_back(*mode);
-        }
-      } else if (a == "--threads")
-        thread_counts = parse_list(value());
-      else if (a == "--overlap")
-        overlap = std::stod(value());
-      else if (a == "--repeat") {
-        repeat = std::stoull(value());
-        if (repeat == 0) {
-          std::cerr << "--repeat must be at least 1\n";
+    auto value = [&]() -> std::string {
+      if (i + 1 >= argc) {
+        std::cerr << a << " needs a value\n" << kUsage;
+        std::exit(2);
+      }
+      return argv[++i];
+    };
+    if (a == "--help" || a == "-h") return std::cout << kUsage, 0;
+    if (a == "--queries")
+      queries = parse_list(a, value());
+    else if (a == "--workload") {
+      workloads.clear();
+      std::stringstream ss(value());
+      for (std::string w; std::getline(ss, w, ',');) workloads.push_back(w);
+    } else if (a == "--events")
+      events = number<size_t>(a, value());
+    else if (a == "--symbols")
+      symbols = number<size_t>(a, value());
+    else if (a == "--copies")
+      copies = number<size_t>(a, value());
+    else if (a == "--per-epoch")
+      per_epoch = number<size_t>(a, value());
+    else if (a == "--tick-ms")
+      tick_ms = number<int64_t>(a, value());
+    else if (a == "--no-merge")
+      base.merge = false;
+    else if (a == "--no-index")
+      base.index = false;
+    else if (a == "--no-instance-index")
+      base.instance_index = false;
+    else if (a == "--no-hint")
+      hints = false;
+    else if (a == "--jit") {
+      jit_modes.clear();
+      std::stringstream ss(value());
+      for (std::string m; std::getline(ss, m, ',');) {
+        auto mode = parse_jit_mode(m);
+        if (!mode) {
+          std::cerr << "--jit takes on, off, auto\n";
           return 2;
         }
-      } else if (a == "--data")
-        data = value();
-      else if (a == "--write") {
-        write_dir = value();
-        std::error_code ec;
-        std::filesystem::create_directories(write_dir, ec);
-        if (ec) {
-          std::cerr << "cannot create " << write_dir << ": " << ec.message() << "\n";
-          return 1;
-        }
-      } else {
-        std::cerr << "unknown option " << a << "\n" << kUsage;
+        jit_modes.push_back(*mode);
+      }
+    } else if (a == "--threads")
+      thread_counts = parse_list(a, value());
+    else if (a == "--overlap")
+      overlap = number<double>(a, value());
+    else if (a == "--repeat") {
+      repeat = number<size_t>(a, value());
+      if (repeat == 0) {
+        std::cerr << "--repeat must be at least 1\n";
         return 2;
       }
-    } catch (const std::exception&) {  // std::stoull and friends on a value that is no number
-      std::cerr << "bad value '" << argv[i] << "' for " << a << "\n";
+    } else if (a == "--data")
+      data = value();
+    else if (a == "--write") {
+      write_dir = value();
+      std::error_code ec;
+      std::filesystem::create_directories(write_dir, ec);
+      if (ec) {
+        std::cerr << "cannot create " << write_dir << ": " << ec.message() << "\n";
+        return 1;
+      }
+    } else {
+      std::cerr << "unknown option " << a << "\n" << kUsage;
       return 2;
     }
   }
