@@ -64,7 +64,7 @@ template <typename T>
 T number(const std::string& option, const std::string& text) {
   T v{};
   const auto [end, ec] = std::from_chars(text.data(), text.data() + text.size(), v);
-  if (ec != std::errc() || end != text.data() + text.size() || text.empty()) {
+  if (ec != std::errc() || end != text.data() + text.size()) {
     std::cerr << "bad value '" << text << "' for " << option << "\n";
     std::exit(2);
   }

@@ -1,9 +1,9 @@
 // `cayuga run` on one thread reading line by line (the sequential reference loop), on one
 // thread reading files a batch ahead, and on several (input parsing and output formatting in a
-// pipeline around the engine, tools/run_loop.h) must print the same bytes: stdout, stderr (but the
-// timing fields of --stats) and the exit code, for every input and output format, merged inputs,
-// and every error path. The inputs have tens of thousands of events so that they are cut into many
-// batches and the output spans many of them.
+// pipeline around the engine, tools/run_loop.h) must print the same bytes: stdout, stderr (but
+// the timing fields of --stats) and the exit code, for every input and output format, merged
+// inputs, and every error path. The inputs have tens of thousands of events so that they are
+// cut into many batches and the output spans many of them.
 //
 // CAYUGA_BIN is the cayuga executable, CAYUGA_SOURCE_DIR the repository (tests/data, samples).
 #include <gtest/gtest.h>
