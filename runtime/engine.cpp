@@ -132,6 +132,7 @@ bool Engine::remove_query(uint32_t id) {
 
 void Engine::rebuild_routes() {
   ahead_count_ = 0;  // their candidates are route numbers of the old routes
+  ++generation_;
   streams_.clear();
   for (const nfa::Stream& s : automaton_.streams)
     streams_.push_back(StreamUse{static_cast<uint32_t>(s.schema.size()),
@@ -312,7 +313,7 @@ void Engine::Context::ScratchRows::next_block(size_t width) {
   constexpr size_t kBlockSlots = 1024;
   if (block_ == blocks_.size()) blocks_.emplace_back();
   Block& b = blocks_[block_];
-  if (b.size < width) {  // a new block, or a free one too small for this row
+  if (!b.slots || b.size < width) {  // a new block, or a free one too small for this row
     b.size = std::max(kBlockSlots, width);
     b.slots = std::make_unique_for_overwrite<Slot[]>(b.size);
   }
@@ -598,6 +599,15 @@ void Engine::prefetch_instances(It first, It last, RouteOf route_of) const {
 }
 
 void Engine::hint(uint32_t stream, const Slot* values) {
+  announce(stream, values, nullptr);
+}
+
+void Engine::hint(uint32_t stream, const Slot* values, std::span<const uint32_t> candidates,
+                  uint64_t generation) {
+  announce(stream, values, generation == generation_ ? &candidates : nullptr);
+}
+
+void Engine::announce(uint32_t stream, const Slot* values, const std::span<const uint32_t>* given) {
   if (stream >= index_.size()) return;
   // The event announced k calls ago takes step k of the chain its push will walk: the index
   // entry (step 0, below), its postings, the candidates and their routes, their nodes and
@@ -619,18 +629,24 @@ void Engine::hint(uint32_t stream, const Slot* values) {
   }
   if (ahead_count_ >= 2) {
     Ahead& a = ago(2);
-    a.candidates.clear();
-    index_[a.stream].match(a.values.data(), a.candidates);
+    if (!a.given) {
+      a.candidates.clear();
+      index_[a.stream].match(a.values.data(), a.candidates);
+    }
     for (uint32_t route : a.candidates) __builtin_prefetch(&routes_[route], 0, kToL2);
   }
   if (ahead_count_ >= 1) {
     const Ahead& a = ago(1);
-    index_[a.stream].prefetch_postings(a.values.data());
+    if (!a.given) index_[a.stream].prefetch_postings(a.values.data());
   }
   Ahead& a = ahead_[ahead_next_];
   a.stream = stream;
   a.values.assign(values, values + streams_[stream].width);
-  index_[stream].prefetch_entries(values);
+  a.given = given != nullptr;
+  if (given)
+    a.candidates.assign(given->begin(), given->end());
+  else
+    index_[stream].prefetch_entries(values);
   ahead_next_ = ahead_next_ + 1 == kAheadSlots ? 0 : ahead_next_ + 1;
   ahead_count_ = std::min(ahead_count_ + 1, kAheadSlots);
   asm volatile("" ::: "memory");

@@ -42,6 +42,7 @@
 #include <deque>
 #include <functional>
 #include <memory>
+#include <span>
 #include <string_view>
 #include <unordered_map>
 #include <vector>
@@ -120,6 +121,19 @@ class Engine {
   // depends on it, and a wrong or missing hint only costs time.
   static constexpr size_t kHintDistance = 5;
   void hint(uint32_t stream, const Slot* values);
+  // hint() for an event whose candidates were looked up ahead by match(), on another thread: the
+  // engine's thread then skips the index (its lookups and their cache misses). Candidates of
+  // another generation() than the engine's now are not used.
+  void hint(uint32_t stream, const Slot* values, std::span<const uint32_t> candidates,
+            uint64_t generation);
+  // The candidates of an event (the edges and nodes the global index sends it to), appended to
+  // `out`, for hint(). Const, and may run on other threads while the engine runs events, as long
+  // as no script is added and no query removed meanwhile.
+  void match(uint32_t stream, const Slot* values, std::vector<uint32_t>& out) const {
+    if (stream < index_.size()) index_[stream].match(values, out);
+  }
+  // Changes whenever the automaton does (add_script, remove_query), and with it the candidates.
+  uint64_t generation() const { return generation_; }
   // Closes every epoch before `t` (heartbeat: frees expired instances on quiet streams).
   void advance_to(int64_t t);
   // Closes the current epoch (end of input).
@@ -402,14 +416,18 @@ class Engine {
   // Events announced by hint(), a ring: ahead_[ahead_next_ - k - 1] was announced k calls ago.
   struct Ahead {
     uint32_t stream = 0;
+    bool given = false;  // announced with its candidates (else they are found at step 2)
     std::vector<Slot> values;
-    std::vector<uint32_t> candidates;  // from step 2 on
+    std::vector<uint32_t> candidates;  // from step 2 on, or given
   };
+  // Both hint()s: `given`, the candidates found ahead, or null.
+  void announce(uint32_t stream, const Slot* values, const std::span<const uint32_t>* given);
   // One more than the distance: the event being pushed is still there, and its push reuses the
   // candidates found ahead (find_candidates()).
   static constexpr size_t kAheadSlots = kHintDistance + 1;
   std::array<Ahead, kAheadSlots> ahead_;
   size_t ahead_next_ = 0, ahead_count_ = 0;
+  uint64_t generation_ = 0;
   // Last: its worker thread reads programs of automaton_, so it must stop first.
   std::unique_ptr<JitManager> jit_;
 };

@@ -109,11 +109,21 @@ class EventReader {
   // False while next() would have to wait for input that has not arrived yet (a BatchReader
   // whose next batch is still being parsed). Readers that block on their input are always ready.
   virtual bool ready() const { return true; }
+  // What peek() sees of an event ahead.
+  struct Lookahead {
+    uint32_t stream = 0;
+    const Slot* values = nullptr;
+    // The engine's candidates for the event, when its batch was matched on the parsing thread
+    // (EventBatch::matched; Engine::match): `candidates` and the engine generation they are of.
+    bool matched = false;
+    uint64_t generation = 0;
+    std::span<const uint32_t> candidates;
+  };
   // Looks ahead without reading: the event `k` items after the one next() returns next (k = 0:
   // that one), if it is already at hand and is an event (for Engine::hint). Readers that cannot
   // look ahead say false.
-  virtual bool peek(size_t k, uint32_t& stream, const Slot*& values) const {
-    (void)k, (void)stream, (void)values;
+  virtual bool peek(size_t k, Lookahead& out) const {
+    (void)k, (void)out;
     return false;
   }
 };
@@ -153,16 +163,25 @@ struct EventBatch {
     uint32_t count = 0;    // Event: number of values
     uint64_t line = 0;     // Event: its line, as EventReader::line()
     uint64_t skipped = 0;  // lines passed over right before this item
+    // Event, in a matched batch: its candidates, candidates[cand_first, cand_first + cand_count).
+    uint32_t cand_first = 0, cand_count = 0;
   };
   std::vector<Item> items;
   std::vector<Slot> values;
   std::vector<InputError> errors;
   uint64_t trailing_skipped = 0;  // lines passed over after the last item
+  // Optionally, each event's engine candidates, looked up on the parsing thread so that the
+  // engine's thread need not (Engine::match; the run loop's pipeline does it).
+  bool matched = false;
+  uint64_t generation = 0;  // Engine::generation() they were matched under
+  std::vector<uint32_t> candidates;
   void clear() {
     items.clear();
     values.clear();
     errors.clear();
     trailing_skipped = 0;
+    matched = false;
+    candidates.clear();
   }
 };
 
@@ -190,7 +209,7 @@ class BatchReader final : public EventReader {
   Status next(InputEvent& out) override;
   bool ready() const override { return ended_ || !queue_.empty(); }
   // Within the batches pushed so far.
-  bool peek(size_t k, uint32_t& stream, const Slot*& values) const override;
+  bool peek(size_t k, Lookahead& out) const override;
   const InputError& error() const override { return error_; }
   std::string_view name() const override { return name_; }
   uint64_t skipped() const override { return skipped_; }
@@ -286,7 +305,7 @@ class MergeReader final : public EventReader {
   // Every reader the next call reads from first is ready.
   bool ready() const override;
   // With one reader only (a merge of several cannot know whose event comes when).
-  bool peek(size_t k, uint32_t& stream, const Slot*& values) const override;
+  bool peek(size_t k, Lookahead& out) const override;
   // The file and line of the event last returned, with the message the engine shows when that
   // event arrived after time `now` had been reached (CEL.md §7: input in non-decreasing t1).
   InputError late_error(int64_t t1, int64_t now) const;

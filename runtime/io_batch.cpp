@@ -143,7 +143,7 @@ void BatchReader::pop() {
   ++done_;
 }
 
-bool BatchReader::peek(size_t k, uint32_t& stream, const Slot*& values) const {
+bool BatchReader::peek(size_t k, Lookahead& out) const {
   size_t at = pos_ + k;
   for (const EventBatch& b : queue_) {
     if (at >= b.items.size()) {
@@ -152,8 +152,12 @@ bool BatchReader::peek(size_t k, uint32_t& stream, const Slot*& values) const {
     }
     const EventBatch::Item& item = b.items[at];
     if (item.status != Status::Event) return false;
-    stream = item.stream;
-    values = b.values.data() + item.first;
+    out.stream = item.stream;
+    out.values = b.values.data() + item.first;
+    out.matched = b.matched;
+    out.generation = b.generation;
+    out.candidates = {};
+    if (b.matched) out.candidates = {b.candidates.data() + item.cand_first, item.cand_count};
     return true;
   }
   return false;

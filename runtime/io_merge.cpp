@@ -46,11 +46,11 @@ EventReader::Status MergeReader::next(InputEvent& out) {
   return Status::Event;
 }
 
-bool MergeReader::peek(size_t k, uint32_t& stream, const Slot*& values) const {
+bool MergeReader::peek(size_t k, Lookahead& out) const {
   // One reader: its head is read again (refill_) before each pop, so the merge's next event is
   // the reader's next one.
   if (readers_.size() != 1 || refill_pos_ >= refill_.size()) return false;
-  return readers_[0]->peek(k, stream, values);
+  return readers_[0]->peek(k, out);
 }
 
 bool MergeReader::ready() const {

@@ -86,9 +86,13 @@ bool RunLoop::step() {
     }
     return true;
   }
-  uint32_t stream;
-  const Slot* values;
-  if (input_.peek(Engine::kHintDistance - 1, stream, values)) engine_.hint(stream, values);
+  EventReader::Lookahead next;
+  if (input_.peek(Engine::kHintDistance - 1, next)) {
+    if (next.matched)
+      engine_.hint(next.stream, next.values, next.candidates, next.generation);
+    else
+      engine_.hint(next.stream, next.values);
+  }
   if (engine_.push(ev_.stream, ev_.row.t0, ev_.row.t1, ev_.row.values.data()) ==
       Engine::PushResult::Late) {
     std::cerr << input_.late_error(ev_.row.t1, engine_.current_time()).to_string() << "\n";
@@ -119,6 +123,19 @@ namespace {
 // long enough to pay for themselves, 256 KiB keeps long lines from making huge batches.
 constexpr size_t kBatchRecords = 4096;
 constexpr size_t kBatchBytes = size_t{256} << 10;
+
+// Each event's candidates (Engine::match), for Engine::hint.
+void match_batch(const Engine& engine, EventBatch& batch) {
+  batch.candidates.clear();
+  for (EventBatch::Item& item : batch.items) {
+    if (item.status != EventReader::Status::Event) continue;
+    item.cand_first = static_cast<uint32_t>(batch.candidates.size());
+    engine.match(item.stream, batch.values.data() + item.first, batch.candidates);
+    item.cand_count = static_cast<uint32_t>(batch.candidates.size() - item.cand_first);
+  }
+  batch.generation = engine.generation();
+  batch.matched = true;
+}
 
 // Rows go to the writer as the sink delivers them.
 void write_rows(Engine& engine, EventWriter& writer) {
@@ -193,6 +210,8 @@ void run_pipeline(RunLoop& loop, Engine& engine, std::span<SplitReader* const> i
                   unsigned threads) {
   const nfa::Automaton& automaton = engine.automaton();
   const size_t n = inputs.size();
+  // The loop looks ahead through a single input only (MergeReader::peek).
+  const bool match_ahead = n == 1;
 
   // Tokens are recycled so their buffers keep their capacity. At most `live` are in flight and
   // a token goes back to the free list before the pipeline counts it as done, so stage 1 always
@@ -259,9 +278,14 @@ void run_pipeline(RunLoop& loop, Engine& engine, std::span<SplitReader* const> i
     return t;
   };
 
+  // Parsing threads also look up each event's candidates, which the engine stage, the one
+  // that cannot run in parallel, would otherwise do.
   auto parse_stage = [&](Token* t) -> Token* {
     StageSync stage = sync(t);
-    if (t->input != kNoInput) inputs[t->input]->parse_batch(t->records, t->events);
+    if (t->input != kNoInput) {
+      inputs[t->input]->parse_batch(t->records, t->events);
+      if (match_ahead) match_batch(engine, t->events);
+    }
     return t;
   };
 

@@ -346,17 +346,29 @@ TEST(Engine, HintsNeverChangeResults) {
       "SELECT * FROM Big NEXT{$2.Price < $1.Price} Big PUBLISH Dip;\n";
   const std::vector<InputEvent>& events = stock_bars();
   ASSERT_EQ(events.size(), 5000u);
-  enum class Hints { None, Right, Shifted, Near };
+  // Matched: with the candidates Engine::match found (as a parsing thread would), and Stale:
+  // with no candidates under an older generation, which the engine must not use.
+  enum class Hints { None, Right, Shifted, Near, Matched, Stale };
   auto run = [&](Hints hints, unsigned threads) {
     EngineOptions opts;
     opts.jit = JitMode::Off;
     opts.threads = threads;
+    std::vector<uint32_t> candidates;
     return run_bars(script, opts, [&](Engine& engine, uint32_t stock, size_t i) {
       const size_t d = Engine::kHintDistance;
       size_t ahead = events.size();  // none
       if (hints == Hints::Right) ahead = i + d;
       if (hints == Hints::Shifted) ahead = i + d + 1;  // always another event than the push's
       if (hints == Hints::Near) ahead = i + 2;
+      if (hints == Hints::Matched || hints == Hints::Stale) {
+        if (i + d >= events.size()) return;
+        const Slot* values = events[i + d].row.values.data();
+        candidates.clear();
+        if (hints == Hints::Matched) engine.match(stock, values, candidates);
+        engine.hint(stock, values, candidates,
+                    engine.generation() - (hints == Hints::Stale ? 1 : 0));
+        return;
+      }
       if (ahead < events.size()) engine.hint(stock, events[ahead].row.values.data());
     });
   };
@@ -364,7 +376,8 @@ TEST(Engine, HintsNeverChangeResults) {
   ASSERT_GT(base.outputs.size(), 300u);
   ASSERT_GT(base.stats.expired, 0u);
   for (unsigned threads : {1u, 2u})
-    for (Hints hints : {Hints::None, Hints::Right, Hints::Shifted, Hints::Near}) {
+    for (Hints hints :
+         {Hints::None, Hints::Right, Hints::Shifted, Hints::Near, Hints::Matched, Hints::Stale}) {
       SCOPED_TRACE("threads " + std::to_string(threads) + ", hints " +
                    std::to_string(static_cast<int>(hints)));
       expect_same_run(run(hints, threads), base);
@@ -388,6 +401,28 @@ TEST(Engine, HintsSurviveAddScript) {
   h.engine.push(stock, 2, 2, b);
   h.engine.finish();
   EXPECT_EQ(h.outputs, (std::vector<std::string>{"OnlyA[1,1] A 1 1", "OnlyB[2,2] B 2 2"}));
+}
+
+// Candidates matched before add_script() are of the old generation: announced after it, they
+// are not used (B's new query would be missed), and the engine looks the event up itself.
+TEST(Engine, CandidatesOfAnOldGenerationAreNotUsed) {
+  EngineOptions opts;
+  opts.jit = JitMode::Off;
+  opts.threads = 1;
+  Harness h(std::string(kStock) + "SELECT * FROM FILTER{Name = 'A'}(Stock) PUBLISH OnlyA;", opts);
+  const uint32_t stock = h.stream("Stock");
+  Slot b[3] = {string_slot(intern("B")), float_slot(2), int_slot(2)};
+  std::vector<uint32_t> before;
+  h.engine.match(stock, b, before);
+  EXPECT_TRUE(before.empty());
+  const uint64_t generation = h.engine.generation();
+  ASSERT_TRUE(
+      h.engine.add_script("SELECT * FROM FILTER{Name = 'B'}(Stock) PUBLISH OnlyB;").empty());
+  EXPECT_NE(h.engine.generation(), generation);
+  for (size_t i = 0; i <= Engine::kHintDistance; ++i) h.engine.hint(stock, b, before, generation);
+  for (int64_t t = 1; t <= 2; ++t) h.engine.push(stock, t, t, b);
+  h.engine.finish();
+  EXPECT_EQ(h.outputs, (std::vector<std::string>{"OnlyB[1,1] B 2 2", "OnlyB[2,2] B 2 2"}));
 }
 
 }  // namespace

@@ -1038,12 +1038,12 @@ TEST(Batches, PeekSeesWhatNextWillReturn) {
   }
   ASSERT_EQ(items.size(), 7u);
   auto peeked = [&](const EventReader& r, size_t k) -> std::string {
-    uint32_t stream;
-    const Slot* values;
-    if (!r.peek(k, stream, values)) return "(none)";
+    EventReader::Lookahead next;
+    if (!r.peek(k, next)) return "(none)";
+    EXPECT_FALSE(next.matched);
     InputEvent ev;
-    ev.stream = stream;
-    ev.row.values.assign(values, values + streams.find_id(stream)->schema->size());
+    ev.stream = next.stream;
+    ev.row.values.assign(next.values, next.values + streams.find_id(next.stream)->schema->size());
     return render(streams, ev);
   };
   // Renders without times (peek gives stream and values only).
@@ -1076,6 +1076,49 @@ TEST(Batches, PeekSeesWhatNextWillReturn) {
   MergeReader merge2(std::move(two));
   ASSERT_EQ(merge2.next(ev), EventReader::Status::Event);
   EXPECT_EQ(peeked(merge2, 1), "(none)");
+}
+
+// A batch whose events were matched (EventBatch::matched) shows each event's own candidates
+// through peek(); a batch that was not shows none.
+TEST(Batches, PeekSeesEachEventsCandidates) {
+  StreamTable streams = make_streams();
+  const std::string text = "IBM,10,1,Stock,1,1\nbad\nIBM,11,2,Stock,2,2\nIBM,12,3,Stock,3,3\n";
+  std::string err;
+  auto r = mem_reader(spec_of(InputFormat::Cayuga, "", "e.txt"), text, streams, &err);
+  ASSERT_TRUE(r) << err;
+  BatchReader b("e.txt");
+  for (bool first = true, ended = false; !ended; first = false) {
+    RecordBatch rb;
+    EventBatch eb;
+    r->cut_batch(rb, 3, 1 << 20);
+    ended = rb.ended;
+    r->parse_batch(rb, eb);
+    if (first) {  // lines 1-3 matched, each event given {line, line + 100}; the rest not
+      for (EventBatch::Item& item : eb.items) {
+        if (item.status != EventReader::Status::Event) continue;
+        item.cand_first = static_cast<uint32_t>(eb.candidates.size());
+        item.cand_count = 2;
+        eb.candidates.push_back(static_cast<uint32_t>(item.line));
+        eb.candidates.push_back(static_cast<uint32_t>(item.line + 100));
+      }
+      eb.matched = true;
+      eb.generation = 7;
+    }
+    b.push(eb);
+  }
+  auto peeked = [&](size_t k) {
+    EventReader::Lookahead next;
+    if (!b.peek(k, next)) return std::string("(none)");
+    if (!next.matched) return std::string("unmatched");
+    std::string out = "g" + std::to_string(next.generation);
+    for (uint32_t c : next.candidates) out += " " + std::to_string(c);
+    return out;
+  };
+  EXPECT_EQ(peeked(0), "g7 1 101");
+  EXPECT_EQ(peeked(1), "(none)");  // the bad line
+  EXPECT_EQ(peeked(2), "g7 3 103");
+  EXPECT_EQ(peeked(3), "unmatched");
+  EXPECT_EQ(peeked(4), "(none)");
 }
 
 // Several inputs through MergeReader: over the readers, and over BatchReaders fed one batch at
