@@ -1,4 +1,5 @@
 // Output writers: JSON Lines, CSV, the Cayuga event format and the original witness-log lines.
+#include <array>
 #include <charconv>
 #include <cmath>
 #include <cstring>
@@ -53,6 +54,14 @@ size_t utf8_len(std::string_view s, size_t i) {
 // or "\ufffd" for a byte that is not valid UTF-8.
 constexpr size_t kStringBound = 6;
 
+// The bytes put_json_string does not copy as they are: control characters, '"', '\\' and
+// everything outside ASCII (checked as UTF-8).
+constexpr auto kEscaped = [] {
+  std::array<bool, 256> escaped{};
+  for (int c = 0; c < 256; ++c) escaped[c] = c < 0x20 || c == '"' || c == '\\' || c >= 0x80;
+  return escaped;
+}();
+
 // Writes `s` as a JSON string, quotes included, at `p` (room for 2 + kStringBound * s.size()
 // characters); returns the end. Valid UTF-8 is copied, anything else replaced by U+FFFD.
 char* put_json_string(char* p, std::string_view s) {
@@ -61,15 +70,9 @@ char* put_json_string(char* p, std::string_view s) {
   size_t i = 0;
   const size_t n = s.size();
   while (i < n) {
-    size_t j = i;
-    while (j < n) {
-      const unsigned char c = static_cast<unsigned char>(s[j]);
-      if (c < 0x20 || c == '"' || c == '\\' || c >= 0x80) break;
-      ++j;
-    }
-    std::memcpy(p, s.data() + i, j - i);
-    p += j - i;
-    i = j;
+    // Plain characters copied one by one as they are checked (names and values are short: a
+    // memcpy call per run would cost more).
+    while (i < n && !kEscaped[static_cast<unsigned char>(s[i])]) *p++ = s[i++];
     if (i >= n) break;
     const unsigned char c = static_cast<unsigned char>(s[i]);
     if (c >= 0x80) {
@@ -350,22 +353,26 @@ void append_json_row(std::string& out, std::string_view stream, const Schema& sc
 }
 
 // The fast path covers magnitudes below 2^31 with at most 6 decimals (prices, ratios, most
-// measurements). For the smallest such k, m = round(|v| * 10^k) is a candidate, and it is the
-// answer when m / 10^k == |v|: m and 10^k are exact doubles, so the division is the correctly
-// rounded value of the decimal m * 10^-k, i.e. what reading those digits back gives. Below 2^31
-// an ulp is under 10^-6, so no other decimal with k places reads back as v, and none with fewer
-// places does (smaller k failed): the digits are the shortest (m is the nearest integer to
-// |v| * 10^k whenever such a decimal exists, the rounding errors being well under 1/2).
-// std::to_chars prints such a value in fixed notation unless scientific is shorter (100000 is
-// "1e+05", 0.0001 is "1e-04"), in which case, and whenever no k fits, std::to_chars itself decides.
+// measurements). m = round(|v| * 10^6) is the candidate, and it is the answer when
+// m / 10^6 == |v|: m and 10^6 are exact doubles, so the division is the correctly rounded value
+// of the decimal m * 10^-6, i.e. what reading those digits back gives. Below 2^31 an ulp is under
+// 10^-6, so no other decimal with at most 6 places reads back as v: the shortest digits are m's
+// without its trailing zeros (k places). And whenever some decimal with at most 6 places reads
+// back as v, it is m: |v| * 10^6 is then within 0.49 of it (half an ulp of v, times 10^6, plus
+// the product's rounding), so m never misses one. std::to_chars prints such a value in fixed
+// notation unless scientific is shorter (100000 is "1e+05", 0.0001 is "1e-04"), in which case,
+// and whenever m does not read back, std::to_chars itself decides.
 char* put_double(char* p, double v) {
-  static constexpr double kPow10[] = {1, 1e1, 1e2, 1e3, 1e4, 1e5, 1e6};
   const double a = std::fabs(v);
   if (a != 0 && a < 2147483648.0) {
-    for (int k = 0; k <= 6; ++k) {
-      // (Truncating a + 0.5 rounds well enough: a wrong m only fails the check below.)
-      const int64_t m = static_cast<int64_t>(a * kPow10[k] + 0.5);
-      if (static_cast<double>(m) / kPow10[k] != a) continue;
+    // (Truncating a + 0.5 rounds well enough: a wrong m only fails the check.)
+    int64_t m = static_cast<int64_t>(a * 1e6 + 0.5);
+    if (static_cast<double>(m) / 1e6 == a) {
+      int k = 6;
+      while (k > 0 && m % 10 == 0) {
+        m /= 10;
+        --k;
+      }
       char digits[24];
       const char* end = std::to_chars(digits, digits + sizeof digits, m).ptr;
       const int n = static_cast<int>(end - digits);
@@ -373,22 +380,23 @@ char* put_double(char* p, double v) {
       while (digits[significant - 1] == '0') --significant;  // m != 0
       const int fixed = (n > k ? n - k : 1) + (k > 0 ? 1 + k : 0);
       const int scientific = significant + (significant > 1 ? 1 : 0) + 4;  // e+XX: |exponent| < 16
-      if (scientific < fixed) break;
-      if (std::signbit(v)) *p++ = '-';
-      if (n > k) {
-        std::memcpy(p, digits, static_cast<size_t>(n - k));
-        p += n - k;
-      } else {
-        *p++ = '0';
+      if (scientific >= fixed) {
+        if (std::signbit(v)) *p++ = '-';
+        if (n > k) {
+          std::memcpy(p, digits, static_cast<size_t>(n - k));
+          p += n - k;
+        } else {
+          *p++ = '0';
+        }
+        if (k > 0) {
+          *p++ = '.';
+          for (int z = n; z < k; ++z) *p++ = '0';
+          const int from = n > k ? n - k : 0;
+          std::memcpy(p, digits + from, static_cast<size_t>(n - from));
+          p += n - from;
+        }
+        return p;
       }
-      if (k > 0) {
-        *p++ = '.';
-        for (int z = n; z < k; ++z) *p++ = '0';
-        const int from = n > k ? n - k : 0;
-        std::memcpy(p, digits + from, static_cast<size_t>(n - from));
-        p += n - from;
-      }
-      return p;
     }
   }
   return std::to_chars(p, p + 32, v).ptr;
