@@ -1,5 +1,6 @@
 #include "runtime/jit_manager.h"
 
+#include <algorithm>
 #include <cstdio>
 #include <functional>
 
@@ -130,10 +131,16 @@ void JitManager::compile_one(const Program* p) {
     }
     return;
   }
-  Installed& in = installed_.emplace_back(Installed{std::move(code), {}});
+  Installed& in = installed_.emplace_back();
+  in.code = std::move(code);
   if (in.code.kind() == Program::Kind::Predicate) in.native.predicate = in.code.predicate_fn();
   else in.native.value = in.code.value_fn();
-  in.native.consts = in.code.consts().data();
+  const auto& consts = in.code.consts();
+  in.native.consts = consts.data();
+  if (consts.size() <= kInlineConsts) {
+    std::copy(consts.begin(), consts.end(), in.consts);
+    in.native.consts = in.consts;
+  }
   by_native_.emplace(&in.native, installed_.size() - 1);
   p->install_native(&in.native);
   p->release_source();

@@ -303,6 +303,40 @@ RunResult run_bars(const std::string& script, const EngineOptions& opts,
   return RunResult{std::move(h.outputs), h.engine.stats()};
 }
 
+// Native code keeps a program's constants next to its entry point when they are few
+// (JitManager::Installed), behind a pointer otherwise: programs with one constant and with six
+// run on native code and give exactly the interpreter's rows. (Every constant decides rows,
+// the sixth most of all.)
+TEST(Engine, NativeCodeGivesTheInterpretersRows) {
+  const std::string script =
+      std::string(kStock) +
+      "SELECT * FROM Stock NEXT{$1.Name = $2.Name AND $2.Price > $1.Price * 1.002} Stock "
+      "PUBLISH Rise;\n"
+      "SELECT * FROM Stock NEXT{$1.Name = $2.Name AND $2.Volume != 17 AND "
+      "$2.Volume > $1.Volume + 3 AND $2.Volume < 90000 AND $2.Price < 900.5 AND "
+      "$2.Price + 0.01 > $1.Price * 0.999} Stock PUBLISH Many;\n";
+  EngineOptions opts;
+  opts.jit = JitMode::Off;
+  opts.threads = 1;
+  const RunResult interpreted = run_bars(script, opts);
+  opts.jit = JitMode::On;
+  JitStats jit;
+  const RunResult native = run_bars(script, opts, [&](Engine& engine, uint32_t, size_t i) {
+    if (i > 0) return;
+    engine.wait_for_jit();
+    jit = engine.jit_stats();
+  });
+  if (!jit.available) GTEST_SKIP() << "this host cannot JIT";
+  EXPECT_EQ(jit.compiled, 2u);
+  auto rows_of = [&](std::string_view stream) {
+    return std::count_if(interpreted.outputs.begin(), interpreted.outputs.end(),
+                         [&](const std::string& row) { return row.starts_with(stream); });
+  };
+  EXPECT_GT(rows_of("Rise["), 100);
+  EXPECT_GT(rows_of("Many["), 100);
+  expect_same_run(native, interpreted);
+}
+
 // Parallel epochs change nothing observable: the same rows in the same order, the same state.
 // Real bars through queries that create, consume, fold, expire and resubscribe, one of them
 // with a single bucket large enough to be split by instance range.
