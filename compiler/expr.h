@@ -116,6 +116,9 @@ class Program {
   bool interpret_predicate(const EvalInput& in, EvalStats& stats) const;
   Slot interpret_value(const EvalInput& in, EvalStats& stats) const;
 
+  // Programs with the same bytecode (shared through a CodePool) compute the same function:
+  // this identifies it, for a JIT that compiles each once.
+  const void* code_identity() const { return code_; }
   Kind kind() const { return code_ ? code_->kind : Kind::Predicate; }
   Type result_type() const { return code_ ? code_->result_type : Type::Int; }
   // An empty / TRUE predicate.

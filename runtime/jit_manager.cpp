@@ -117,6 +117,17 @@ void JitManager::worker() {
 }
 
 void JitManager::compile_one(const Program* p) {
+  {
+    std::lock_guard lock(installed_mu_);
+    if (auto it = by_code_.find(p->code_identity()); it != by_code_.end()) {
+      Installed& in = installed_[it->second];
+      ++in.users;
+      ++programs_;
+      p->install_native(&in.native);
+      p->release_source();
+      return;
+    }
+  }
   std::string error;
   jit::CompiledExpr code = p->kind() == Program::Kind::Predicate
                                ? jit_->compile_predicate(p->source(), resolved_ref, &error)
@@ -141,7 +152,10 @@ void JitManager::compile_one(const Program* p) {
     std::copy(consts.begin(), consts.end(), in.consts);
     in.native.consts = in.consts;
   }
+  in.users = 1;
+  ++programs_;
   by_native_.emplace(&in.native, installed_.size() - 1);
+  by_code_.emplace(p->code_identity(), installed_.size() - 1);
   p->install_native(&in.native);
   p->release_source();
 }
@@ -152,9 +166,12 @@ void JitManager::release(const Program& p) {
   std::lock_guard lock(installed_mu_);
   auto it = by_native_.find(n);
   if (it == by_native_.end()) return;
-  installed_[it->second].code.reset();
+  --programs_;
+  Installed& in = installed_[it->second];
+  if (--in.users > 0) return;
+  in.code.reset();
+  by_code_.erase(p.code_identity());
   by_native_.erase(it);
-  ++released_;
 }
 
 JitStats JitManager::stats() const {
@@ -165,7 +182,7 @@ JitStats JitManager::stats() const {
   s.shapes = js.live_shapes;
   s.compile_ms = js.compile_ms_total;
   std::lock_guard lock(installed_mu_);
-  s.compiled = installed_.size() - released_;
+  s.compiled = programs_;
   s.failed = failed_;
   return s;
 }

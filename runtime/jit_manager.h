@@ -72,6 +72,9 @@ class JitManager {
     Program::Native native;
     Slot consts[kInlineConsts];
     jit::CompiledExpr code;
+    // Programs running it: every program with this bytecode (Program::code_identity), so that
+    // many queries sharing a predicate share one Native, which then stays in cache.
+    size_t users = 0;
   };
   void worker();
   void compile_one(const Program* p);
@@ -86,7 +89,8 @@ class JitManager {
   mutable std::mutex installed_mu_;
   std::deque<Installed> installed_;  // deque: Native addresses stay valid
   std::unordered_map<const Program::Native*, size_t> by_native_;
-  uint64_t released_ = 0;
+  std::unordered_map<const void*, size_t> by_code_;  // live Installed by code_identity
+  uint64_t programs_ = 0;                            // programs running native code
   uint64_t failed_ = 0;
   bool warned_ = false;
   std::thread thread_;

@@ -303,6 +303,45 @@ RunResult run_bars(const std::string& script, const EngineOptions& opts,
   return RunResult{std::move(h.outputs), h.engine.stats()};
 }
 
+// Programs with the same bytecode share one native function: removing one query leaves the
+// other's running (on the shared code), removing both frees it.
+TEST(Engine, ProgramsWithTheSameBytecodeShareNativeCode) {
+  EngineOptions opts;
+  opts.jit = JitMode::On;
+  Engine engine(opts);
+  ASSERT_TRUE(engine
+                  .add_script(std::string(kStock) +
+                              "SELECT * FROM FILTER{Volume > 10}(Stock) "
+                              "NEXT{$2.Price > $1.Price * 2.5} Stock PUBLISH A;\n"
+                              "SELECT * FROM FILTER{Volume > 20}(Stock) "
+                              "NEXT{$2.Price > $1.Price * 2.5} Stock PUBLISH B;")
+                  .empty());
+  const JitStats both = engine.jit_stats();
+  if (!both.available) GTEST_SKIP() << "this host cannot JIT";
+  EXPECT_EQ(both.compiled, 4u);  // two Volume filters, two (identical) NEXT predicates
+  EXPECT_EQ(both.shapes, 2u);
+  EXPECT_TRUE(engine.remove_query(0));
+  EXPECT_EQ(engine.jit_stats().compiled, 2u);
+  EXPECT_EQ(engine.jit_stats().shapes, 2u);
+  std::vector<std::string> out;
+  engine.set_sink([&](uint32_t stream, const Row& row) {
+    out.push_back(engine.automaton().streams[stream].name + " " + std::to_string(row.values[1].f) +
+                  " " + std::to_string(row.values[4].f));
+  });
+  const uint32_t stock = static_cast<uint32_t>(engine.automaton().find_stream("Stock"));
+  Slot a[3] = {string_slot(intern("A")), float_slot(1), int_slot(30)};
+  Slot b[3] = {string_slot(intern("A")), float_slot(2), int_slot(30)};
+  Slot c[3] = {string_slot(intern("A")), float_slot(3), int_slot(30)};
+  engine.push(stock, 1, 1, a);
+  engine.push(stock, 2, 2, b);  // 2 > 1 * 2.5: no
+  engine.push(stock, 3, 3, c);  // 3 > 1 * 2.5: yes
+  engine.finish();
+  EXPECT_EQ(out, (std::vector<std::string>{"B 1.000000 3.000000"}));
+  EXPECT_TRUE(engine.remove_query(1));
+  EXPECT_EQ(engine.jit_stats().compiled, 0u);
+  EXPECT_EQ(engine.jit_stats().shapes, 0u);
+}
+
 // Native code keeps a program's constants next to its entry point when they are few
 // (JitManager::Installed), behind a pointer otherwise: programs with one constant and with six
 // run on native code and give exactly the interpreter's rows. (Every constant decides rows,
