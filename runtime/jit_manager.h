@@ -5,7 +5,8 @@
 // new query starts interpreted and switches to native code per program as soon as it is ready.
 // A program the JIT cannot compile (or a host that cannot JIT at all) stays interpreted: JIT
 // failure is logged once and never fails a query. Shapes are cached by the JIT, so queries that
-// differ only in constants share one compiled function.
+// differ only in constants share one compiled function, and programs with the same bytecode
+// (constants included) share one Native record.
 //
 // Thread-safety: the engine thread calls submit()/pause(); the worker thread only reads the
 // programs it was given and installs native code into them atomically. pause() must be called
