@@ -457,21 +457,37 @@ TEST(Engine, HintsNeverChangeResults) {
     }
 }
 
+// The two tests below: one thread, interpreted, a query on A's events, and one on B's that
+// add_b() registers later.
+class AddedLater : public Harness {
+ public:
+  AddedLater()
+      : Harness(std::string(kStock) + "SELECT * FROM FILTER{Name = 'A'}(Stock) PUBLISH OnlyA;",
+                options()) {}
+  void add_b() {
+    ASSERT_TRUE(engine.add_script("SELECT * FROM FILTER{Name = 'B'}(Stock) PUBLISH OnlyB;").empty());
+  }
+  const uint32_t stock = stream("Stock");
+  Slot a[3] = {string_slot(intern("A")), float_slot(1), int_slot(1)};
+  Slot b[3] = {string_slot(intern("B")), float_slot(2), int_slot(2)};
+
+ private:
+  static EngineOptions options() {
+    EngineOptions opts;
+    opts.jit = JitMode::Off;
+    opts.threads = 1;
+    return opts;
+  }
+};
+
 // A hint announced before add_script() refers to routes that no longer exist: the script's
 // rebuild forgets it, and the new query sees the hinted events like any other.
 TEST(Engine, HintsSurviveAddScript) {
-  EngineOptions opts;
-  opts.jit = JitMode::Off;
-  opts.threads = 1;
-  Harness h(std::string(kStock) + "SELECT * FROM FILTER{Name = 'A'}(Stock) PUBLISH OnlyA;", opts);
-  const uint32_t stock = h.stream("Stock");
-  Slot a[3] = {string_slot(intern("A")), float_slot(1), int_slot(1)};
-  Slot b[3] = {string_slot(intern("B")), float_slot(2), int_slot(2)};
-  for (size_t i = 0; i < Engine::kHintDistance + 1; ++i) h.engine.hint(stock, i % 2 ? b : a);
-  ASSERT_TRUE(
-      h.engine.add_script("SELECT * FROM FILTER{Name = 'B'}(Stock) PUBLISH OnlyB;").empty());
-  h.engine.push(stock, 1, 1, a);
-  h.engine.push(stock, 2, 2, b);
+  AddedLater h;
+  for (size_t i = 0; i < Engine::kHintDistance + 1; ++i) h.engine.hint(h.stock, i % 2 ? h.b : h.a);
+  h.add_b();
+  h.engine.push(h.stock, 1, 1, h.a);
+  h.engine.push(h.stock, 2, 2, h.b);
   h.engine.finish();
   EXPECT_EQ(h.outputs, (std::vector<std::string>{"OnlyA[1,1] A 1 1", "OnlyB[2,2] B 2 2"}));
 }
@@ -479,21 +495,16 @@ TEST(Engine, HintsSurviveAddScript) {
 // Candidates matched before add_script() are of the old generation: announced after it, they
 // are not used (B's new query would be missed), and the engine looks the event up itself.
 TEST(Engine, CandidatesOfAnOldGenerationAreNotUsed) {
-  EngineOptions opts;
-  opts.jit = JitMode::Off;
-  opts.threads = 1;
-  Harness h(std::string(kStock) + "SELECT * FROM FILTER{Name = 'A'}(Stock) PUBLISH OnlyA;", opts);
-  const uint32_t stock = h.stream("Stock");
-  Slot b[3] = {string_slot(intern("B")), float_slot(2), int_slot(2)};
+  AddedLater h;
   std::vector<uint32_t> before;
-  h.engine.match(stock, b, before);
+  h.engine.match(h.stock, h.b, before);
   EXPECT_TRUE(before.empty());
   const uint64_t generation = h.engine.generation();
-  ASSERT_TRUE(
-      h.engine.add_script("SELECT * FROM FILTER{Name = 'B'}(Stock) PUBLISH OnlyB;").empty());
+  h.add_b();
   EXPECT_NE(h.engine.generation(), generation);
-  for (size_t i = 0; i <= Engine::kHintDistance; ++i) h.engine.hint(stock, b, before, generation);
-  for (int64_t t = 1; t <= 2; ++t) h.engine.push(stock, t, t, b);
+  for (size_t i = 0; i <= Engine::kHintDistance; ++i)
+    h.engine.hint(h.stock, h.b, before, generation);
+  for (int64_t t = 1; t <= 2; ++t) h.engine.push(h.stock, t, t, h.b);
   h.engine.finish();
   EXPECT_EQ(h.outputs, (std::vector<std::string>{"OnlyB[1,1] B 2 2", "OnlyB[2,2] B 2 2"}));
 }
