@@ -7,6 +7,12 @@
 #   scripts/demo.sh --no-build   run with an existing build/cayuga (or $CAYUGA)
 #   DEMO_SHOW=N                  matches shown per query (default 5; 0 = all)
 set -euo pipefail
+# --help prints the comment above.
+if [[ "${1:-}" == -h || "${1:-}" == --help ]]; then sed -n '2,/^set /{/^#/s/^# \{0,1\}//p}' "$0"; exit 0; fi
+if [ $# -gt 1 ] || { [ $# -eq 1 ] && [ "$1" != --no-build ]; }; then
+  echo "demo: unknown argument '$*' (usage: scripts/demo.sh [--no-build])" >&2
+  exit 2
+fi
 cd "$(dirname "$0")/.."
 
 if [ "${1:-}" != "--no-build" ]; then

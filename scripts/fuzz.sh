@@ -6,6 +6,8 @@
 #   scripts/fuzz.sh 60
 #   CXX=clang++-15 scripts/fuzz.sh 600
 set -euo pipefail
+# --help prints the comment above.
+if [[ "${1:-}" == -h || "${1:-}" == --help ]]; then sed -n '2,/^set /{/^#/s/^# \{0,1\}//p}' "$0"; exit 0; fi
 
 seconds="${1:-60}"
 root="$(cd "$(dirname "$0")/.." && pwd)"

@@ -2,6 +2,12 @@
 # Installs every build and test dependency from Debian 12 packages. Idempotent; run as root
 # (or with sudo available). Skips apt entirely when everything is already installed.
 set -euo pipefail
+# --help prints the comment above.
+if [[ "${1:-}" == -h || "${1:-}" == --help ]]; then sed -n '2,/^set /{/^#/s/^# \{0,1\}//p}' "$0"; exit 0; fi
+if [ $# -gt 0 ]; then
+  echo "install-deps: takes no arguments (got '$*')" >&2
+  exit 2
+fi
 
 PACKAGES=(
   cmake ninja-build g++ pkg-config

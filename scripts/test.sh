@@ -4,6 +4,12 @@
 # tests (parallel epochs) and a bounded parser fuzzing run.
 # Set CAYUGA_SKIP_SANITIZE=1 or CAYUGA_FUZZ_SECONDS=0 to skip those parts locally.
 set -euo pipefail
+# --help prints the comment above.
+if [[ "${1:-}" == -h || "${1:-}" == --help ]]; then sed -n '2,/^set /{/^#/s/^# \{0,1\}//p}' "$0"; exit 0; fi
+if [ $# -gt 0 ]; then
+  echo "test.sh: takes no arguments (got '$*'); see --help for the environment it reads" >&2
+  exit 2
+fi
 cd "$(dirname "$0")/.."
 jobs="$(nproc)"
 
