@@ -156,8 +156,8 @@ bool BatchReader::peek(size_t k, Lookahead& out) const {
     out.values = b.values.data() + item.first;
     out.matched = b.matched;
     out.generation = b.generation;
-    out.candidates = {};
-    if (b.matched) out.candidates = {b.candidates.data() + item.cand_first, item.cand_count};
+    // (Empty unless the batch was matched: items are built with no candidates.)
+    out.candidates = {b.candidates.data() + item.cand_first, item.cand_count};
     return true;
   }
   return false;

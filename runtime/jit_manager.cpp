@@ -147,14 +147,11 @@ void JitManager::compile_one(const Program* p) {
   if (in.code.kind() == Program::Kind::Predicate) in.native.predicate = in.code.predicate_fn();
   else in.native.value = in.code.value_fn();
   const auto& consts = in.code.consts();
-  in.native.consts = consts.data();
-  if (consts.size() <= kInlineConsts) {
-    std::copy(consts.begin(), consts.end(), in.consts);
-    in.native.consts = in.consts;
-  }
+  const bool inline_consts = consts.size() <= kInlineConsts;
+  if (inline_consts) std::copy(consts.begin(), consts.end(), in.consts);
+  in.native.consts = inline_consts ? in.consts : consts.data();
   in.users = 1;
   ++programs_;
-  by_native_.emplace(&in.native, installed_.size() - 1);
   by_code_.emplace(p->code_identity(), installed_.size() - 1);
   p->install_native(&in.native);
   p->release_source();
@@ -164,14 +161,14 @@ void JitManager::release(const Program& p) {
   const Program::Native* n = p.native();
   if (!n) return;
   std::lock_guard lock(installed_mu_);
-  auto it = by_native_.find(n);
-  if (it == by_native_.end()) return;
+  // (A program whose record was freed already, or replaced since, is not counted again.)
+  auto it = by_code_.find(p.code_identity());
+  if (it == by_code_.end() || &installed_[it->second].native != n) return;
   --programs_;
   Installed& in = installed_[it->second];
   if (--in.users > 0) return;
   in.code.reset();
-  by_code_.erase(p.code_identity());
-  by_native_.erase(it);
+  by_code_.erase(it);
 }
 
 JitStats JitManager::stats() const {

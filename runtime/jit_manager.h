@@ -88,8 +88,7 @@ class JitManager {
   bool busy_ = false;
   bool stop_ = false;
   mutable std::mutex installed_mu_;
-  std::deque<Installed> installed_;  // deque: Native addresses stay valid
-  std::unordered_map<const Program::Native*, size_t> by_native_;
+  std::deque<Installed> installed_;                  // deque: Native addresses stay valid
   std::unordered_map<const void*, size_t> by_code_;  // live Installed by code_identity
   uint64_t programs_ = 0;                            // programs running native code
   uint64_t failed_ = 0;
