@@ -14,6 +14,15 @@
 namespace cayuga {
 namespace {
 
+// Options with a given JIT mode and thread count (0: one per core), the rest at their defaults
+// (not the environment's).
+EngineOptions options(JitMode jit, unsigned threads = 0) {
+  EngineOptions opts;
+  opts.jit = jit;
+  opts.threads = threads;
+  return opts;
+}
+
 // Renders outputs as "Stream[t0,t1] v1 v2 ..." for exact comparison.
 class Harness {
  public:
@@ -217,9 +226,7 @@ namespace {
 // Removing a query frees its native code: programs of dead nodes are released, and a shape no
 // other program uses is unloaded (its ResourceTracker removed).
 TEST(Engine, RemoveQueryFreesNativeCode) {
-  EngineOptions opts;
-  opts.jit = JitMode::On;
-  Engine engine(opts);
+  Engine engine(options(JitMode::On));
   ASSERT_TRUE(engine.add_script(std::string(kStock) +
                                 "SELECT * FROM Stock NEXT{$2.Price > $1.Price * 2.5} Stock;\n"
                                 "SELECT * FROM Stock NEXT{$2.Volume % 7 = 3} Stock;")
@@ -306,9 +313,7 @@ RunResult run_bars(const std::string& script, const EngineOptions& opts,
 // Programs with the same bytecode share one native function: removing one query leaves the
 // other's running (on the shared code), removing both frees it.
 TEST(Engine, ProgramsWithTheSameBytecodeShareNativeCode) {
-  EngineOptions opts;
-  opts.jit = JitMode::On;
-  Engine engine(opts);
+  Engine engine(options(JitMode::On));
   ASSERT_TRUE(engine
                   .add_script(std::string(kStock) +
                               "SELECT * FROM FILTER{Volume > 10}(Stock) "
@@ -354,13 +359,9 @@ TEST(Engine, NativeCodeGivesTheInterpretersRows) {
       "SELECT * FROM Stock NEXT{$1.Name = $2.Name AND $2.Volume != 17 AND "
       "$2.Volume > $1.Volume + 3 AND $2.Volume < 90000 AND $2.Price < 900.5 AND "
       "$2.Price + 0.01 > $1.Price * 0.999} Stock PUBLISH Many;\n";
-  EngineOptions opts;
-  opts.jit = JitMode::Off;
-  opts.threads = 1;
-  const RunResult interpreted = run_bars(script, opts);
-  opts.jit = JitMode::On;
+  const RunResult interpreted = run_bars(script, options(JitMode::Off, 1));
   JitStats jit;
-  const RunResult native = run_bars(script, opts, [&](Engine& engine, uint32_t, size_t i) {
+  const RunResult native = run_bars(script, options(JitMode::On, 1), [&](Engine& engine, uint32_t, size_t i) {
     if (i > 0) return;
     engine.wait_for_jit();
     jit = engine.jit_stats();
@@ -390,9 +391,7 @@ TEST(Engine, ParallelBatchesMatchOneThreadExactly) {
       "SELECT * FROM Stock NEXT{$2.Volume > $1.Volume * 40} Stock PUBLISH Spike;\n"
       "SELECT Name, Price FROM FILTER{DUR >= 2 MIN}(BigRise) PUBLISH SlowRise;\n";
   auto run = [&](unsigned threads, size_t min_work) {
-    EngineOptions opts;
-    opts.jit = JitMode::Off;
-    opts.threads = threads;
+    EngineOptions opts = options(JitMode::Off, threads);
     opts.parallel_min_work = min_work;
     return run_bars(script, opts);
   };
@@ -423,11 +422,8 @@ TEST(Engine, HintsNeverChangeResults) {
   // with no candidates under an older generation, which the engine must not use.
   enum class Hints { None, Right, Shifted, Near, Matched, Stale };
   auto run = [&](Hints hints, unsigned threads) {
-    EngineOptions opts;
-    opts.jit = JitMode::Off;
-    opts.threads = threads;
     std::vector<uint32_t> candidates;
-    return run_bars(script, opts, [&](Engine& engine, uint32_t stock, size_t i) {
+    return run_bars(script, options(JitMode::Off, threads), [&](Engine& engine, uint32_t stock, size_t i) {
       const size_t d = Engine::kHintDistance;
       size_t ahead = events.size();  // none
       if (hints == Hints::Right) ahead = i + d;
@@ -463,21 +459,13 @@ class AddedLater : public Harness {
  public:
   AddedLater()
       : Harness(std::string(kStock) + "SELECT * FROM FILTER{Name = 'A'}(Stock) PUBLISH OnlyA;",
-                options()) {}
+                options(JitMode::Off, 1)) {}
   void add_b() {
     ASSERT_TRUE(engine.add_script("SELECT * FROM FILTER{Name = 'B'}(Stock) PUBLISH OnlyB;").empty());
   }
   const uint32_t stock = stream("Stock");
   Slot a[3] = {string_slot(intern("A")), float_slot(1), int_slot(1)};
   Slot b[3] = {string_slot(intern("B")), float_slot(2), int_slot(2)};
-
- private:
-  static EngineOptions options() {
-    EngineOptions opts;
-    opts.jit = JitMode::Off;
-    opts.threads = 1;
-    return opts;
-  }
 };
 
 // A hint announced before add_script() refers to routes that no longer exist: the script's
