@@ -1,8 +1,11 @@
 #!/usr/bin/env bash
 # End-to-end run where predicate evaluation dominates (no equality join: every event is tested
 # against every waiting instance, ~5,000 of them): `cayuga run` with the JIT on and off.
-#   bench/predicate_heavy.sh [BUILD_DIR] [EVENTS]
+#   bench/predicate_heavy.sh [BUILD_DIR] [EVENTS]   (default build, 200000)
 set -euo pipefail
+# --help prints the comment above.
+if [[ "${1:-}" == -h || "${1:-}" == --help ]]; then sed -n '2,/^set /{/^#/s/^# \{0,1\}//p}' "$0"; exit 0; fi
+if [ $# -gt 2 ]; then echo "usage: bench/predicate_heavy.sh [BUILD_DIR] [EVENTS]" >&2; exit 2; fi
 cd "$(dirname "$0")/.."
 build="${1:-build}"
 events="${2:-200000}"

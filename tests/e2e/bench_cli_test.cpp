@@ -2,12 +2,16 @@
 // depend on timing (the same with every optimization switched off, and the same as `cayuga run`
 // over the files --write produces).
 //
-// CAYUGA_BENCH and CAYUGA_BIN are the executables.
+// Also bench/ab.sh, which compares two builds of it in alternating pairs.
+//
+// CAYUGA_BENCH and CAYUGA_BIN are the executables, CAYUGA_SOURCE_DIR the repository.
 #include <gtest/gtest.h>
 #include <unistd.h>
 
 #include <algorithm>
+#include <cstdio>
 #include <filesystem>
+#include <regex>
 #include <sstream>
 #include <string>
 #include <utility>
@@ -116,6 +120,55 @@ TEST_F(BenchCli, WrittenWorkloadRunsTheSameThroughCayugaRun) {
   ASSERT_EQ(end_to_end.exit, 0) << end_to_end.err;
   EXPECT_NE(end_to_end.err.find("\"outputs\":435,"), std::string::npos) << end_to_end.err;
   EXPECT_NE(end_to_end.err.find("\"peak_instances\":588,"), std::string::npos) << end_to_end.err;
+}
+
+// Two copies of one binary: every pair and the median in the documented form. The rates are
+// timing, so only their shape is checked; the median is checked against the pairs it comes from.
+TEST_F(BenchCli, AbScriptRunsAlternatingPairs) {
+  const std::string ab = std::string("'") + CAYUGA_SOURCE_DIR + "/bench/ab.sh' ";
+  const std::string two = std::string("'") + CAYUGA_BENCH + "' '" + CAYUGA_BENCH + "' ";
+  Result r = cayuga::test::run_shell(
+      ab + two + "3 --queries 10 --workload walk --events 2000 --jit off", dir_);
+  ASSERT_EQ(r.exit, 0) << r.err;
+  const std::regex pair(R"(pair ([0-9]+): A ([0-9]+) B ([0-9]+) B/A ([0-9]+\.[0-9]{3}))");
+  std::istringstream lines(r.out);
+  std::vector<double> ratios;
+  std::string line;
+  for (int i = 1; i <= 3; ++i) {
+    ASSERT_TRUE(std::getline(lines, line)) << r.out;
+    std::smatch m;
+    ASSERT_TRUE(std::regex_match(line, m, pair)) << line;
+    EXPECT_EQ(m[1], std::to_string(i));
+    const double ratio = std::stod(m[3]) / std::stod(m[2]);
+    EXPECT_NEAR(std::stod(m[4]), ratio, 0.0006) << line;
+    ratios.push_back(std::stod(m[4]));
+  }
+  std::sort(ratios.begin(), ratios.end());
+  ASSERT_TRUE(std::getline(lines, line)) << r.out;
+  char median[32];
+  std::snprintf(median, sizeof median, "%.3f", ratios[1]);
+  EXPECT_EQ(line, std::string("median B/A over 3 pairs: ") + median);
+  EXPECT_FALSE(std::getline(lines, line)) << r.out;
+
+  Result help = cayuga::test::run_shell(ab + "--help", dir_);
+  EXPECT_EQ(help.exit, 0);
+  EXPECT_EQ(help.out.rfind("Compares two builds of cayuga-bench", 0), 0u) << help.out;
+  Result few = cayuga::test::run_shell(ab + "'" + CAYUGA_BENCH + "'", dir_);
+  EXPECT_EQ(few.exit, 2);
+  EXPECT_EQ(few.err, "usage: bench/ab.sh A B PAIRS [cayuga-bench options...] (--help for more)\n");
+  Result zero = cayuga::test::run_shell(ab + two + "0", dir_);
+  EXPECT_EQ(zero.exit, 2);
+  EXPECT_EQ(zero.err, "bad PAIRS '0': a positive number\n");
+  Result missing = cayuga::test::run_shell(ab + "'" + CAYUGA_BENCH + "' nope 1", dir_);
+  EXPECT_EQ(missing.exit, 2);
+  EXPECT_EQ(missing.err, "not an executable: nope\n");
+  Result rows = cayuga::test::run_shell(
+      ab + two + "1 --queries 10 --workload walk --events 2000 --jit off,on", dir_);
+  EXPECT_EQ(rows.exit, 2);
+  EXPECT_EQ(rows.err.rfind("the options must select one configuration", 0), 0u) << rows.err;
+  Result failed = cayuga::test::run_shell(ab + two + "1 --events x", dir_);
+  EXPECT_EQ(failed.exit, 1);
+  EXPECT_NE(failed.err.find("bad value 'x' for --events"), std::string::npos) << failed.err;
 }
 
 }  // namespace
