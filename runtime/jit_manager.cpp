@@ -120,11 +120,7 @@ void JitManager::compile_one(const Program* p) {
   {
     std::lock_guard lock(installed_mu_);
     if (auto it = by_code_.find(p->code_identity()); it != by_code_.end()) {
-      Installed& in = installed_[it->second];
-      ++in.users;
-      ++programs_;
-      p->install_native(&in.native);
-      p->release_source();
+      run_on(installed_[it->second], p);
       return;
     }
   }
@@ -150,9 +146,13 @@ void JitManager::compile_one(const Program* p) {
   const bool inline_consts = consts.size() <= kInlineConsts;
   if (inline_consts) std::copy(consts.begin(), consts.end(), in.consts);
   in.native.consts = inline_consts ? in.consts : consts.data();
-  in.users = 1;
-  ++programs_;
   by_code_.emplace(p->code_identity(), installed_.size() - 1);
+  run_on(in, p);
+}
+
+void JitManager::run_on(Installed& in, const Program* p) {
+  ++in.users;
+  ++programs_;
   p->install_native(&in.native);
   p->release_source();
 }

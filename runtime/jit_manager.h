@@ -79,6 +79,8 @@ class JitManager {
   };
   void worker();
   void compile_one(const Program* p);
+  // Switches `p` to the native code of `in`, one more of its users (installed_mu_ held).
+  void run_on(Installed& in, const Program* p);
 
   JitMode mode_;
   std::unique_ptr<jit::Jit> jit_;
