@@ -361,11 +361,12 @@ TEST(Engine, NativeCodeGivesTheInterpretersRows) {
       "$2.Price + 0.01 > $1.Price * 0.999} Stock PUBLISH Many;\n";
   const RunResult interpreted = run_bars(script, options(JitMode::Off, 1));
   JitStats jit;
-  const RunResult native = run_bars(script, options(JitMode::On, 1), [&](Engine& engine, uint32_t, size_t i) {
+  auto wait_for_jit = [&](Engine& engine, uint32_t, size_t i) {
     if (i > 0) return;
     engine.wait_for_jit();
     jit = engine.jit_stats();
-  });
+  };
+  const RunResult native = run_bars(script, options(JitMode::On, 1), wait_for_jit);
   if (!jit.available) GTEST_SKIP() << "this host cannot JIT";
   EXPECT_EQ(jit.compiled, 2u);
   auto rows_of = [&](std::string_view stream) {
@@ -423,7 +424,7 @@ TEST(Engine, HintsNeverChangeResults) {
   enum class Hints { None, Right, Shifted, Near, Matched, Stale };
   auto run = [&](Hints hints, unsigned threads) {
     std::vector<uint32_t> candidates;
-    return run_bars(script, options(JitMode::Off, threads), [&](Engine& engine, uint32_t stock, size_t i) {
+    auto announce = [&](Engine& engine, uint32_t stock, size_t i) {
       const size_t d = Engine::kHintDistance;
       size_t ahead = events.size();  // none
       if (hints == Hints::Right) ahead = i + d;
@@ -439,7 +440,8 @@ TEST(Engine, HintsNeverChangeResults) {
         return;
       }
       if (ahead < events.size()) engine.hint(stock, events[ahead].row.values.data());
-    });
+    };
+    return run_bars(script, options(JitMode::Off, threads), announce);
   };
   const RunResult base = run(Hints::None, 1);
   ASSERT_GT(base.outputs.size(), 300u);
@@ -461,7 +463,8 @@ class AddedLater : public Harness {
       : Harness(std::string(kStock) + "SELECT * FROM FILTER{Name = 'A'}(Stock) PUBLISH OnlyA;",
                 options(JitMode::Off, 1)) {}
   void add_b() {
-    ASSERT_TRUE(engine.add_script("SELECT * FROM FILTER{Name = 'B'}(Stock) PUBLISH OnlyB;").empty());
+    ASSERT_TRUE(
+        engine.add_script("SELECT * FROM FILTER{Name = 'B'}(Stock) PUBLISH OnlyB;").empty());
   }
   const uint32_t stock = stream("Stock");
   Slot a[3] = {string_slot(intern("A")), float_slot(1), int_slot(1)};
