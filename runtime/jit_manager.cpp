@@ -138,7 +138,16 @@ void JitManager::compile_one(const Program* p) {
     }
     return;
   }
-  Installed& in = installed_.emplace_back();
+  // A freed record has no users left: no program points at it.
+  size_t slot = installed_.size();
+  if (free_.empty()) {
+    installed_.emplace_back();
+  } else {
+    slot = free_.back();
+    free_.pop_back();
+  }
+  Installed& in = installed_[slot];
+  in.native = Program::Native{};
   in.code = std::move(code);
   if (in.code.kind() == Program::Kind::Predicate) in.native.predicate = in.code.predicate_fn();
   else in.native.value = in.code.value_fn();
@@ -146,7 +155,7 @@ void JitManager::compile_one(const Program* p) {
   const bool inline_consts = consts.size() <= kInlineConsts;
   if (inline_consts) std::copy(consts.begin(), consts.end(), in.consts);
   in.native.consts = inline_consts ? in.consts : consts.data();
-  by_code_.emplace(p->code_identity(), installed_.size() - 1);
+  by_code_.emplace(p->code_identity(), slot);
   run_on(in, p);
 }
 
@@ -161,13 +170,15 @@ void JitManager::release(const Program& p) {
   const Program::Native* n = p.native();
   if (!n) return;
   std::lock_guard lock(installed_mu_);
-  // (A program whose record was freed already, or replaced since, is not counted again.)
+  // (A program is released once, just before it is destroyed; one whose record is not the live
+  // record of its bytecode is not counted.)
   auto it = by_code_.find(p.code_identity());
   if (it == by_code_.end() || &installed_[it->second].native != n) return;
   --programs_;
   Installed& in = installed_[it->second];
   if (--in.users > 0) return;
   in.code.reset();
+  free_.push_back(it->second);
   by_code_.erase(it);
 }
 
@@ -180,6 +191,7 @@ JitStats JitManager::stats() const {
   s.compile_ms = js.compile_ms_total;
   std::lock_guard lock(installed_mu_);
   s.compiled = programs_;
+  s.records = installed_.size();
   s.failed = failed_;
   return s;
 }

@@ -39,6 +39,7 @@ struct JitStats {
   uint64_t compiled = 0;  // programs running native code
   uint64_t failed = 0;    // programs left interpreted because the JIT refused them
   uint64_t shapes = 0;    // distinct compiled functions
+  uint64_t records = 0;   // native records allocated (those freed by removed queries are reused)
   double compile_ms = 0;
   bool available = false;  // the host can JIT
 };
@@ -92,6 +93,7 @@ class JitManager {
   mutable std::mutex installed_mu_;
   std::deque<Installed> installed_;                  // deque: Native addresses stay valid
   std::unordered_map<const void*, size_t> by_code_;  // live Installed by code_identity
+  std::vector<size_t> free_;                         // installed_ no program runs any more
   uint64_t programs_ = 0;                            // programs running native code
   uint64_t failed_ = 0;
   bool warned_ = false;

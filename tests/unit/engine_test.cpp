@@ -347,6 +347,24 @@ TEST(Engine, ProgramsWithTheSameBytecodeShareNativeCode) {
   EXPECT_EQ(engine.jit_stats().shapes, 0u);
 }
 
+// A service that adds and removes queries for ever keeps as many native records as it has live
+// programs: those of removed queries are reused, not left behind.
+TEST(Engine, NativeRecordsOfRemovedQueriesAreReused) {
+  Engine engine(options(JitMode::On));
+  ASSERT_TRUE(engine.add_script(std::string(kStock)).empty());
+  if (!engine.jit_stats().available) GTEST_SKIP() << "this host cannot JIT";
+  for (uint32_t i = 0; i < 10; ++i) {
+    const std::string query = "SELECT * FROM FILTER{Volume > " + std::to_string(10 + i) +
+                              "}(Stock) NEXT{$2.Price > $1.Price * " + std::to_string(2 + i) +
+                              "} Stock PUBLISH A;";
+    ASSERT_TRUE(engine.add_script(query).empty()) << i;
+    EXPECT_EQ(engine.jit_stats().compiled, 2u) << i;  // the Volume filter, the NEXT predicate
+    EXPECT_EQ(engine.jit_stats().records, 2u) << i;
+    EXPECT_TRUE(engine.remove_query(i));
+    EXPECT_EQ(engine.jit_stats().compiled, 0u) << i;
+  }
+}
+
 // Native code keeps a program's constants next to its entry point when they are few
 // (JitManager::Installed), behind a pointer otherwise: programs with one constant and with six
 // run on native code and give exactly the interpreter's rows. (Every constant decides rows,
