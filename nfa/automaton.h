@@ -69,6 +69,7 @@ struct Atom {
 // SharedArrays, programs share their bytecode, schemas their attribute lists.
 struct Stage {
   enum class Kind : uint8_t { Filter, Map } kind = Kind::Filter;
+  bool dur_only = false;          // Filter: `pred` says exactly DUR <= max_dur, nothing else
   int64_t max_dur = kNoDurBound;  // Filter: the DUR upper bound its predicate implies
   Program pred;                   // Filter: over the produced row (row 0); DUR = t1 - t0
   FixedVector<Program> items;     // Map: one value program per output attribute, or

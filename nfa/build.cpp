@@ -267,6 +267,27 @@ TOp mirror(TOp op) {
   }
 }
 
+// The DUR bound conjunct `c` states (`DUR < c`, `DUR <= c`, or mirrored: the largest DUR it
+// lets through), or nothing. `exact`: only when it compares in INT, so that `DUR <= bound` is
+// exactly what the conjunct decides (a FLOAT comparison rounds DUR).
+std::optional<int64_t> dur_bound_of(const TExpr& c, bool exact) {
+  if (c.op < TOp::Lt || c.op > TOp::Ge) return std::nullopt;
+  TOp op = c.op;
+  const TExpr* dur = &c.kids[0];
+  const TExpr* k = &c.kids[1];
+  if (!is_dur(*dur)) {
+    std::swap(dur, k);
+    if (!is_dur(*dur)) return std::nullopt;
+    op = mirror(op);
+  }
+  if (k->op != TOp::Const || (op != TOp::Lt && op != TOp::Le)) return std::nullopt;
+  if (exact && (dur->op != TOp::Dur || k->type != Type::Int)) return std::nullopt;
+  double x = k->type == Type::Int ? static_cast<double>(k->value.i) : k->value.f;
+  if (!std::isfinite(x) || std::fabs(x) > 9e18) return std::nullopt;
+  return op == TOp::Le ? static_cast<int64_t>(std::floor(x))
+                       : static_cast<int64_t>(std::ceil(x)) - 1;
+}
+
 // The largest DUR for which `e` can hold, from its top-level conjuncts of the form
 // `DUR < c`, `DUR <= c` (or mirrored); kNoDurBound when there is none.
 int64_t dur_upper_bound(const TExpr& e) {
@@ -283,21 +304,18 @@ int64_t dur_upper_bound(const TExpr& e) {
       bound = std::min(bound, dur_upper_bound(*c));
       continue;
     }
-    if (c->op < TOp::Lt || c->op > TOp::Ge) continue;
-    TOp op = c->op;
-    const TExpr* k = &c->kids[1];
-    if (!is_dur(c->kids[0])) {
-      if (!is_dur(c->kids[1])) continue;
-      k = &c->kids[0];
-      op = mirror(op);
-    }
-    if (k->op != TOp::Const || (op != TOp::Lt && op != TOp::Le)) continue;
-    double x = k->type == Type::Int ? static_cast<double>(k->value.i) : k->value.f;
-    if (!std::isfinite(x) || std::fabs(x) > 9e18) continue;
-    bound = std::min(bound, op == TOp::Le ? static_cast<int64_t>(std::floor(x))
-                                          : static_cast<int64_t>(std::ceil(x)) - 1);
+    if (auto b = dur_bound_of(*c, false)) bound = std::min(bound, *b);
   }
   return bound;
+}
+
+// Whether `pred` says nothing but `DUR <= dur_upper_bound(pred)`: every conjunct an exact DUR
+// bound.
+bool says_only_dur_bound(const TExpr& pred) {
+  std::vector<const TExpr*> cs;
+  conjuncts(pred, cs);
+  return std::all_of(cs.begin(), cs.end(),
+                     [](const TExpr* c) { return dur_bound_of(*c, true).has_value(); });
 }
 
 std::optional<Atom::Op> atom_op(TOp op) {
@@ -488,6 +506,7 @@ class Builder {
         st.kind = Stage::Kind::Filter;
         st.pred = pooled(Program::predicate(*p.pred, single_row_ref));
         st.max_dur = dur_upper_bound(*p.pred);
+        st.dur_only = says_only_dur_bound(*p.pred);
         SigWords sig;
         sig.add(SigWords::kFilter);
         sig.expr(*p.pred);

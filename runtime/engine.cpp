@@ -139,6 +139,12 @@ void Engine::rebuild_routes() {
                                  s.kind == nfa::StreamKind::Published, !s.readers.empty()});
   routes_.clear();
   index_.assign(automaton_.streams.size(), index::StreamIndex());
+  // Per route, its emits and how many leading stages of them the index decides.
+  struct Emits {
+    std::span<const Emit> emits;
+    size_t skip;
+  };
+  std::vector<Emits> emits;
   static const std::vector<nfa::Atom> kNoGuard;
   for (uint32_t s = 0; s < automaton_.streams.size(); ++s) {
     const size_t first = routes_.size();
@@ -153,26 +159,74 @@ void Engine::rebuild_routes() {
           // all of it.
           const size_t skip = options_.index && whole ? e.exact_stages : 0;
           Route r;
-          r.stages = e.stages.begin() + skip;
-          r.stage_count = static_cast<uint32_t>(e.stages.size() - skip);
           r.node = n;
           r.target = e.target;
           r.edge = true;
-          r.kind = e.kind;
+          r.to_node = e.kind == Emit::Kind::ToNode;
           routes_.push_back(r);
+          emits.push_back({{&e, 1}, skip});
         }
       } else {
         index_[s].add(static_cast<uint32_t>(routes_.size()), options_.index ? node.guard : kNoGuard);
         Route r;
         r.node = n;
         routes_.push_back(r);
+        emits.push_back({node.emits, 0});
       }
     }
     index_[s].prepare();
     // An event's candidates are then neighbours in routes_.
     const std::vector<Route> before(routes_.begin() + first, routes_.end());
-    for (auto [from, to] : index_[s].renumber()) routes_[to] = before[from - first];
+    const std::vector<Emits> emits_before(emits.begin() + first, emits.end());
+    for (auto [from, to] : index_[s].renumber()) {
+      routes_[to] = before[from - first];
+      emits[to] = emits_before[from - first];
+    }
   }
+  outs_.clear();
+  for (size_t k = 0; k < routes_.size(); ++k) {
+    routes_[k].out = static_cast<uint32_t>(outs_.size());
+    routes_[k].out_count = static_cast<uint32_t>(emits[k].emits.size());
+    for (const Emit& e : emits[k].emits) outs_.push_back(flatten(e, emits[k].skip));
+  }
+}
+
+Engine::Out Engine::flatten(const Emit& e, size_t skip) const {
+  Out o;
+  o.target = e.target;
+  o.kind = e.kind;
+  if (e.kind == Emit::Kind::ToStream) {
+    const StreamUse& s = streams_[e.target];
+    o.width = s.width;
+    o.published = s.published;
+    o.read = s.read;
+  }
+  // DUR is the same for every stage (they do not change t0, t1), so a FILTER that only bounds
+  // it can be checked first wherever it stands.
+  std::span<const Stage> rest(e.stages.begin() + skip, e.stages.end());
+  while (!rest.empty() && rest.front().kind == Stage::Kind::Filter && rest.front().dur_only) {
+    o.max_dur = std::min(o.max_dur, rest.front().max_dur);
+    rest = rest.subspan(1);
+  }
+  while (!rest.empty() && rest.back().kind == Stage::Kind::Filter && rest.back().dur_only) {
+    o.max_dur = std::min(o.max_dur, rest.back().max_dur);
+    rest = rest.first(rest.size() - 1);
+  }
+  if (!rest.empty()) {
+    const Stage& last = rest.back();
+    const size_t width = last.project.size();
+    const bool small = last.kind == Stage::Kind::Map && width > 0 && width <= Out::kMaxProject &&
+                       std::all_of(last.project.begin(), last.project.end(),
+                                   [](uint32_t slot) { return slot <= UINT8_MAX; });
+    if (small) {
+      o.project_count = static_cast<uint8_t>(width);
+      std::copy(last.project.begin(), last.project.end(), o.project);
+      rest = rest.first(rest.size() - 1);
+    }
+  }
+  o.stages = rest.data();
+  o.stage_count = static_cast<uint32_t>(rest.size());
+  return o;
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -458,8 +512,9 @@ void Engine::run_work(Context& cx, const Work& w) {
   const Slot* row = batch_slots_.data() + ev.offset;
   const Route& r = routes_[w.route];
   if (r.edge)
-    fire_route(cx, r, row, ev.t0, ev.t1);
-  else process(cx, r.node, w.bucket, w.begin, w.end, row, ev.t0, ev.t1);
+    fire(cx, r, row, ev.t0, ev.t1);
+  else
+    process(cx, r, w.bucket, w.begin, w.end, row, ev.t0, ev.t1);
 }
 
 // Applies what the workers recorded as a one-thread run would have: outputs in order, on the
@@ -489,7 +544,7 @@ void Engine::apply_effects(size_t workers) {
   for (size_t c = 0; c < workers; ++c) {
     const Context& cx = *par_->workers[c];
     for (const Context::Effect& e : cx.effects)
-      if (e.output) publish(e.id, cx.slots.data() + e.offset, e.t0, e.t1);
+      if (e.output) publish(e.id, cx.slots.data() + e.offset, streams_[e.id].width, e.t0, e.t1);
   }
   if (parts != 0) {
     par_->wait();
@@ -553,9 +608,9 @@ void Engine::deliver(Context& cx, uint32_t stream, const Slot* row, int64_t t0, 
     const Route& r = routes_[target];
     uint32_t bucket;
     if (r.edge)
-      fire_route(cx, r, row, t0, t1);
+      fire(cx, r, row, t0, t1);
     else if (find_bucket(r.node, row, &bucket))
-      process(cx, r.node, bucket, 0, state_[r.node].bucket(bucket).count(), row, t0, t1);
+      process(cx, r, bucket, 0, state_[r.node].bucket(bucket).count(), row, t0, t1);
   }
 }
 
@@ -566,8 +621,8 @@ template <int Locality, class It, class RouteOf>
 void Engine::prefetch_nodes(It first, It last, RouteOf route_of) const {
   for (It it = first; it != last; ++it) {
     const Route& r = routes_[route_of(*it)];
-    if (r.edge && r.stage_count) __builtin_prefetch(r.stages, 0, Locality);
-    if (r.edge && r.kind != Emit::Kind::ToNode) continue;
+    __builtin_prefetch(outs_.data() + r.out, 0, Locality);
+    if (r.edge && !r.to_node) continue;
     const uint32_t n = r.edge ? r.target : r.node;
     const char* node = reinterpret_cast<const char*>(&automaton_.nodes[n]);
     __builtin_prefetch(&state_[n], 0, Locality);
@@ -584,7 +639,10 @@ template <int Locality, class It, class RouteOf>
 void Engine::prefetch_instances(It first, It last, RouteOf route_of) const {
   for (It it = first; it != last; ++it) {
     const Route& r = routes_[route_of(*it)];
-    if (r.edge && r.kind != Emit::Kind::ToNode) continue;
+    // The stages left in the first out (an edge has one out; most nodes too).
+    if (r.out_count && outs_[r.out].stage_count)
+      __builtin_prefetch(outs_[r.out].stages, 0, Locality);
+    if (r.edge && !r.to_node) continue;
     const uint32_t n = r.edge ? r.target : r.node;
     if (state_[n].keyed) continue;
     const Bucket& b = state_[n].single;
@@ -593,7 +651,6 @@ void Engine::prefetch_instances(It first, It last, RouteOf route_of) const {
       __builtin_prefetch(b.rows.data(), 0, Locality);
       __builtin_prefetch(b.rows.data() + 8, 0, Locality);
     }
-    if (!r.edge) __builtin_prefetch(automaton_.nodes[n].emits.data(), 0, Locality);
   }
   asm volatile("" ::: "memory");
 }
@@ -652,8 +709,9 @@ void Engine::announce(uint32_t stream, const Slot* values, const std::span<const
   asm volatile("" ::: "memory");
 }
 
-void Engine::process(Context& cx, uint32_t n, uint32_t bucket_id, size_t begin, size_t end,
+void Engine::process(Context& cx, const Route& r, uint32_t bucket_id, size_t begin, size_t end,
                      const Slot* event, int64_t t0, int64_t t1) {
+  const uint32_t n = r.node;
   const Node& node = automaton_.nodes[n];
   Bucket& b = state_[n].bucket(bucket_id);
   const uint32_t width = node.width;
@@ -694,7 +752,7 @@ void Engine::process(Context& cx, uint32_t n, uint32_t bucket_id, size_t begin, 
     }
     for (size_t i = 0; i < node.output.size(); ++i)
       out[i] = rows[node.output[i].row][node.output[i].offset];
-    fire(cx, node, out, inst_t0, t1);
+    fire(cx, r, out, inst_t0, t1);
   }
   if (consumed_any) {
     if (cx.deferred) cx.dirty.emplace_back(n, bucket_id);
@@ -703,23 +761,19 @@ void Engine::process(Context& cx, uint32_t n, uint32_t bucket_id, size_t begin, 
   }
 }
 
-void Engine::fire(Context& cx, const Node& node, const Slot* row, int64_t t0, int64_t t1) {
-  for (const Emit& e : node.emits)
-    fire_emit(cx, e.stages.begin(), e.stages.end(), e.kind, e.target, row, t0, t1);
+void Engine::fire(Context& cx, const Route& r, const Slot* row, int64_t t0, int64_t t1) {
+  for (uint32_t k = r.out; k < r.out + r.out_count; ++k) fire_out(cx, outs_[k], row, t0, t1);
 }
 
-void Engine::fire_route(Context& cx, const Route& r, const Slot* row, int64_t t0, int64_t t1) {
-  if (r.stage_count == 0 && r.kind == Emit::Kind::ToNode)
-    add_from_row(cx, r.target, row, t0, t1);
-  else
-    fire_emit(cx, r.stages, r.stages + r.stage_count, r.kind, r.target, row, t0, t1);
-}
-
-void Engine::fire_emit(Context& cx, const Stage* first, const Stage* last, Emit::Kind kind,
-                       uint32_t target, const Slot* row, int64_t t0, int64_t t1) {
+void Engine::fire_out(Context& cx, const Out& o, const Slot* row, int64_t t0, int64_t t1) {
+  if (t1 - t0 > o.max_dur) return;
+  if (o.stage_count == 0 && o.project_count == 0 && o.kind == Emit::Kind::ToNode) {
+    add_from_row(cx, o.target, row, t0, t1);
+    return;
+  }
   Context::ScratchRows::Scope scope(cx.scratch);
   const Slot* cur = row;
-  for (const Stage* it = first; it != last; ++it) {
+  for (const Stage* it = o.stages; it != o.stages + o.stage_count; ++it) {
     const Stage& stage = *it;
     EvalInput in;
     in.rows[0] = cur;
@@ -738,27 +792,30 @@ void Engine::fire_emit(Context& cx, const Stage* first, const Stage* last, Emit:
       cur = next;
     }
   }
-  if (kind == Emit::Kind::ToNode) {
-    add_from_row(cx, target, cur, t0, t1);
+  if (o.project_count) {
+    Slot* next = cx.scratch.take(o.project_count);
+    for (size_t i = 0; i < o.project_count; ++i) next[i] = cur[o.project[i]];
+    cur = next;
+  }
+  if (o.kind == Emit::Kind::ToNode) {
+    add_from_row(cx, o.target, cur, t0, t1);
     return;
   }
-  const StreamUse& s = streams_[target];
-  if (s.published) {
-    const size_t width = s.width;
+  if (o.published) {
     if (cx.deferred)
-      std::copy_n(cur, width, cx.defer(true, target, width, t0, t1));
+      std::copy_n(cur, o.width, cx.defer(true, o.target, o.width, t0, t1));
     else
-      publish(target, cur, t0, t1);
+      publish(o.target, cur, o.width, t0, t1);
   }
-  if (s.read) deliver(cx, target, cur, t0, t1);
+  if (o.read) deliver(cx, o.target, cur, t0, t1);
 }
 
-void Engine::publish(uint32_t stream, const Slot* row, int64_t t0, int64_t t1) {
+void Engine::publish(uint32_t stream, const Slot* row, uint32_t width, int64_t t0, int64_t t1) {
   ++stats_.outputs;
   if (!sink_) return;
   out_row_.t0 = t0;  // publish runs on the calling thread only: one row serves every output
   out_row_.t1 = t1;
-  out_row_.values.assign(row, row + streams_[stream].width);
+  out_row_.values.assign(row, row + width);
   sink_(stream, out_row_);
 }
 

@@ -232,16 +232,31 @@ class Engine {
     Bucket& bucket(uint32_t id) { return keyed ? *keyed->buckets[id] : single; }
     const Bucket& bucket(uint32_t id) const { return keyed ? *keyed->buckets[id] : single; }
   };
-  // What the index hands an event to: one START edge, or a whole NEXT/FOLD node. A START edge
-  // is copied here (what the event needs of it), so running it never reads the edge itself.
-  // Pointers into automaton_, rebuilt (rebuild_routes) whenever the automaton changes.
-  struct Route {
-    const nfa::Stage* stages = nullptr;  // START edge: the stages the index does not decide
+  // One emit as the runtime fires it, flattened (rebuild_routes) so that a cold output reads
+  // one record: FILTERs that only bound DUR become `max_dur`, a trailing projection of plain
+  // attributes (the usual SELECT) becomes `project`, and a target stream's flags are copied
+  // here. What is left of the stages runs as before, between the two.
+  struct Out {
+    static constexpr size_t kMaxProject = 8;
+    const nfa::Stage* stages = nullptr;  // the stages left to run
+    int64_t max_dur = nfa::kNoDurBound;  // fires only when t1 - t0 <= max_dur
     uint32_t stage_count = 0;
-    uint32_t node = 0;    // the NEXT/FOLD node, or the START node of the edge
-    uint32_t target = 0;  // START edge: its target node or stream
-    bool edge = false;    // a START edge (else the node)
+    uint32_t target = 0;  // node or stream id
+    uint32_t width = 0;   // ToStream: the stream's width
     nfa::Emit::Kind kind = nfa::Emit::Kind::ToNode;
+    bool published = false, read = false;  // ToStream: see StreamUse
+    uint8_t project_count = 0;             // 0: no projection folded
+    uint8_t project[kMaxProject] = {};     // the produced row's slot k := row[project[k]]
+  };
+  // What the index hands an event to: one START edge, or a whole NEXT/FOLD node, and its
+  // emits: outs_[out, out + out_count). Pointers into automaton_, rebuilt (rebuild_routes)
+  // whenever the automaton changes; an event's candidates have neighbouring routes and outs.
+  struct Route {
+    uint32_t node = 0;    // the NEXT/FOLD node, or the START node of the edge
+    uint32_t target = 0;  // START edge to a node: that node (what prefetching reads)
+    uint32_t out = 0, out_count = 0;
+    bool edge = false;     // a START edge (else the node)
+    bool to_node = false;  // a START edge to a node
   };
   // One unit of a batch: a buffered event and one of its candidates (for a node: a range of
   // the instances of the bucket the event selects, so a large bucket spreads over tasks).
@@ -319,6 +334,8 @@ class Engine {
   struct Parallel;  // the TBB arena and the workers' contexts (engine.cpp)
 
   void rebuild_routes();
+  // `e` as an Out; its first `skip` stages are left out (the index decides them).
+  Out flatten(const nfa::Emit& e, size_t skip) const;
   void close_epoch();
   void run_batch();
   // Appends the work items of candidates [begin, end) of the batch to `out`; returns their
@@ -341,16 +358,14 @@ class Engine {
   template <int Locality, class It, class RouteOf>
   void prefetch_instances(It first, It last, RouteOf route_of) const;
   void deliver(Context& cx, uint32_t stream, const Slot* row, int64_t t0, int64_t t1);
-  void process(Context& cx, uint32_t node, uint32_t bucket, size_t begin, size_t end,
+  // Runs an event over the instances [begin, end) of a bucket of route `r`'s node.
+  void process(Context& cx, const Route& r, uint32_t bucket, size_t begin, size_t end,
                const Slot* event, int64_t t0, int64_t t1);
-  void fire(Context& cx, const nfa::Node& node, const Slot* row, int64_t t0, int64_t t1);
-  // Runs an edge: `stages` [first, last) over `row`, then an instance at node `target` or a row
-  // on stream `target`.
-  void fire_emit(Context& cx, const nfa::Stage* first, const nfa::Stage* last, nfa::Emit::Kind kind,
-                 uint32_t target, const Slot* row, int64_t t0, int64_t t1);
-  // Runs a START edge (or node) the index handed an event to.
-  void fire_route(Context& cx, const Route& r, const Slot* row, int64_t t0, int64_t t1);
-  void publish(uint32_t stream, const Slot* row, int64_t t0, int64_t t1);
+  // Runs the emits of route `r` (a START edge, or a node that produced `row`).
+  void fire(Context& cx, const Route& r, const Slot* row, int64_t t0, int64_t t1);
+  // Runs one emit over `row`: an instance at a node or a row on a stream.
+  void fire_out(Context& cx, const Out& o, const Slot* row, int64_t t0, int64_t t1);
+  void publish(uint32_t stream, const Slot* row, uint32_t width, int64_t t0, int64_t t1);
   Bucket* bucket_for(uint32_t node, const Slot* instance, uint32_t* id);
   using BucketList = std::vector<std::pair<uint32_t, uint32_t>>;  // (node, bucket)
   // Adds a pending instance; its bucket goes on `dirty` when first touched this epoch.
@@ -387,6 +402,7 @@ class Engine {
   nfa::Automaton automaton_;
   std::vector<NodeState> state_;
   std::vector<Route> routes_;
+  std::vector<Out> outs_;  // in route order
   // Per stream, what running an edge to it needs (a compact copy of automaton_.streams).
   struct StreamUse {
     uint32_t width;  // attributes

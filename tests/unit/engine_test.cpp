@@ -148,6 +148,26 @@ TEST(Engine, EagerExpiryKeepsStateFlat) {
   EXPECT_GE(h.engine.stats().expired, 9990u);
 }
 
+// Two queries share one NEXT node but bound DUR differently: the node keeps its instances for
+// the larger bound, and each query's own bound still decides its outputs (checked by the
+// runtime as a bound, not run as a FILTER).
+TEST(Engine, SharedNodeEmitsKeepTheirOwnDurBounds) {
+  Harness h(
+      std::string(kStock) +
+      "SELECT * FROM FILTER{DUR <= 2 SEC}(Stock NEXT{$1.Name = $2.Name} Stock) PUBLISH Short;\n"
+      "SELECT Name, Price FROM FILTER{DUR <= 10 SEC}(Stock NEXT{$1.Name = $2.Name} Stock) "
+      "PUBLISH Long;");
+  h.stock("A", 1, 10, 1000);
+  h.stock("A", 2, 20, 2500);
+  h.stock("A", 3, 30, 9000);
+  h.engine.finish();
+  EXPECT_EQ(h.outputs, (std::vector<std::string>{
+                           "Short[1000,2500] A 1 10 A 2 20",
+                           "Long[1000,2500] A 2",
+                           "Long[2500,9000] A 3",
+                       }));
+}
+
 TEST(Engine, HeartbeatExpiresOnQuietStream) {
   Harness h(std::string(kStock) +
             "SELECT * FROM FILTER{DUR <= 2 SEC}(Stock NEXT{$1.Name = $2.Name} Stock);");

@@ -108,6 +108,36 @@ TEST(NfaBuild, SharedSchemasAndLabels) {
   EXPECT_EQ(nfa::label(a, 1), "q1.n1 NEXT Stock");
 }
 
+// A FILTER that says nothing but an INT upper bound on DUR is marked dur_only (the runtime
+// then checks `DUR <= max_dur` instead of running it); anything more is not.
+TEST(NfaBuild, DurOnlyFilters) {
+  struct Case {
+    const char* pred;
+    bool dur_only;
+    int64_t max_dur;
+  };
+  const Case cases[] = {
+      {"DUR < 5", true, 4},
+      {"DUR <= 2 SEC", true, 2000},
+      {"7 > DUR", true, 6},
+      {"DUR < 9 AND DUR <= 3", true, 3},
+      {"DUR < 5.5", false, 5},  // a FLOAT comparison rounds DUR
+      {"DUR < 5 AND Price > 1.0", false, 4},
+      {"DUR > 5", false, nfa::kNoDurBound},
+      {"DUR < 5 OR DUR < 9", false, 8},
+  };
+  for (const Case& c : cases) {
+    nfa::Automaton a;
+    add(a, std::string(kStock) + "SELECT * FROM FILTER{" + c.pred + "}(Stock);");
+    ASSERT_EQ(a.nodes.size(), 1u) << c.pred;
+    ASSERT_EQ(a.nodes[0].emits.size(), 1u) << c.pred;
+    const nfa::Emit& e = a.nodes[0].emits[0];
+    ASSERT_EQ(e.stages.size(), 1u) << c.pred;
+    EXPECT_EQ(e.stages[0].dur_only, c.dur_only) << c.pred;
+    EXPECT_EQ(e.stages[0].max_dur, c.max_dur) << c.pred;
+  }
+}
+
 TEST(FixedVector, CopiesAreDeepAndSizesExact) {
   FixedVector<std::string> v(std::vector<std::string>{"a", "b", "c"});
   ASSERT_EQ(v.size(), 3u);
