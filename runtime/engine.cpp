@@ -204,14 +204,13 @@ Engine::Out Engine::flatten(const Emit& e, size_t skip) const {
   // DUR is the same for every stage (they do not change t0, t1), so a FILTER that only bounds
   // it can be checked first wherever it stands.
   std::span<const Stage> rest(e.stages.begin() + skip, e.stages.end());
-  while (!rest.empty() && rest.front().kind == Stage::Kind::Filter && rest.front().dur_only) {
-    o.max_dur = std::min(o.max_dur, rest.front().max_dur);
-    rest = rest.subspan(1);
-  }
-  while (!rest.empty() && rest.back().kind == Stage::Kind::Filter && rest.back().dur_only) {
-    o.max_dur = std::min(o.max_dur, rest.back().max_dur);
-    rest = rest.first(rest.size() - 1);
-  }
+  const auto bound = [&](const Stage& st) {
+    const bool only = st.kind == Stage::Kind::Filter && st.dur_only;
+    if (only) o.max_dur = std::min(o.max_dur, st.max_dur);
+    return only;
+  };
+  while (!rest.empty() && bound(rest.front())) rest = rest.subspan(1);
+  while (!rest.empty() && bound(rest.back())) rest = rest.first(rest.size() - 1);
   if (!rest.empty()) {
     const Stage& last = rest.back();
     const size_t width = last.project.size();
@@ -767,10 +766,6 @@ void Engine::fire(Context& cx, const Route& r, const Slot* row, int64_t t0, int6
 
 void Engine::fire_out(Context& cx, const Out& o, const Slot* row, int64_t t0, int64_t t1) {
   if (t1 - t0 > o.max_dur) return;
-  if (o.stage_count == 0 && o.project_count == 0 && o.kind == Emit::Kind::ToNode) {
-    add_from_row(cx, o.target, row, t0, t1);
-    return;
-  }
   Context::ScratchRows::Scope scope(cx.scratch);
   const Slot* cur = row;
   for (const Stage* it = o.stages; it != o.stages + o.stage_count; ++it) {
