@@ -434,8 +434,8 @@ void Engine::finish() {
   if (epoch_open_) close_epoch();
 }
 
-// The installed instances cannot change before the epoch closes, so the buckets and bucket
-// sizes found here stay valid until the batch has run.
+// Instances only come and go between batches (effects are applied after one), so the buckets
+// and bucket sizes found here stay valid until the batch has run.
 size_t Engine::expand(size_t begin, size_t end, std::vector<Work>& out) const {
   size_t total = 0;
   for (size_t i = begin; i < end; ++i) {
@@ -520,15 +520,18 @@ void Engine::run_work(Context& cx, const Work& w) {
 // calling thread (the sink's contract); new instances and consumed marks partitioned by node
 // over the workers meanwhile, each partition in order (only the order inside a bucket shows).
 void Engine::apply_effects(size_t workers) {
+  std::atomic<uint64_t> stored{0};
   auto instances = [&](size_t part, size_t parts, BucketList& dirty) {
+    uint64_t count = 0;
     for (size_t c = 0; c < workers; ++c) {
       const Context& cx = *par_->workers[c];
       for (const Context::Effect& e : cx.effects)
         if (!e.output && e.id % parts == part)
-          add_instance(e.id, cx.slots.data() + e.offset, e.t0, e.t1, dirty);
+          count += add_instance(e.id, cx.slots.data() + e.offset, e.t0, e.t1, &dirty);
       for (auto [n, bucket] : cx.dirty)
         if (n % parts == part) mark_dirty(n, bucket, true, dirty);
     }
+    stored += count;
   };
   size_t effects = 0;
   for (size_t c = 0; c < workers; ++c)
@@ -552,6 +555,7 @@ void Engine::apply_effects(size_t workers) {
       d.clear();
     }
   }
+  stats_.instances += stored;
   for (size_t c = 0; c < workers; ++c) {
     Context& cx = *par_->workers[c];
     cx.effects.clear();
@@ -832,25 +836,29 @@ Engine::Bucket* Engine::bucket_for(uint32_t n, const Slot* instance, uint32_t* i
   return buckets[it->second].get();
 }
 
-void Engine::add_instance(uint32_t n, const Slot* instance, int64_t t0, int64_t t1,
-                          BucketList& dirty) {
+bool Engine::add_instance(uint32_t n, const Slot* instance, int64_t t0, int64_t t1,
+                          BucketList* dirty) {
   uint32_t id;
   Bucket* b = bucket_for(n, instance, &id);
-  if (!b) return;
-  const uint32_t width = automaton_.nodes[n].width;
-  Slot* rec = b->add(kHeader + width);
+  if (!b) return false;
+  const Node& node = automaton_.nodes[n];
+  Slot* rec = b->add(kHeader + node.width, t0);
   rec[0].i = t0;
   rec[1].i = t1;
   rec[2].i = 0;
-  std::copy_n(instance, width, rec + kHeader);
-  mark_dirty(n, id, false, dirty);
+  std::copy_n(instance, node.width, rec + kHeader);
+  if (dirty)
+    mark_dirty(n, id, false, *dirty);
+  else
+    added(*b, node, n, id);
+  return true;
 }
 
 void Engine::add_from_row(Context& cx, uint32_t n, const Slot* row, int64_t t0, int64_t t1) {
   const Node& node = automaton_.nodes[n];
   if (!cx.deferred && !state_[n].keyed) {  // the common case: built in place
     Bucket& b = state_[n].single;
-    Slot* rec = b.add(kHeader + node.width);
+    Slot* rec = b.add(kHeader + node.width, t0);
     rec[0].i = t0;
     rec[1].i = t1;
     rec[2].i = 0;
@@ -858,7 +866,7 @@ void Engine::add_from_row(Context& cx, uint32_t n, const Slot* row, int64_t t0, 
       const int32_t src = node.init[k];
       rec[kHeader + k] = src >= 0 ? row[src] : Slot{};
     }
-    mark_dirty(n, 0, false);
+    added(b, node, n, 0);
     return;
   }
   Context::ScratchRows::Scope scope(cx.scratch);
@@ -882,42 +890,32 @@ void Engine::Records::grow(size_t need) {
 [[gnu::always_inline]] inline uint64_t Engine::compact(Bucket& b, const Node& node,
                                                        int64_t next_time) {
   const bool bounded = node.max_dur != nfa::kNoDurBound;
-  if (b.consumed || (bounded && b.installed && next_time - b.min_t0 > node.max_dur))
+  if (b.consumed || (bounded && b.count() && next_time - b.min_t0 > node.max_dur))
     return compact_slow(b, node, next_time);
-  // Nothing consumed, nothing expired (min_t0 is the oldest installed): install the rest.
-  const uint32_t stride = kHeader + node.width;
-  int64_t min_t0 = b.min_t0;
-  for (size_t k = b.installed; k < b.total; ++k)
-    min_t0 = std::min(min_t0, b.rows.data()[k * stride].i);
-  b.installed = b.total;
-  b.min_t0 = min_t0;
-  return 0;
+  return 0;  // nothing consumed, nothing expired (min_t0 is the oldest)
 }
 
 uint64_t Engine::compact_slow(Bucket& b, const Node& node, int64_t next_time) {
   const uint32_t stride = kHeader + node.width;
   const bool bounded = node.max_dur != nfa::kNoDurBound;
-  const size_t total = b.total;
+  const size_t records = b.records;
   b.consumed = false;
   size_t keep = 0;
   uint64_t expired = 0;
   int64_t min_t0 = INT64_MAX;
-  for (size_t k = 0; k < total; ++k) {
+  for (size_t k = 0; k < records; ++k) {
     Slot* rec = b.rows.data() + k * stride;
-    if (k < b.installed) {  // pending instances (behind them) are all kept
-      if (rec[2].i) continue;
-      if (bounded && next_time - rec[0].i > node.max_dur) {
-        ++expired;
-        continue;
-      }
+    if (rec[2].i) continue;
+    if (bounded && next_time - rec[0].i > node.max_dur) {
+      ++expired;
+      continue;
     }
     if (keep != k) std::copy_n(rec, stride, b.rows.data() + keep * stride);
     min_t0 = std::min(min_t0, rec[0].i);
     ++keep;
   }
   b.rows.shrink(keep * stride);
-  b.total = static_cast<uint32_t>(keep);
-  b.installed = static_cast<uint32_t>(keep);
+  b.records = static_cast<uint32_t>(keep);
   b.min_t0 = min_t0;
   return expired;
 }
@@ -996,7 +994,7 @@ void Engine::expire_until(int64_t next_time) {
     if (b.dirty) continue;  // compacted and rescheduled at this epoch's end anyway
     due_.emplace_back(d.node, d.bucket);
   }
-  compact_all(due_, next_time);  // not dirty: nothing pending
+  compact_all(due_, next_time);
 }
 
 void Engine::close_epoch() {
@@ -1004,9 +1002,10 @@ void Engine::close_epoch() {
   epoch_open_ = false;
   const int64_t next_time = epoch_ + 1;  // every later event has t1 >= next_time
   floor_ = next_time;
+  // Instances only grow during an epoch: this is its most.
+  stats_.peak_instances = std::max(stats_.peak_instances, stats_.instances);
   compact_all(dirty_, next_time);
   dirty_.clear();
-  stats_.peak_instances = std::max(stats_.peak_instances, stats_.instances);
   expire_until(next_time);
 }
 

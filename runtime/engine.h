@@ -1,11 +1,11 @@
 // The epoch engine: runs an automaton over a time-ordered event stream (CEL.md §7).
 //
 // Events arrive in non-decreasing t1. All events with one t1 form an epoch and see the instance
-// state as it was when the epoch began: instances created in the epoch wait in pending lists,
-// consumed instances are only flagged, and both take effect when the epoch closes (the first
-// event with a larger t1, `advance_to`, or `finish`). Outputs are handed to the sink at once, and
-// a published stream's readers receive them in the same epoch, so order inside an epoch never
-// changes the result.
+// state as it was when the epoch began: instances created in the epoch are invisible to its
+// events (their t1 is the epoch's; see Records), consumed instances are only flagged and dropped
+// when the epoch closes (the first event with a larger t1, `advance_to`, or `finish`). Outputs are
+// handed to the sink at once, and a published stream's readers receive them in the same epoch, so
+// order inside an epoch never changes the result.
 //
 // Where the time goes, and what keeps it proportional to the work an event really causes:
 //  - the global predicate index (index/) of each stream sends an event only to the START edges
@@ -60,8 +60,8 @@ struct EngineStats {
   uint64_t outputs = 0;        // rows published on user-visible streams
   uint64_t epochs = 0;
   uint64_t late_events = 0;    // dropped: t1 before the current epoch
-  uint64_t instances = 0;      // live instances now
-  uint64_t peak_instances = 0;
+  uint64_t instances = 0;      // stored now (consumed ones until their epoch closes)
+  uint64_t peak_instances = 0;  // the most stored at once (as each epoch closes)
   uint64_t expired = 0;        // instances freed because their DUR bound passed
   uint64_t div_by_zero = 0;
   uint64_t candidates = 0;     // edges and nodes the index handed events to
@@ -157,8 +157,9 @@ class Engine {
  private:
   // Instances of one node with one instance-index key (or all of them, without a key), as
   // records of kHeader + width slots: t0, t1, a consumed flag (written through std::atomic_ref
-  // in parallel batches), then the values. The installed instances come first; behind them,
-  // those added in the open epoch, which only its close installs.
+  // in parallel batches), then the values. An instance is stored as soon as it is made: its t1
+  // is the open epoch's, so no event of that epoch can affect it (I.t1 < e.t0 fails), which is
+  // all the pending list of CEL.md §7 asks. Consumed ones are only flagged until the close.
   //
   // `rows` keeps its first slots in place (a bucket of one instance, the common case, is read
   // with its header: one dependent cache miss less), then grows on the heap by doubling,
@@ -206,17 +207,17 @@ class Engine {
     Slot inline_[kInline];
   };
   struct Bucket {
-    uint32_t total = 0;  // records, pending ones included
-    uint32_t installed = 0;
-    bool dirty = false;
-    bool consumed = false;          // an installed instance was consumed this epoch
-    int64_t min_t0 = INT64_MAX;     // of installed instances
+    uint32_t records = 0;
+    bool dirty = false;             // on the list of buckets the epoch's close compacts
+    bool consumed = false;          // an instance was consumed this epoch
+    int64_t min_t0 = INT64_MAX;     // of its instances
     int64_t scheduled = INT64_MAX;  // expiry deadline queued in the wheel
     Records rows;
-    size_t count() const { return installed; }
-    // A new record of `stride` slots at the end, to be filled by the caller.
-    Slot* add(uint32_t stride) {
-      ++total;
+    size_t count() const { return records; }
+    // A new record of `stride` slots at the end, starting at `t0`, to be filled by the caller.
+    Slot* add(uint32_t stride, int64_t t0) {
+      ++records;
+      min_t0 = std::min(min_t0, t0);
       return rows.append(stride);
     }
   };
@@ -368,14 +369,19 @@ class Engine {
   void publish(uint32_t stream, const Slot* row, uint32_t width, int64_t t0, int64_t t1);
   Bucket* bucket_for(uint32_t node, const Slot* instance, uint32_t* id);
   using BucketList = std::vector<std::pair<uint32_t, uint32_t>>;  // (node, bucket)
-  // Adds a pending instance; its bucket goes on `dirty` when first touched this epoch.
-  void add_instance(uint32_t node, const Slot* instance, int64_t t0, int64_t t1,
-                    BucketList& dirty);
-  void add_instance(uint32_t node, const Slot* instance, int64_t t0, int64_t t1) {
-    add_instance(node, instance, t0, t1, dirty_);
+  // Adds an instance (see Records) and returns whether it was stored (a NaN key is not). On
+  // the calling thread (`dirty` null) it is counted and its bucket's expiry queued at once; a
+  // partition of apply_effects, which may do neither, puts the bucket on `dirty` instead, so
+  // that the epoch's close queues it.
+  bool add_instance(uint32_t node, const Slot* instance, int64_t t0, int64_t t1,
+                    BucketList* dirty = nullptr);
+  // Counts an instance just stored in bucket `id` (`b`) of node `n` and queues its expiry.
+  void added(Bucket& b, const nfa::Node& node, uint32_t n, uint32_t id) {
+    ++stats_.instances;
+    schedule(b, node, n, id);
   }
   void add_from_row(Context& cx, uint32_t node, const Slot* row, int64_t t0, int64_t t1);
-  // `consumed`: an installed instance of the bucket was consumed (else only added to).
+  // `consumed`: an instance of the bucket was consumed (else only added to).
   void mark_dirty(uint32_t node, uint32_t bucket, bool consumed, BucketList& dirty) {
     Bucket& b = state_[node].bucket(bucket);
     b.consumed |= consumed;
@@ -387,8 +393,7 @@ class Engine {
   void mark_dirty(uint32_t node, uint32_t bucket, bool consumed) {
     mark_dirty(node, bucket, consumed, dirty_);
   }
-  // Drops consumed and (by `next_time`) expired instances and installs the pending ones;
-  // returns how many were expired.
+  // Drops consumed and (by `next_time`) expired instances; returns how many were expired.
   uint64_t compact(Bucket& b, const nfa::Node& node, int64_t next_time);
   uint64_t compact_slow(Bucket& b, const nfa::Node& node, int64_t next_time);
   // Compacts the buckets in `list` (in parallel when there are many), clears their dirty flags

@@ -168,6 +168,29 @@ TEST(Engine, SharedNodeEmitsKeepTheirOwnDurBounds) {
                        }));
 }
 
+// peak_instances is the most instances stored at once, counted when an epoch closes, before it
+// drops anything: the same whether the epoch ran on one thread or as a parallel batch (whose
+// new instances reach their buckets only after the batch). Here the instance of t=1 is due at the
+// close of epoch 10 (10 + 1 - 1 > 9), into whose bucket epoch 10 adds one.
+TEST(Engine, PeakInstancesCountsWhatAnEpochStored) {
+  for (unsigned threads : {1u, 4u}) {
+    EngineOptions opts = options(JitMode::Off, threads);
+    opts.parallel_min_work = 1;  // with 4 threads: every event through a parallel batch
+    Harness h(
+        std::string(kStock) + "SELECT * FROM FILTER{DUR < 10}(Stock NEXT{$2.Price > 100} Stock);",
+        opts);
+    h.stock("A", 1, 1, 1);
+    h.stock("B", 2, 1, 10);
+    h.engine.flush();  // (runs a buffered batch)
+    EXPECT_EQ(h.engine.stats().instances, 2u) << threads << " threads";
+    h.engine.finish();
+    EXPECT_EQ(h.engine.stats().instances, 1u) << threads << " threads";
+    EXPECT_EQ(h.engine.stats().expired, 1u) << threads << " threads";
+    EXPECT_EQ(h.engine.stats().peak_instances, 2u) << threads << " threads";
+    EXPECT_TRUE(h.outputs.empty());
+  }
+}
+
 TEST(Engine, HeartbeatExpiresOnQuietStream) {
   Harness h(std::string(kStock) +
             "SELECT * FROM FILTER{DUR <= 2 SEC}(Stock NEXT{$1.Name = $2.Name} Stock);");
