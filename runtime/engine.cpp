@@ -701,7 +701,9 @@ void Engine::announce(uint32_t stream, const Slot* values, const std::span<const
   }
   Ahead& a = ahead_[ahead_next_];
   a.stream = stream;
-  a.values.assign(values, values + streams_[stream].width);
+  const uint32_t width = streams_[stream].width;
+  a.values.resize(width);  // (copied in a loop: a memmove call costs more for a few slots)
+  for (uint32_t i = 0; i < width; ++i) a.values[i] = values[i];
   a.given = given != nullptr;
   if (given)
     a.candidates.assign(given->begin(), given->end());
@@ -910,7 +912,10 @@ uint64_t Engine::compact_slow(Bucket& b, const Node& node, int64_t next_time) {
       ++expired;
       continue;
     }
-    if (keep != k) std::copy_n(rec, stride, b.rows.data() + keep * stride);
+    if (keep != k) {  // (a short loop: records are a few slots, a memmove call costs more)
+      Slot* to = b.rows.data() + keep * stride;
+      for (uint32_t i = 0; i < stride; ++i) to[i] = rec[i];
+    }
     min_t0 = std::min(min_t0, rec[0].i);
     ++keep;
   }
@@ -918,6 +923,22 @@ uint64_t Engine::compact_slow(Bucket& b, const Node& node, int64_t next_time) {
   b.records = static_cast<uint32_t>(keep);
   b.min_t0 = min_t0;
   return expired;
+}
+
+// Queues the bucket's next expiry: the first time at which its oldest instance is past the
+// node's DUR bound. Stale entries (the bucket changed since) are skipped when they come due. A
+// queued deadline that is not later than the new one stays: waking early is harmless (the
+// bucket is compacted and queued again), and buckets touched every epoch would otherwise flood
+// the wheel with stale entries.
+[[gnu::always_inline]] inline void Engine::schedule(Bucket& b, const Node& node, uint32_t n,
+                                                    uint32_t bucket) {
+  if (node.max_dur == nfa::kNoDurBound || b.count() == 0) return;
+  int64_t deadline =
+      b.min_t0 > INT64_MAX - node.max_dur - 1 ? INT64_MAX : b.min_t0 + node.max_dur + 1;
+  if (deadline < b.scheduled) {
+    b.scheduled = deadline;
+    deadlines_.add(deadline, n, bucket);
+  }
 }
 
 void Engine::compact_all(const BucketList& list, int64_t next_time) {
@@ -956,21 +977,6 @@ void Engine::compact_all(const BucketList& list, int64_t next_time) {
   }
   stats_.instances += delta;
   stats_.expired += expired;
-}
-
-// Queues the bucket's next expiry: the first time at which its oldest instance is past the
-// node's DUR bound. Stale entries (the bucket changed since) are skipped when they come due. A
-// queued deadline that is not later than the new one stays: waking early is harmless (the
-// bucket is compacted and queued again), and buckets touched every epoch would otherwise flood
-// the wheel with stale entries.
-void Engine::schedule(Bucket& b, const Node& node, uint32_t n, uint32_t bucket) {
-  if (node.max_dur == nfa::kNoDurBound || b.count() == 0) return;
-  int64_t deadline = b.min_t0 > INT64_MAX - node.max_dur - 1 ? INT64_MAX
-                                                              : b.min_t0 + node.max_dur + 1;
-  if (deadline < b.scheduled) {
-    b.scheduled = deadline;
-    deadlines_.add(deadline, n, bucket);
-  }
 }
 
 void Engine::expire_until(int64_t next_time) {
