@@ -19,6 +19,7 @@
 // so `$1.a`, `$.a` and the output row are all plain slot reads.
 #pragma once
 
+#include <cstddef>
 #include <cstdint>
 #include <functional>
 #include <limits>
@@ -95,9 +96,9 @@ enum class NodeKind : uint8_t { Start, Next, Fold };
 
 struct alignas(64) Node {
   // Laid out for the runtime, which meets nodes cold (a million queries make a million nodes):
-  // what creating and compacting an instance reads is the first cache line, what visiting
-  // instances adds (the produced row, the edges, FOLD's rebinding) the second; the rest is
-  // for building, explain and stats.
+  // the first cache line holds all that creating, compacting and expiring an instance and
+  // visiting a NEXT node's instances read; FOLD's rebinding adds the second; the rest is for
+  // building, explain and stats.
   NodeKind kind = NodeKind::Start;
   bool dead = false;          // every query using it was removed
   Type key_type = Type::Int;  // see key_slot
@@ -111,25 +112,25 @@ struct alignas(64) Node {
   // Instances (Next/Fold): `width` slots; built from an incoming row by `init`
   // (instance slot k := incoming slot init[k], or zero when init[k] < 0).
   uint32_t width = 0;
-  // FOLD: instance slots [last_base, last_base + n2) hold the last event's values.
-  uint32_t last_base = 0;
   // An instance whose t0 is more than `max_dur` before every future event's t1 can never
   // produce anything again (every path out of the node bounds DUR from above): free it.
   int64_t max_dur = kNoDurBound;
   SharedArray<int32_t> init;
 
-  Program filter;  // θ (NEXT) or θ1 (FOLD), AND the FILTERs on a bare right-hand stream
-
   // The produced row: slot k := read(output[k]). NEXT reads row 0 = I and row 1 = e;
   // FOLD reads row 0 = the rebound instance. START copies the event.
   SharedArray<SlotRef> output;
 
-  std::vector<Emit> emits;
+  Program filter;  // θ (NEXT) or θ1 (FOLD), AND the FILTERs on a bare right-hand stream
 
+  // FOLD: instance slots [last_base, last_base + n2) hold the last event's values.
+  uint32_t last_base = 0;
   // FOLD: the rebind edge. aggregates: instance slot := value over (I, e);
   // then the last values (from last_base on) := the event's slots.
   Program rebind;
   FixedVector<std::pair<uint32_t, Program>> aggregates;
+
+  std::vector<Emit> emits;
 
   uint32_t stream = 0;                // the stream it reads
   uint32_t query = 0;                 // 1-based query number that created it (explain, stats)
@@ -143,6 +144,9 @@ struct alignas(64) Node {
   // instance holds the same constant in `a`), for the global index.
   std::vector<Atom> guard;
 };
+static_assert(offsetof(Node, filter) + sizeof(Program) <= 64, "a NEXT visit reads one line");
+static_assert(offsetof(Node, aggregates) + sizeof(FixedVector<std::pair<uint32_t, Program>>) <= 128,
+              "a FOLD visit reads two");
 
 struct QueryInfo {
   uint32_t number = 0;  // 1-based position in its script

@@ -160,9 +160,7 @@ void Engine::rebuild_routes() {
           const size_t skip = options_.index && whole ? e.exact_stages : 0;
           Route r;
           r.node = n;
-          r.target = e.target;
           r.edge = true;
-          r.to_node = e.kind == Emit::Kind::ToNode;
           routes_.push_back(r);
           emits.push_back({{&e, 1}, skip});
         }
@@ -170,6 +168,7 @@ void Engine::rebuild_routes() {
         index_[s].add(static_cast<uint32_t>(routes_.size()), options_.index ? node.guard : kNoGuard);
         Route r;
         r.node = n;
+        r.fold = node.kind == NodeKind::Fold;
         routes_.push_back(r);
         emits.push_back({node.emits, 0});
       }
@@ -185,9 +184,13 @@ void Engine::rebuild_routes() {
   }
   outs_.clear();
   for (size_t k = 0; k < routes_.size(); ++k) {
-    routes_[k].out = static_cast<uint32_t>(outs_.size());
-    routes_[k].out_count = static_cast<uint32_t>(emits[k].emits.size());
-    for (const Emit& e : emits[k].emits) outs_.push_back(flatten(e, emits[k].skip));
+    Route& r = routes_[k];
+    const auto [list, skip] = emits[k];
+    r.more = static_cast<uint32_t>(outs_.size());
+    r.out_count = static_cast<uint32_t>(list.size());
+    if (list.empty()) continue;
+    r.first = flatten(list[0], skip);
+    for (const Emit& e : list.subspan(1)) outs_.push_back(flatten(e, skip));
   }
 }
 
@@ -624,14 +627,13 @@ template <int Locality, class It, class RouteOf>
 void Engine::prefetch_nodes(It first, It last, RouteOf route_of) const {
   for (It it = first; it != last; ++it) {
     const Route& r = routes_[route_of(*it)];
-    __builtin_prefetch(outs_.data() + r.out, 0, Locality);
-    if (r.edge && !r.to_node) continue;
-    const uint32_t n = r.edge ? r.target : r.node;
+    if (r.edge && !r.to_node()) continue;
+    const uint32_t n = r.edge ? r.first.target : r.node;
     const char* node = reinterpret_cast<const char*>(&automaton_.nodes[n]);
     __builtin_prefetch(&state_[n], 0, Locality);
     __builtin_prefetch(reinterpret_cast<const char*>(&state_[n]) + 64, 0, Locality);
     __builtin_prefetch(node, 0, Locality);  // (nodes and states are line-aligned)
-    if (!r.edge) __builtin_prefetch(node + 64, 0, Locality);
+    if (r.fold) __builtin_prefetch(node + 64, 0, Locality);
   }
   // Prefetches are no side effect to GCC, which would otherwise find these functions pure and
   // drop every call to them.
@@ -643,10 +645,9 @@ void Engine::prefetch_instances(It first, It last, RouteOf route_of) const {
   for (It it = first; it != last; ++it) {
     const Route& r = routes_[route_of(*it)];
     // The stages left in the first out (an edge has one out; most nodes too).
-    if (r.out_count && outs_[r.out].stage_count)
-      __builtin_prefetch(outs_[r.out].stages, 0, Locality);
-    if (r.edge && !r.to_node) continue;
-    const uint32_t n = r.edge ? r.target : r.node;
+    if (r.out_count && r.first.stage_count) __builtin_prefetch(r.first.stages, 0, Locality);
+    if (r.edge && !r.to_node()) continue;
+    const uint32_t n = r.edge ? r.first.target : r.node;
     if (state_[n].keyed) continue;
     const Bucket& b = state_[n].single;
     if (!r.edge && b.count() == 0) continue;  // nothing to visit
@@ -767,7 +768,9 @@ void Engine::process(Context& cx, const Route& r, uint32_t bucket_id, size_t beg
 }
 
 void Engine::fire(Context& cx, const Route& r, const Slot* row, int64_t t0, int64_t t1) {
-  for (uint32_t k = r.out; k < r.out + r.out_count; ++k) fire_out(cx, outs_[k], row, t0, t1);
+  if (r.out_count == 0) return;
+  fire_out(cx, r.first, row, t0, t1);
+  for (uint32_t k = r.more; k < r.more + r.out_count - 1; ++k) fire_out(cx, outs_[k], row, t0, t1);
 }
 
 void Engine::fire_out(Context& cx, const Out& o, const Slot* row, int64_t t0, int64_t t1) {

@@ -250,14 +250,19 @@ class Engine {
     uint8_t project[kMaxProject] = {};     // the produced row's slot k := row[project[k]]
   };
   // What the index hands an event to: one START edge, or a whole NEXT/FOLD node, and its
-  // emits: outs_[out, out + out_count). Pointers into automaton_, rebuilt (rebuild_routes)
-  // whenever the automaton changes; an event's candidates have neighbouring routes and outs.
-  struct Route {
+  // emits: the first in the route's own cache line (a START edge has one, most nodes too), the
+  // others outs_[more, more + out_count - 1). Pointers into automaton_, rebuilt
+  // (rebuild_routes) whenever the automaton changes; an event's candidates have neighbouring
+  // routes.
+  struct alignas(64) Route {
+    Out first;            // valid when out_count > 0
     uint32_t node = 0;    // the NEXT/FOLD node, or the START node of the edge
-    uint32_t target = 0;  // START edge to a node: that node (what prefetching reads)
-    uint32_t out = 0, out_count = 0;
-    bool edge = false;     // a START edge (else the node)
-    bool to_node = false;  // a START edge to a node
+    uint32_t more = 0;    // into outs_
+    uint32_t out_count = 0;
+    bool edge = false;  // a START edge (else the node)
+    bool fold = false;  // the node is a FOLD (its visits read its second line too)
+    // A START edge to a node: the node that prefetching reads.
+    bool to_node() const { return edge && first.kind == nfa::Emit::Kind::ToNode; }
   };
   // One unit of a batch: a buffered event and one of its candidates (for a node: a range of
   // the instances of the bucket the event selects, so a large bucket spreads over tasks).
@@ -407,7 +412,7 @@ class Engine {
   nfa::Automaton automaton_;
   std::vector<NodeState> state_;
   std::vector<Route> routes_;
-  std::vector<Out> outs_;  // in route order
+  std::vector<Out> outs_;  // the emits after each route's first, in route order
   // Per stream, what running an edge to it needs (a compact copy of automaton_.streams).
   struct StreamUse {
     uint32_t width;  // attributes
