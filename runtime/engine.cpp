@@ -654,6 +654,8 @@ void Engine::prefetch_instances(It first, It last, RouteOf route_of) const {
     if (b.rows.on_heap()) {
       __builtin_prefetch(b.rows.data(), 0, Locality);
       __builtin_prefetch(b.rows.data() + 8, 0, Locality);
+    } else if (state_[n].third_line_used()) {
+      __builtin_prefetch(state_[n].third_line(), 0, Locality);
     }
   }
   asm volatile("" ::: "memory");
@@ -992,9 +994,14 @@ void Engine::expire_until(int64_t next_time) {
     __builtin_prefetch(reinterpret_cast<const char*>(&state_[d.node]) + 64);
     __builtin_prefetch(&automaton_.nodes[d.node]);
   }
-  for (const ExpiryWheel::Entry& d : due_entries_)
-    if (!state_[d.node].keyed && state_[d.node].single.rows.on_heap())
-      __builtin_prefetch(state_[d.node].single.rows.data());
+  for (const ExpiryWheel::Entry& d : due_entries_) {
+    const NodeState& ns = state_[d.node];
+    if (ns.keyed) continue;
+    if (ns.single.rows.on_heap())
+      __builtin_prefetch(ns.single.rows.data());
+    else if (ns.third_line_used())
+      __builtin_prefetch(ns.third_line());
+  }
   for (const ExpiryWheel::Entry& d : due_entries_) {
     // (A dead node's state was reset: its `scheduled` matches no entry.)
     Bucket& b = state_[d.node].bucket(d.bucket);

@@ -161,12 +161,13 @@ class Engine {
   // is the open epoch's, so no event of that epoch can affect it (I.t1 < e.t0 fails), which is
   // all the pending list of CEL.md §7 asks. Consumed ones are only flagged until the close.
   //
-  // `rows` keeps its first slots in place (a bucket of one instance, the common case, is read
-  // with its header: one dependent cache miss less), then grows on the heap by doubling,
+  // `rows` keeps its first slots in place (a bucket of one or two instances, the common case, is
+  // read with its header: one dependent cache miss less), then grows on the heap by doubling,
   // without zero-filling (a new record is written at once).
   class Records {
    public:
-    static constexpr uint32_t kInline = 9;  // one FOLD or NEXT record over a 3-attribute stream
+    // Two NEXT or FOLD records over a 3-attribute stream (6 and 9 slots).
+    static constexpr uint32_t kInline = 18;
     Records() = default;
     Records(Records&& o) noexcept { take(o); }
     Records& operator=(Records&& o) noexcept {
@@ -222,8 +223,12 @@ class Engine {
     }
   };
   static constexpr uint32_t kHeader = 3;
-  struct alignas(64) NodeState {  // two cache lines
+  struct alignas(64) NodeState {  // three cache lines
     Bucket single;  // the one bucket of a node without an instance-index key
+    // Whether the inline records of `single` (or one more added) may reach the third line: they
+    // take more than one NEXT record (6 slots).
+    bool third_line_used() const { return single.rows.size() > 6; }
+    const char* third_line() const { return reinterpret_cast<const char*>(this) + 128; }
     struct Keyed {
       // unique_ptr: a Bucket stays put while buckets are added.
       std::vector<std::unique_ptr<Bucket>> buckets;
