@@ -828,6 +828,16 @@ void Engine::publish(uint32_t stream, const Slot* row, uint32_t width, int64_t t
 // ---------------------------------------------------------------------------------------------
 // Instance state.
 
+inline Slot* Engine::Bucket::add(uint32_t width, int64_t t0, int64_t t1) {
+  ++records;
+  min_t0 = std::min(min_t0, t0);
+  Slot* rec = rows.append(kHeader + width);
+  rec[0].i = t0;
+  rec[1].i = t1;
+  rec[2].i = 0;  // not consumed
+  return rec + kHeader;
+}
+
 Engine::Bucket* Engine::bucket_for(uint32_t n, const Slot* instance, uint32_t* id) {
   NodeState& ns = state_[n];
   *id = 0;
@@ -849,11 +859,7 @@ bool Engine::add_instance(uint32_t n, const Slot* instance, int64_t t0, int64_t 
   Bucket* b = bucket_for(n, instance, &id);
   if (!b) return false;
   const Node& node = automaton_.nodes[n];
-  Slot* rec = b->add(kHeader + node.width, t0);
-  rec[0].i = t0;
-  rec[1].i = t1;
-  rec[2].i = 0;
-  std::copy_n(instance, node.width, rec + kHeader);
+  std::copy_n(instance, node.width, b->add(node.width, t0, t1));
   if (dirty)
     mark_dirty(n, id, false, *dirty);
   else
@@ -865,13 +871,10 @@ void Engine::add_from_row(Context& cx, uint32_t n, const Slot* row, int64_t t0, 
   const Node& node = automaton_.nodes[n];
   if (!cx.deferred && !state_[n].keyed) {  // the common case: built in place
     Bucket& b = state_[n].single;
-    Slot* rec = b.add(kHeader + node.width, t0);
-    rec[0].i = t0;
-    rec[1].i = t1;
-    rec[2].i = 0;
+    Slot* values = b.add(node.width, t0, t1);
     for (uint32_t k = 0; k < node.width; ++k) {
       const int32_t src = node.init[k];
-      rec[kHeader + k] = src >= 0 ? row[src] : Slot{};
+      values[k] = src >= 0 ? row[src] : Slot{};
     }
     added(b, node, n, 0);
     return;

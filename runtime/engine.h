@@ -215,12 +215,9 @@ class Engine {
     int64_t scheduled = INT64_MAX;  // expiry deadline queued in the wheel
     Records rows;
     size_t count() const { return records; }
-    // A new record of `stride` slots at the end, starting at `t0`, to be filled by the caller.
-    Slot* add(uint32_t stride, int64_t t0) {
-      ++records;
-      min_t0 = std::min(min_t0, t0);
-      return rows.append(stride);
-    }
+    // A new record of kHeader + `width` slots at the end, for an instance of [t0, t1]: returns
+    // its values, to be filled by the caller.
+    Slot* add(uint32_t width, int64_t t0, int64_t t1);
   };
   static constexpr uint32_t kHeader = 3;
   struct alignas(64) NodeState {  // three cache lines
