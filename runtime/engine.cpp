@@ -654,7 +654,7 @@ void Engine::prefetch_instances(It first, It last, RouteOf route_of) const {
     if (b.rows.on_heap()) {
       __builtin_prefetch(b.rows.data(), 0, Locality);
       __builtin_prefetch(b.rows.data() + 8, 0, Locality);
-    } else if (state_[n].third_line_used()) {
+    } else if (state_[n].third_line_used(r.edge)) {
       __builtin_prefetch(state_[n].third_line(), 0, Locality);
     }
   }
@@ -1002,7 +1002,7 @@ void Engine::expire_until(int64_t next_time) {
     if (ns.keyed) continue;
     if (ns.single.rows.on_heap())
       __builtin_prefetch(ns.single.rows.data());
-    else if (ns.third_line_used())
+    else if (ns.third_line_used(false))
       __builtin_prefetch(ns.third_line());
   }
   for (const ExpiryWheel::Entry& d : due_entries_) {

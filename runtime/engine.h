@@ -222,9 +222,12 @@ class Engine {
   static constexpr uint32_t kHeader = 3;
   struct alignas(64) NodeState {  // three cache lines
     Bucket single;  // the one bucket of a node without an instance-index key
-    // Whether the inline records of `single` (or one more added) may reach the third line: they
-    // take more than one NEXT record (6 slots).
-    bool third_line_used() const { return single.rows.size() > 6; }
+    // Whether reading the inline records of `single`, or adding one behind them (`adding`),
+    // touches the third line. A record added behind a whole one is taken to reach it.
+    bool third_line_used(bool adding) const {
+      if (adding && single.count() > 0) return true;
+      return reinterpret_cast<const char*>(single.rows.data() + single.rows.size()) > third_line();
+    }
     const char* third_line() const { return reinterpret_cast<const char*>(this) + 128; }
     struct Keyed {
       // unique_ptr: a Bucket stays put while buckets are added.
@@ -235,6 +238,7 @@ class Engine {
     Bucket& bucket(uint32_t id) { return keyed ? *keyed->buckets[id] : single; }
     const Bucket& bucket(uint32_t id) const { return keyed ? *keyed->buckets[id] : single; }
   };
+  static_assert(sizeof(NodeState) == 3 * 64, "third_line() is the last line of a state");
   // One emit as the runtime fires it, flattened (rebuild_routes) so that a cold output reads
   // one record: FILTERs that only bound DUR become `max_dur`, a trailing projection of plain
   // attributes (the usual SELECT) becomes `project`, and a target stream's flags are copied
