@@ -221,6 +221,14 @@ class Engine {
   };
   static constexpr uint32_t kHeader = 3;
   struct alignas(64) NodeState {  // three cache lines
+    struct Keyed {
+      // unique_ptr: a Bucket stays put while buckets are added.
+      std::vector<std::unique_ptr<Bucket>> buckets;
+      std::unordered_map<uint64_t, uint32_t> by_key;
+    };
+    // A node with a key: its buckets, by key value. First: every visit reads it before
+    // anything else, and the lookahead fetches only the first lines.
+    std::unique_ptr<Keyed> keyed;
     Bucket single;  // the one bucket of a node without an instance-index key
     // Whether reading the inline records of `single`, or adding one behind them (`adding`),
     // touches the third line. A record added behind a whole one is taken to reach it.
@@ -229,12 +237,6 @@ class Engine {
       return reinterpret_cast<const char*>(single.rows.data() + single.rows.size()) > third_line();
     }
     const char* third_line() const { return reinterpret_cast<const char*>(this) + 128; }
-    struct Keyed {
-      // unique_ptr: a Bucket stays put while buckets are added.
-      std::vector<std::unique_ptr<Bucket>> buckets;
-      std::unordered_map<uint64_t, uint32_t> by_key;
-    };
-    std::unique_ptr<Keyed> keyed;  // a node with a key: its buckets, by key value
     Bucket& bucket(uint32_t id) { return keyed ? *keyed->buckets[id] : single; }
     const Bucket& bucket(uint32_t id) const { return keyed ? *keyed->buckets[id] : single; }
   };
