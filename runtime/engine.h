@@ -227,7 +227,7 @@ class Engine {
       std::unordered_map<uint64_t, uint32_t> by_key;
     };
     // A node with a key: its buckets, by key value. First: every visit reads it before
-    // anything else, and the lookahead fetches only the first lines.
+    // anything else, and the lookahead's first step fetches only the state's first line.
     std::unique_ptr<Keyed> keyed;
     Bucket single;  // the one bucket of a node without an instance-index key
     // Whether reading the inline records of `single`, or adding one behind them (`adding`),
@@ -363,9 +363,11 @@ class Engine {
   const std::vector<uint32_t>& find_candidates(Context& cx, uint32_t stream, const Slot* row,
                                                bool& matched);
   // Ask the caches for what running the routes route_of(*it) of [first, last) reads: the
-  // nodes, states and stages, then (once those are in) the instances and edges. Into L1 for
-  // the event at hand; into L2 for one announced by hint(), which needs them only later (fewer
-  // of the core's few outstanding L1 misses taken: measured 5-10% faster).
+  // nodes, states and stages, then (once those are in) the instances and edges; a candidate
+  // node's node line and the rest of its state only once its first line says it has instances
+  // (engine.cpp). Into L1 for the event at hand; into L2 for one announced by hint(), which
+  // needs them only later (fewer of the core's few outstanding L1 misses taken: measured 5-10%
+  // faster).
   static constexpr int kToL1 = 3, kToL2 = 2;  // __builtin_prefetch locality
   template <int Locality, class It, class RouteOf>
   void prefetch_nodes(It first, It last, RouteOf route_of) const;
