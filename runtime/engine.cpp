@@ -655,16 +655,14 @@ void Engine::prefetch_instances(It first, It last, RouteOf route_of) const {
     if (r.edge && !r.to_node()) continue;
     const uint32_t n = r.edge ? r.first.target : r.node;
     const NodeState& ns = state_[n];
-    if (!r.edge) {
-      if (!ns.keyed && ns.single.count() == 0) continue;  // nothing to visit
+    if (!r.edge) {  // a visit: the node and the rest of the state, if there is anything to visit
+      if (!ns.keyed && ns.single.count() == 0) continue;
       const char* node = reinterpret_cast<const char*>(&automaton_.nodes[n]);
       __builtin_prefetch(node, 0, Locality);
       if (r.fold) __builtin_prefetch(node + 64, 0, Locality);
-      if (ns.keyed) continue;
-      __builtin_prefetch(reinterpret_cast<const char*>(&ns) + 64, 0, Locality);
-    } else if (ns.keyed) {
-      continue;
+      if (!ns.keyed) __builtin_prefetch(reinterpret_cast<const char*>(&ns) + 64, 0, Locality);
     }
+    if (ns.keyed) continue;  // (its bucket is found by key at the visit)
     const Bucket& b = ns.single;
     if (b.rows.on_heap()) {
       __builtin_prefetch(b.rows.data(), 0, Locality);
