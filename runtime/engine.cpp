@@ -228,6 +228,19 @@ Engine::Out Engine::flatten(const Emit& e, size_t skip) const {
   }
   o.stages = rest.data();
   o.stage_count = static_cast<uint32_t>(rest.size());
+  o.direct = e.kind == Emit::Kind::ToNode && rest.empty() && o.project_count == 0 &&
+             !state_[e.target].keyed;
+  if (o.direct) {
+    const nfa::Node& node = automaton_.nodes[e.target];
+    const auto repeats = [&](uint32_t p) {
+      if (p == 0 || p > UINT8_MAX || node.width % p != 0) return false;
+      for (uint32_t k = 0; k < node.width; ++k)
+        if (node.init[k] != static_cast<int32_t>(k % p)) return false;
+      return true;
+    };
+    for (uint32_t p = 1; p <= node.width && o.period == 0; ++p)
+      if (repeats(p)) o.period = static_cast<uint8_t>(p);
+  }
   return o;
 }
 
@@ -788,8 +801,7 @@ void Engine::fire(Context& cx, const Route& r, const Slot* row, int64_t t0, int6
   for (uint32_t k = r.more; k < r.more + r.out_count - 1; ++k) fire_out(cx, outs_[k], row, t0, t1);
 }
 
-void Engine::fire_out(Context& cx, const Out& o, const Slot* row, int64_t t0, int64_t t1) {
-  if (t1 - t0 > o.max_dur) return;
+void Engine::fire_stages(Context& cx, const Out& o, const Slot* row, int64_t t0, int64_t t1) {
   Context::ScratchRows::Scope scope(cx.scratch);
   const Slot* cur = row;
   for (const Stage* it = o.stages; it != o.stages + o.stage_count; ++it) {
@@ -880,18 +892,29 @@ bool Engine::add_instance(uint32_t n, const Slot* instance, int64_t t0, int64_t 
   return true;
 }
 
-void Engine::add_from_row(Context& cx, uint32_t n, const Slot* row, int64_t t0, int64_t t1) {
+void Engine::add_direct(uint32_t n, const Slot* row, int64_t t0, int64_t t1, uint32_t period) {
   const Node& node = automaton_.nodes[n];
-  if (!cx.deferred && !state_[n].keyed) {  // the common case: built in place
-    Bucket& b = state_[n].single;
-    Slot* values = b.add(node.width, t0, t1);
-    for (uint32_t k = 0; k < node.width; ++k) {
-      const int32_t src = node.init[k];
-      values[k] = src >= 0 ? row[src] : Slot{};
+  Bucket& b = state_[n].single;
+  Slot* values = b.add(node.width, t0, t1);
+  if (period == 3) {  // a 3-attribute stream: three slot copies (std::copy_n calls memmove)
+    const Slot a = row[0], b1 = row[1], c = row[2];
+    for (uint32_t k = 0; k < node.width; k += 3) {
+      values[k] = a;
+      values[k + 1] = b1;
+      values[k + 2] = c;
     }
-    added(b, node, n, 0);
-    return;
+  } else if (period != 0) {
+    for (uint32_t k = 0; k < node.width; ++k) values[k] = row[k % period];
+  } else {
+    const int32_t* init = node.init.data();
+    for (uint32_t k = 0; k < node.width; ++k) values[k] = init[k] >= 0 ? row[init[k]] : Slot{};
   }
+  added(b, node, n, 0);
+}
+
+void Engine::add_from_row(Context& cx, uint32_t n, const Slot* row, int64_t t0, int64_t t1) {
+  if (!cx.deferred && !state_[n].keyed) return add_direct(n, row, t0, t1);  // the common case
+  const Node& node = automaton_.nodes[n];
   Context::ScratchRows::Scope scope(cx.scratch);
   Slot* inst = cx.deferred ? cx.defer(false, n, node.width, t0, t1) : cx.scratch.take(node.width);
   for (uint32_t k = 0; k < node.width; ++k) {
@@ -918,27 +941,58 @@ void Engine::Records::grow(size_t need) {
   return 0;  // nothing consumed, nothing expired (min_t0 is the oldest)
 }
 
-uint64_t Engine::compact_slow(Bucket& b, const Node& node, int64_t next_time) {
-  const uint32_t stride = kHeader + node.width;
-  const bool bounded = node.max_dur != nfa::kNoDurBound;
-  const size_t records = b.records;
-  b.consumed = false;
+namespace {
+
+// The loop of compact_slow() for records of `Stride` slots (0: `stride`, known only at run
+// time). A kept record moves down over dropped ones as one fixed-size copy when the stride is
+// known: most strides are 6 or 9 slots, and a loop of slot copies cost three times as much.
+template <uint32_t Stride>
+size_t compact_records(Slot* rows, size_t records, uint32_t stride, bool bounded, int64_t max_dur,
+                       int64_t next_time, uint64_t& expired, int64_t& min_t0) {
+  if constexpr (Stride != 0) stride = Stride;
   size_t keep = 0;
-  uint64_t expired = 0;
-  int64_t min_t0 = INT64_MAX;
   for (size_t k = 0; k < records; ++k) {
-    Slot* rec = b.rows.data() + k * stride;
+    const Slot* rec = rows + k * stride;
     if (rec[2].i) continue;
-    if (bounded && next_time - rec[0].i > node.max_dur) {
+    if (bounded && next_time - rec[0].i > max_dur) {
       ++expired;
       continue;
     }
-    if (keep != k) {  // (a short loop: records are a few slots, a memmove call costs more)
-      Slot* to = b.rows.data() + keep * stride;
-      for (uint32_t i = 0; i < stride; ++i) to[i] = rec[i];
-    }
     min_t0 = std::min(min_t0, rec[0].i);
+    if (keep != k) {  // (records never overlap: `keep` < `k`)
+      if constexpr (Stride != 0)
+        std::memcpy(rows + keep * Stride, rec, Stride * sizeof(Slot));
+      else
+        std::copy_n(rec, stride, rows + keep * stride);
+    }
     ++keep;
+  }
+  return keep;
+}
+
+}  // namespace
+
+uint64_t Engine::compact_slow(Bucket& b, const Node& node, int64_t next_time) {
+  const uint32_t stride = kHeader + node.width;
+  const bool bounded = node.max_dur != nfa::kNoDurBound;
+  b.consumed = false;
+  uint64_t expired = 0;
+  int64_t min_t0 = INT64_MAX;
+  Slot* rows = b.rows.data();
+  const auto run = [&]<uint32_t Stride>() {
+    return compact_records<Stride>(rows, b.records, stride, bounded, node.max_dur, next_time,
+                                   expired, min_t0);
+  };
+  size_t keep;
+  switch (stride) {  // a NEXT over a 3-attribute stream keeps 3 values, a FOLD 6
+    case kHeader + 3:
+      keep = run.template operator()<kHeader + 3>();
+      break;
+    case kHeader + 6:
+      keep = run.template operator()<kHeader + 6>();
+      break;
+    default:
+      keep = run.template operator()<0>();
   }
   b.rows.shrink(keep * stride);
   b.records = static_cast<uint32_t>(keep);

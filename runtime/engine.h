@@ -254,6 +254,13 @@ class Engine {
     uint32_t width = 0;   // ToStream: the stream's width
     nfa::Emit::Kind kind = nfa::Emit::Kind::ToNode;
     bool published = false, read = false;  // ToStream: see StreamUse
+    // ToNode with nothing left between the row and the node (no stages, no projection) and a
+    // node without an instance-index key: the instance is built straight from the row.
+    bool direct = false;
+    // Direct: the node's instance is the row's first `period` slots, repeated (instance slot k
+    // := row[k % period]; a NEXT's instance is the event, a FOLD's the event twice); 0: any
+    // other `init`.
+    uint8_t period = 0;
     uint8_t project_count = 0;             // 0: no projection folded
     uint8_t project[kMaxProject] = {};     // the produced row's slot k := row[project[k]]
   };
@@ -379,8 +386,16 @@ class Engine {
                const Slot* event, int64_t t0, int64_t t1);
   // Runs the emits of route `r` (a START edge, or a node that produced `row`).
   void fire(Context& cx, const Route& r, const Slot* row, int64_t t0, int64_t t1);
-  // Runs one emit over `row`: an instance at a node or a row on a stream.
-  void fire_out(Context& cx, const Out& o, const Slot* row, int64_t t0, int64_t t1);
+  // Runs one emit over `row`: an instance at a node or a row on a stream. The DUR bound and a
+  // direct emit are decided inline; the rest is fire_stages().
+  void fire_out(Context& cx, const Out& o, const Slot* row, int64_t t0, int64_t t1) {
+    if (t1 - t0 > o.max_dur) return;
+    if (o.direct && !cx.deferred)
+      add_direct(o.target, row, t0, t1, o.period);
+    else
+      fire_stages(cx, o, row, t0, t1);
+  }
+  void fire_stages(Context& cx, const Out& o, const Slot* row, int64_t t0, int64_t t1);
   void publish(uint32_t stream, const Slot* row, uint32_t width, int64_t t0, int64_t t1);
   Bucket* bucket_for(uint32_t node, const Slot* instance, uint32_t* id);
   using BucketList = std::vector<std::pair<uint32_t, uint32_t>>;  // (node, bucket)
@@ -396,6 +411,9 @@ class Engine {
     schedule(b, node, n, id);
   }
   void add_from_row(Context& cx, uint32_t node, const Slot* row, int64_t t0, int64_t t1);
+  // add_from_row() into a node without a key, on the calling thread: built in place (`period`:
+  // see Out).
+  void add_direct(uint32_t node, const Slot* row, int64_t t0, int64_t t1, uint32_t period = 0);
   // `consumed`: an instance of the bucket was consumed (else only added to).
   void mark_dirty(uint32_t node, uint32_t bucket, bool consumed, BucketList& dirty) {
     Bucket& b = state_[node].bucket(bucket);
