@@ -2,6 +2,7 @@
 
 #include <algorithm>
 #include <cmath>
+#include <limits>
 
 namespace cayuga::index {
 
@@ -55,8 +56,9 @@ int rank(const Atom& a) {
   return 1;
 }
 
-// holds(), inlined where match() checks postings.
-inline bool atom_holds(const Atom& a, const Slot* event) {
+}  // namespace
+
+bool holds(const Atom& a, const Slot* event) {
   const Slot v = as_cmp(event[a.attr], a.attr_type, a.cmp);
   switch (a.cmp) {
     case Type::Int:
@@ -69,10 +71,71 @@ inline bool atom_holds(const Atom& a, const Slot* event) {
   return true;
 }
 
-}  // namespace
-
-bool holds(const Atom& a, const Slot* event) {
-  return atom_holds(a, event);
+StreamIndex::Check StreamIndex::Check::of(const Atom& a) {
+  Check c;
+  c.attr = a.attr;
+  if (a.cmp == Type::Float) {
+    c.kind = a.attr_type == Type::Int ? Kind::IntAsFloat : Kind::Float;
+    constexpr double kInf = std::numeric_limits<double>::infinity();
+    const double v = a.value.f;  // (never NaN: add() registers nothing for such a guard)
+    double lo = -kInf, hi = kInf;
+    switch (a.op) {
+      case Atom::Op::Eq:
+        lo = hi = v;  // (-0.0 and 0.0 are both in [0.0, 0.0])
+        break;
+      case Atom::Op::Lt:
+        if (v == -kInf)
+          lo = kInf, hi = -kInf;  // empty
+        else
+          hi = std::nextafter(v, -kInf);
+        break;
+      case Atom::Op::Le:
+        hi = v;
+        break;
+      case Atom::Op::Gt:
+        if (v == kInf)
+          lo = kInf, hi = -kInf;  // empty
+        else
+          lo = std::nextafter(v, kInf);
+        break;
+      case Atom::Op::Ge:
+        lo = v;
+        break;
+    }
+    c.lo = float_slot(lo);
+    c.hi = float_slot(hi);
+    return c;
+  }
+  // INT, and a STRING `=` on interned ids (string ranges are never checked here).
+  c.kind = Kind::Int;
+  const int64_t v = a.value.i;
+  int64_t lo = INT64_MIN, hi = INT64_MAX;
+  switch (a.op) {
+    case Atom::Op::Eq:
+      lo = hi = v;
+      break;
+    case Atom::Op::Lt:
+      if (v == INT64_MIN)
+        lo = INT64_MAX, hi = INT64_MIN;  // empty
+      else
+        hi = v - 1;
+      break;
+    case Atom::Op::Le:
+      hi = v;
+      break;
+    case Atom::Op::Gt:
+      if (v == INT64_MAX)
+        lo = INT64_MAX, hi = INT64_MIN;  // empty
+      else
+        lo = v + 1;
+      break;
+    case Atom::Op::Ge:
+      lo = v;
+      break;
+  }
+  c.lo = int_slot(lo);
+  c.hi = int_slot(hi);
+  return c;
 }
 
 bool StreamIndex::add(uint32_t target, const std::vector<Atom>& guard) {
@@ -83,7 +146,6 @@ bool StreamIndex::add(uint32_t target, const std::vector<Atom>& guard) {
   for (const Atom& a : guard)
     if (rank(a) < 2 && (!best || rank(a) < rank(*best))) best = &a;
   Posting p;
-  p.first.attr = Posting::kNoAtom;
   p.target = target;
   bool whole = true;
   for (const Atom& a : guard) {
@@ -92,16 +154,16 @@ bool StreamIndex::add(uint32_t target, const std::vector<Atom>& guard) {
       whole = false;
       continue;
     }
-    if (!p.has_first()) {
-      p.first = a;
+    if (p.first.kind == Check::Kind::None) {
+      p.first = Check::of(a);
       continue;
     }
     if (p.more == 0) {
       p.more = static_cast<uint32_t>(more_.size());
-      more_.push_back(Atom{});  // the count, in value.i
+      more_.push_back(Check{});  // the count, in lo.i
     }
-    more_.push_back(a);
-    ++more_[p.more].value.i;
+    more_.push_back(Check::of(a));
+    ++more_[p.more].lo.i;
   }
   if (!best) {
     always_.push_back(p);
@@ -205,13 +267,11 @@ std::vector<std::pair<uint32_t, uint32_t>> StreamIndex::renumber() {
 
 [[gnu::always_inline]] inline void StreamIndex::take(const Posting& p, const Slot* event,
                                                      std::vector<uint32_t>& out) const {
-  if (p.has_first()) {
-    if (!atom_holds(p.first, event)) return;
-    if (p.more != 0) {
-      const Atom* more = more_.data() + p.more;
-      for (int64_t i = 1; i <= more[0].value.i; ++i)
-        if (!atom_holds(more[i], event)) return;
-    }
+  if (!p.first.holds(event)) return;
+  if (p.more != 0) {
+    const Check* more = more_.data() + p.more;
+    for (int64_t i = 1; i <= more[0].lo.i; ++i)
+      if (!more[i].holds(event)) return;
   }
   out.push_back(p.target);
 }

@@ -49,14 +49,38 @@ class StreamIndex {
   size_t always_count() const { return always_.size(); }
 
  private:
+  // An atom as the interval of values that satisfy it, so that checking it is two compares
+  // whatever its operator: `x op c` on an INT (or a STRING's interned id, for `=`) becomes
+  // lo <= x <= hi over int64, on a FLOAT (or an INT attribute compared as FLOAT) the same over
+  // doubles, `<` and `>` moved to the next value (std::nextafter for doubles), so that NaN
+  // fails both compares as it fails the atom. An interval that nothing is in (`x < INT64_MIN`)
+  // has lo > hi.
+  struct Check {
+    enum class Kind : uint8_t { None, Int, Float, IntAsFloat } kind = Kind::None;
+    uint32_t attr = 0;
+    Slot lo{}, hi{};
+    static Check of(const nfa::Atom& a);
+    bool holds(const Slot* event) const {
+      const Slot v = event[attr];
+      switch (kind) {
+        case Kind::None:
+          return true;
+        case Kind::Int:
+          return lo.i <= v.i && v.i <= hi.i;
+        case Kind::Float:
+          return lo.f <= v.f && v.f <= hi.f;
+        case Kind::IntAsFloat:
+          return lo.f <= static_cast<double>(v.i) && static_cast<double>(v.i) <= hi.f;
+      }
+      return true;
+    }
+  };
   // A target and the atoms of its guard the table it sits in does not decide: the first inline,
-  // any further ones in `more_` (a count, then the atoms).
+  // any further ones in `more_` (a count, then the checks).
   struct Posting {
-    nfa::Atom first{};
+    Check first;  // Kind::None: nothing to check
     uint32_t target;
-    uint32_t more = 0;  // offset into more_ of the atoms after `first`, or 0: none
-    bool has_first() const { return first.attr != kNoAtom; }
-    static constexpr uint32_t kNoAtom = UINT32_MAX;  // `first.attr` when nothing is to check
+    uint32_t more = 0;  // offset into more_ of the checks after `first`, or 0: none
   };
   // Postings by key value, in an open-addressing table built by prepare(): an event's postings
   // are one probe and one contiguous run away.
@@ -92,7 +116,8 @@ class StreamIndex {
   std::vector<Posting> always_;
   std::vector<EqTable> eq_;
   std::vector<RangeTable> ranges_;
-  std::vector<nfa::Atom> more_{nfa::Atom{}};  // entry 0 unused: `more == 0` means none
+  // Entry 0 unused (`more == 0` means none); a posting's run starts with its count (in lo.i).
+  std::vector<Check> more_{Check{}};
   size_t targets_ = 0;
 };
 

@@ -47,8 +47,32 @@ double nan_with_bits(uint64_t bits) {
 const double kNaNs[] = {std::numeric_limits<double>::quiet_NaN(),
                         -std::numeric_limits<double>::quiet_NaN(),
                         nan_with_bits(0x7ff8000000000123ull)};
-const double kFloatConsts[] = {-1.5, -0.0, 0.0, 0.5, 1.0, 2.0};
-const double kEventFloats[] = {-2.0, -1.5, -0.0, 0.0, 0.25, 0.5, 1.0, 1.5, 2.0, 3.0};
+constexpr double kInf = std::numeric_limits<double>::infinity();
+constexpr double kMaxDouble = std::numeric_limits<double>::max();
+// Infinities, and events one double away from a constant: the index checks `<` and `>` as
+// closed intervals moved by one double, and an interval past an infinity as empty.
+const double kFloatConsts[] = {-kInf, -1.5, -0.0, 0.0, 0.5, 1.0, 2.0, kMaxDouble, kInf};
+const double kEventFloats[] = {-kInf,
+                               -2.0,
+                               -1.5,
+                               -0.0,
+                               0.0,
+                               0.25,
+                               std::nextafter(0.5, 0.0),
+                               0.5,
+                               std::nextafter(0.5, 1.0),
+                               1.0,
+                               1.5,
+                               2.0,
+                               3.0,
+                               kMaxDouble,
+                               kInf};
+// The same for INT, whose `x < INT64_MIN` and `x > INT64_MAX` hold for nothing.
+constexpr int64_t kMinInt = std::numeric_limits<int64_t>::min();
+constexpr int64_t kMaxInt = std::numeric_limits<int64_t>::max();
+const int64_t kIntConsts[] = {kMinInt, kMinInt + 1, -2, -1, 0, 1, 2, 3, kMaxInt - 1, kMaxInt};
+const int64_t kEventInts[] = {kMinInt, kMinInt + 1, -3, -2, -1,          0,
+                              1,       2,           3,  4,  kMaxInt - 1, kMaxInt};
 
 // Names S10, S11, ...: guards use the first four, events one more.
 std::string symbol(size_t k) {
@@ -79,8 +103,7 @@ class Random {
       default:
         if (below(3) == 0)  // promoted: an INT attribute against a FLOAT constant
           return atom(kVolume, pick(kOps), Type::Int, Type::Float, float_slot(float_const()));
-        return atom(kVolume, pick(kOps), Type::Int, Type::Int,
-                    int_slot(static_cast<int64_t>(below(6)) - 2));
+        return atom(kVolume, pick(kOps), Type::Int, Type::Int, int_slot(pick(kIntConsts)));
     }
   }
 
@@ -94,7 +117,7 @@ class Random {
   Event event() {
     return Event{string_slot(intern(symbol(below(5)))),
                  float_slot(below(8) == 0 ? pick(kNaNs) : pick(kEventFloats)),
-                 int_slot(static_cast<int64_t>(below(8)) - 3)};
+                 int_slot(pick(kEventInts))};
   }
 
  private:
