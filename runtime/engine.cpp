@@ -936,9 +936,17 @@ void Engine::Records::grow(size_t need) {
 [[gnu::always_inline]] inline uint64_t Engine::compact(Bucket& b, const Node& node,
                                                        int64_t next_time) {
   const bool bounded = node.max_dur != nfa::kNoDurBound;
-  if (b.consumed || (bounded && b.count() && next_time - b.min_t0 > node.max_dur))
-    return compact_slow(b, node, next_time);
-  return 0;  // nothing consumed, nothing expired (min_t0 is the oldest)
+  if (!b.consumed && !(bounded && b.count() && next_time - b.min_t0 > node.max_dur))
+    return 0;  // nothing consumed, nothing expired (min_t0 is the oldest)
+  if (b.records != 1) return compact_slow(b, node, next_time);
+  // One record (most compactions): it goes, consumed or expired, or it is the one that stays.
+  b.consumed = false;
+  const Slot* rec = b.rows.data();
+  if (!rec[2].i && !(bounded && next_time - rec[0].i > node.max_dur)) return 0;
+  b.records = 0;
+  b.rows.shrink(0);
+  b.min_t0 = INT64_MAX;
+  return rec[2].i ? 0 : 1;
 }
 
 namespace {
@@ -1057,7 +1065,6 @@ void Engine::compact_all(const BucketList& list, int64_t next_time) {
 void Engine::expire_until(int64_t next_time) {
   due_entries_.clear();
   deadlines_.take_until(next_time, due_entries_);
-  due_.clear();
   // Due buckets are cold: fetch them all before compacting any (as prefetch_nodes does).
   for (const ExpiryWheel::Entry& d : due_entries_) {
     __builtin_prefetch(&state_[d.node]);
@@ -1072,15 +1079,35 @@ void Engine::expire_until(int64_t next_time) {
     else if (ns.third_line_used(false))
       __builtin_prefetch(ns.third_line());
   }
-  for (const ExpiryWheel::Entry& d : due_entries_) {
-    // (A dead node's state was reset: its `scheduled` matches no entry.)
+  // The buckets to compact: those whose entry is the deadline queued for them (a dead node's
+  // state was reset: its `scheduled` matches no entry), and not compacted at this epoch's end
+  // anyway (dirty).
+  const auto due = [&](const ExpiryWheel::Entry& d) -> Bucket* {
     Bucket& b = state_[d.node].bucket(d.bucket);
-    if (b.scheduled != d.deadline) continue;  // superseded
+    if (b.scheduled != d.deadline) return nullptr;  // superseded
     b.scheduled = INT64_MAX;
-    if (b.dirty) continue;  // compacted and rescheduled at this epoch's end anyway
-    due_.emplace_back(d.node, d.bucket);
+    return b.dirty ? nullptr : &b;
+  };
+  if (par_ && due_entries_.size() > options_.parallel_min_work / 2) {  // (may go parallel)
+    due_.clear();
+    for (const ExpiryWheel::Entry& d : due_entries_)
+      if (due(d)) due_.emplace_back(d.node, d.bucket);
+    compact_all(due_, next_time);
+    return;
   }
-  compact_all(due_, next_time);
+  int64_t delta = 0;
+  uint64_t expired = 0;
+  for (const ExpiryWheel::Entry& d : due_entries_) {
+    Bucket* b = due(d);
+    if (!b) continue;
+    const Node& node = automaton_.nodes[d.node];
+    const int64_t before = b->count();
+    expired += compact(*b, node, next_time);
+    delta += static_cast<int64_t>(b->count()) - before;
+    schedule(*b, node, d.node, d.bucket);
+  }
+  stats_.instances += delta;
+  stats_.expired += expired;
 }
 
 void Engine::close_epoch() {
