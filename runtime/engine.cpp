@@ -583,7 +583,8 @@ void Engine::apply_effects(size_t workers) {
 // ---------------------------------------------------------------------------------------------
 // Running one event.
 
-bool Engine::find_bucket(uint32_t n, const Slot* event, uint32_t* bucket) const {
+[[gnu::always_inline]] inline bool Engine::find_bucket(uint32_t n, const Slot* event,
+                                                       uint32_t* bucket) const {
   const NodeState& ns = state_[n];
   *bucket = 0;
   if (ns.keyed) {
@@ -743,8 +744,9 @@ void Engine::announce(uint32_t stream, const Slot* values, const std::span<const
   asm volatile("" ::: "memory");
 }
 
-void Engine::process(Context& cx, const Route& r, uint32_t bucket_id, size_t begin, size_t end,
-                     const Slot* event, int64_t t0, int64_t t1) {
+[[gnu::always_inline]] inline void Engine::process(Context& cx, const Route& r, uint32_t bucket_id,
+                                                   size_t begin, size_t end, const Slot* event,
+                                                   int64_t t0, int64_t t1) {
   const uint32_t n = r.node;
   const Node& node = automaton_.nodes[n];
   Bucket& b = state_[n].bucket(bucket_id);
@@ -795,7 +797,8 @@ void Engine::process(Context& cx, const Route& r, uint32_t bucket_id, size_t beg
   }
 }
 
-void Engine::fire(Context& cx, const Route& r, const Slot* row, int64_t t0, int64_t t1) {
+[[gnu::always_inline]] inline void Engine::fire(Context& cx, const Route& r, const Slot* row,
+                                                int64_t t0, int64_t t1) {
   if (r.out_count == 0) return;
   fire_out(cx, r.first, row, t0, t1);
   for (uint32_t k = r.more; k < r.more + r.out_count - 1; ++k) fire_out(cx, outs_[k], row, t0, t1);
@@ -892,7 +895,8 @@ bool Engine::add_instance(uint32_t n, const Slot* instance, int64_t t0, int64_t 
   return true;
 }
 
-void Engine::add_direct(uint32_t n, const Slot* row, int64_t t0, int64_t t1, uint32_t period) {
+[[gnu::always_inline]] inline void Engine::add_direct(uint32_t n, const Slot* row, int64_t t0,
+                                                      int64_t t1, uint32_t period) {
   const Node& node = automaton_.nodes[n];
   Bucket& b = state_[n].single;
   Slot* values = b.add(node.width, t0, t1);
