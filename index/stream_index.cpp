@@ -3,6 +3,7 @@
 #include <algorithm>
 #include <cmath>
 #include <limits>
+#include <utility>
 
 namespace cayuga::index {
 
@@ -71,70 +72,48 @@ bool holds(const Atom& a, const Slot* event) {
   return true;
 }
 
+namespace {
+
+// The values x of a type running from `least` to `most` with `x op v`, as [lo, hi]; `prev` and
+// `next` give v's neighbours (never asked of `least` and `most`). Nothing: [most, least].
+template <typename T, typename Prev, typename Next>
+std::pair<T, T> interval(Atom::Op op, T v, T least, T most, Prev prev, Next next) {
+  switch (op) {
+    case Atom::Op::Eq:
+      return {v, v};  // (for doubles, -0.0 and 0.0 are both in [0.0, 0.0])
+    case Atom::Op::Lt:
+      return v == least ? std::pair{most, least} : std::pair{least, prev(v)};
+    case Atom::Op::Le:
+      return {least, v};
+    case Atom::Op::Gt:
+      return v == most ? std::pair{most, least} : std::pair{next(v), most};
+    case Atom::Op::Ge:
+      return {v, most};
+  }
+  return {least, most};
+}
+
+}  // namespace
+
 StreamIndex::Check StreamIndex::Check::of(const Atom& a) {
   Check c;
   c.attr = a.attr;
-  if (a.cmp == Type::Float) {
+  if (a.cmp == Type::Float) {  // (never NaN: add() registers nothing for such a guard)
     c.kind = a.attr_type == Type::Int ? Kind::IntAsFloat : Kind::Float;
     constexpr double kInf = std::numeric_limits<double>::infinity();
-    const double v = a.value.f;  // (never NaN: add() registers nothing for such a guard)
-    double lo = -kInf, hi = kInf;
-    switch (a.op) {
-      case Atom::Op::Eq:
-        lo = hi = v;  // (-0.0 and 0.0 are both in [0.0, 0.0])
-        break;
-      case Atom::Op::Lt:
-        if (v == -kInf)
-          lo = kInf, hi = -kInf;  // empty
-        else
-          hi = std::nextafter(v, -kInf);
-        break;
-      case Atom::Op::Le:
-        hi = v;
-        break;
-      case Atom::Op::Gt:
-        if (v == kInf)
-          lo = kInf, hi = -kInf;  // empty
-        else
-          lo = std::nextafter(v, kInf);
-        break;
-      case Atom::Op::Ge:
-        lo = v;
-        break;
-    }
+    const auto [lo, hi] = interval(
+        a.op, a.value.f, -kInf, kInf, [](double v) { return std::nextafter(v, -kInf); },
+        [](double v) { return std::nextafter(v, kInf); });
     c.lo = float_slot(lo);
     c.hi = float_slot(hi);
-    return c;
+  } else {  // INT, and a STRING `=` on interned ids (string ranges are never checked here)
+    c.kind = Kind::Int;
+    const auto [lo, hi] = interval(
+        a.op, a.value.i, INT64_MIN, INT64_MAX, [](int64_t v) { return v - 1; },
+        [](int64_t v) { return v + 1; });
+    c.lo = int_slot(lo);
+    c.hi = int_slot(hi);
   }
-  // INT, and a STRING `=` on interned ids (string ranges are never checked here).
-  c.kind = Kind::Int;
-  const int64_t v = a.value.i;
-  int64_t lo = INT64_MIN, hi = INT64_MAX;
-  switch (a.op) {
-    case Atom::Op::Eq:
-      lo = hi = v;
-      break;
-    case Atom::Op::Lt:
-      if (v == INT64_MIN)
-        lo = INT64_MAX, hi = INT64_MIN;  // empty
-      else
-        hi = v - 1;
-      break;
-    case Atom::Op::Le:
-      hi = v;
-      break;
-    case Atom::Op::Gt:
-      if (v == INT64_MAX)
-        lo = INT64_MAX, hi = INT64_MIN;  // empty
-      else
-        lo = v + 1;
-      break;
-    case Atom::Op::Ge:
-      lo = v;
-      break;
-  }
-  c.lo = int_slot(lo);
-  c.hi = int_slot(hi);
   return c;
 }
 
