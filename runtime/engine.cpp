@@ -233,7 +233,7 @@ Engine::Out Engine::flatten(const Emit& e, size_t skip) const {
   if (o.direct) {
     const nfa::Node& node = automaton_.nodes[e.target];
     const auto repeats = [&](uint32_t p) {
-      if (p == 0 || p > UINT8_MAX || node.width % p != 0) return false;
+      if (p > UINT8_MAX || node.width % p != 0) return false;
       for (uint32_t k = 0; k < node.width; ++k)
         if (node.init[k] != static_cast<int32_t>(k % p)) return false;
       return true;
@@ -895,6 +895,16 @@ bool Engine::add_instance(uint32_t n, const Slot* instance, int64_t t0, int64_t 
   return true;
 }
 
+namespace {
+
+// The instance a node makes of an incoming row: slot k := row[init[k]], or zero.
+inline void init_instance(const Node& node, const Slot* row, Slot* out) {
+  const int32_t* init = node.init.data();
+  for (uint32_t k = 0; k < node.width; ++k) out[k] = init[k] >= 0 ? row[init[k]] : Slot{};
+}
+
+}  // namespace
+
 [[gnu::always_inline]] inline void Engine::add_direct(uint32_t n, const Slot* row, int64_t t0,
                                                       int64_t t1, uint32_t period) {
   const Node& node = automaton_.nodes[n];
@@ -910,8 +920,7 @@ bool Engine::add_instance(uint32_t n, const Slot* instance, int64_t t0, int64_t 
   } else if (period != 0) {
     for (uint32_t k = 0; k < node.width; ++k) values[k] = row[k % period];
   } else {
-    const int32_t* init = node.init.data();
-    for (uint32_t k = 0; k < node.width; ++k) values[k] = init[k] >= 0 ? row[init[k]] : Slot{};
+    init_instance(node, row, values);
   }
   added(b, node, n, 0);
 }
@@ -921,10 +930,7 @@ void Engine::add_from_row(Context& cx, uint32_t n, const Slot* row, int64_t t0, 
   const Node& node = automaton_.nodes[n];
   Context::ScratchRows::Scope scope(cx.scratch);
   Slot* inst = cx.deferred ? cx.defer(false, n, node.width, t0, t1) : cx.scratch.take(node.width);
-  for (uint32_t k = 0; k < node.width; ++k) {
-    int32_t src = node.init[k];
-    inst[k] = src >= 0 ? row[src] : Slot{};
-  }
+  init_instance(node, row, inst);
   if (!cx.deferred) add_instance(n, inst, t0, t1);
 }
 
@@ -937,20 +943,26 @@ void Engine::Records::grow(size_t need) {
   cap_ = static_cast<uint32_t>(cap);
 }
 
-[[gnu::always_inline]] inline uint64_t Engine::compact(Bucket& b, const Node& node,
-                                                       int64_t next_time) {
+[[gnu::always_inline]] inline void Engine::compact(Bucket& b, const Node& node, int64_t next_time,
+                                                   int64_t& delta, uint64_t& expired) {
   const bool bounded = node.max_dur != nfa::kNoDurBound;
   if (!b.consumed && !(bounded && b.count() && next_time - b.min_t0 > node.max_dur))
-    return 0;  // nothing consumed, nothing expired (min_t0 is the oldest)
-  if (b.records != 1) return compact_slow(b, node, next_time);
+    return;  // nothing consumed, nothing expired (min_t0 is the oldest)
+  if (b.records != 1) {
+    const int64_t before = b.count();
+    expired += compact_slow(b, node, next_time);
+    delta += static_cast<int64_t>(b.count()) - before;
+    return;
+  }
   // One record (a third of all compactions at 100k): it goes, consumed or expired, or stays.
   b.consumed = false;
   const Slot* rec = b.rows.data();
-  if (!rec[2].i && !(bounded && next_time - rec[0].i > node.max_dur)) return 0;
+  if (!rec[2].i && !(bounded && next_time - rec[0].i > node.max_dur)) return;
+  expired += rec[2].i ? 0 : 1;
+  --delta;
   b.records = 0;
   b.rows.shrink(0);
   b.min_t0 = INT64_MAX;
-  return rec[2].i ? 0 : 1;
 }
 
 namespace {
@@ -1032,9 +1044,7 @@ void Engine::compact_all(const BucketList& list, int64_t next_time) {
   // Per bucket: the change in live instances and the expired count.
   auto one = [&](uint32_t n, uint32_t id, int64_t& delta, uint64_t& expired) {
     Bucket& b = state_[n].bucket(id);
-    const int64_t before = b.count();
-    expired += compact(b, automaton_.nodes[n], next_time);
-    delta += static_cast<int64_t>(b.count()) - before;
+    compact(b, automaton_.nodes[n], next_time, delta, expired);
     return &b;
   };
   // On the calling thread only (the wheel is not shared).
@@ -1105,9 +1115,7 @@ void Engine::expire_until(int64_t next_time) {
     Bucket* b = due(d);
     if (!b) continue;
     const Node& node = automaton_.nodes[d.node];
-    const int64_t before = b->count();
-    expired += compact(*b, node, next_time);
-    delta += static_cast<int64_t>(b->count()) - before;
+    compact(*b, node, next_time, delta, expired);
     schedule(*b, node, d.node, d.bucket);
   }
   stats_.instances += delta;

@@ -426,8 +426,11 @@ class Engine {
   void mark_dirty(uint32_t node, uint32_t bucket, bool consumed) {
     mark_dirty(node, bucket, consumed, dirty_);
   }
-  // Drops consumed and (by `next_time`) expired instances; returns how many were expired.
-  uint64_t compact(Bucket& b, const nfa::Node& node, int64_t next_time);
+  // Drops consumed and (by `next_time`) expired instances; adds the change in live instances
+  // to `delta` and the expired ones to `expired`.
+  void compact(Bucket& b, const nfa::Node& node, int64_t next_time, int64_t& delta,
+               uint64_t& expired);
+  // compact() of a bucket with more than one record; returns how many were expired.
   uint64_t compact_slow(Bucket& b, const nfa::Node& node, int64_t next_time);
   // Compacts the buckets in `list` (in parallel when there are many), clears their dirty flags
   // and queues their next expiry.
