@@ -14,6 +14,7 @@
 #include <memory>
 #include <mutex>
 #include <optional>
+#include <span>
 #include <string>
 #include <string_view>
 #include <unordered_map>
@@ -144,6 +145,15 @@ struct Row {
   int64_t t0 = 0;
   int64_t t1 = 0;
   std::vector<Slot> values;
+};
+
+// A row as the engine hands it out (Engine::Sink): its values are the engine's, valid only
+// during the call.
+struct RowView {
+  RowView(int64_t t0, int64_t t1, std::span<const Slot> values) : t0(t0), t1(t1), values(values) {}
+  RowView(const Row& row) : t0(row.t0), t1(row.t1), values(row.values) {}  // NOLINT: a view of it
+  int64_t t0, t1;
+  std::span<const Slot> values;
 };
 
 // Engine time unit (CEL.md §1: default milliseconds). Duration literals convert into it.

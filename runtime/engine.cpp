@@ -847,10 +847,7 @@ void Engine::fire_stages(Context& cx, const Out& o, const Slot* row, int64_t t0,
 void Engine::publish(uint32_t stream, const Slot* row, uint32_t width, int64_t t0, int64_t t1) {
   ++stats_.outputs;
   if (!sink_) return;
-  out_row_.t0 = t0;  // publish runs on the calling thread only: one row serves every output
-  out_row_.t1 = t1;
-  out_row_.values.assign(row, row + width);
-  sink_(stream, out_row_);
+  sink_(stream, RowView{t0, t1, {row, width}});
 }
 
 // ---------------------------------------------------------------------------------------------

@@ -89,8 +89,9 @@ struct EngineOptions {
 
 class Engine {
  public:
-  // Called for every row published on a Published (user-visible) stream.
-  using Sink = std::function<void(uint32_t stream, const Row& row)>;
+  // Called for every row published on a Published (user-visible) stream, with a view of the
+  // row valid during the call (no copy is made for it).
+  using Sink = std::function<void(uint32_t stream, const RowView& row)>;
 
   explicit Engine(EngineOptions options = {});
   ~Engine();
@@ -457,7 +458,6 @@ class Engine {
   std::vector<std::pair<uint32_t, uint32_t>> due_;    // scratch of expire_until
   ExpiryWheel deadlines_;
   Sink sink_;
-  Row out_row_;  // what publish() hands the sink
   mutable EngineStats stats_;
   int64_t epoch_ = INT64_MIN;  // t1 of the open epoch
   bool epoch_open_ = false;

@@ -380,7 +380,7 @@ class EventWriter {
  public:
   virtual ~EventWriter() = default;  // flushes; a failure is lost, call flush() to see it
   // Buffers one event. I/O errors are sticky and reported by flush().
-  virtual void write(std::string_view stream, const Schema& schema, const Row& row) = 0;
+  virtual void write(std::string_view stream, const Schema& schema, const RowView& row) = 0;
   // Buffers rows formatted elsewhere with format_row() (e.g. on other threads), as if they had
   // been written here one by one; `last_stream` is the stream of the last of them, so that
   // the rows written after them are formatted as they would have been (CSV headers).
@@ -404,13 +404,13 @@ std::unique_ptr<EventWriter> make_writer(OutputFormat format, std::unique_ptr<Ou
 // written just before it, nullopt for the first row: the only state a writer keeps (CSV starts
 // a header when the stream changes). Thread-safe.
 void format_row(std::string& out, OutputFormat format, std::string_view stream,
-                const Schema& schema, const Row& row, std::optional<std::string_view> previous);
+                const Schema& schema, const RowView& row, std::optional<std::string_view> previous);
 
 // Escaping helpers shared with other components (service, CLI).
 // {"stream":"S","t0":1,"t1":3,"A":"x",...} (CEL.md §8), without a newline: the JSON Lines
 // writer's row, also used by the embedding API and the service.
 void append_json_row(std::string& out, std::string_view stream, const Schema& schema,
-                     const Row& row);
+                     const RowView& row);
 void append_json_string(std::string& out, std::string_view s);  // with the quotes
 void append_double(std::string& out, double v);  // shortest round-trip; "nan", "inf", "-inf"
 // Writes finite `v` at `p` exactly as std::to_chars(p, p + 32, v) does (the shortest form that

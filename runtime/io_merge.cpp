@@ -18,6 +18,12 @@ bool MergeReader::less(size_t a, size_t b) const {
 }
 
 EventReader::Status MergeReader::next(InputEvent& out) {
+  if (readers_.size() == 1) {  // nothing to merge: the reader's events as they come
+    const Status s = readers_[0]->next(out);
+    if (s == Status::Error) error_ = readers_[0]->error();
+    if (s == Status::Event) last_ = 0;
+    return s;  // (refill_ keeps reader 0 for ready() and peek())
+  }
   // std heap algorithms build a max-heap: invert the order.
   auto greater = [this](size_t a, size_t b) { return less(b, a); };
   // Read the next event of every reader whose head was handed out (all of them at the start).

@@ -142,8 +142,8 @@ void append_csv_field(std::string& out, std::string_view s) {
 }
 
 // A header whenever the stream differs from the previous row's (the stream of the last header).
-void append_csv_row(std::string& out, std::string_view stream, const Schema& schema, const Row& row,
-                    std::optional<std::string_view> previous) {
+void append_csv_row(std::string& out, std::string_view stream, const Schema& schema,
+                    const RowView& row, std::optional<std::string_view> previous) {
   if (!previous || *previous != stream) {
     out += "stream,t0,t1";
     for (const auto& a : schema.attrs) {
@@ -208,7 +208,7 @@ void append_cayuga_value(std::string& out, Type type, Slot v) {
 }
 
 // "Stream,t0,t1": how both Cayuga-style formats end a line (before any final delimiter).
-void append_stream_and_times(std::string& out, std::string_view stream, const Row& row) {
+void append_stream_and_times(std::string& out, std::string_view stream, const RowView& row) {
   append_cayuga_field(out, stream);
   out += ',';
   append_int(out, row.t0);
@@ -217,7 +217,7 @@ void append_stream_and_times(std::string& out, std::string_view stream, const Ro
 }
 
 void append_cayuga_row(std::string& out, std::string_view stream, const Schema& schema,
-                       const Row& row) {
+                       const RowView& row) {
   for (size_t i = 0; i < schema.size(); ++i) {
     append_cayuga_value(out, schema.attrs[i].type, row.values[i]);
     out += ',';
@@ -229,7 +229,7 @@ void append_cayuga_row(std::string& out, std::string_view stream, const Schema& 
 // The original engine's witnesses.txt: a CMessage of type WITNESS whose first field counts the
 // fields that follow it plus the type, every field followed by the delimiter.
 void append_witness_row(std::string& out, std::string_view stream, const Schema& schema,
-                        const Row& row) {
+                        const RowView& row) {
   append_int(out, static_cast<int64_t>(2 * schema.size() + 4));
   out += ",WITNESS,";
   for (size_t i = 0; i < schema.size(); ++i) {
@@ -251,7 +251,7 @@ class BufferedWriter final : public EventWriter {
     buf_.reserve(kSpill + 4096);
   }
   ~BufferedWriter() override { flush_all(); }
-  void write(std::string_view stream, const Schema& schema, const Row& row) override {
+  void write(std::string_view stream, const Schema& schema, const RowView& row) override {
     format_row(buf_, format_, stream, schema, row,
                has_last_ ? std::optional<std::string_view>(last_stream_) : std::nullopt);
     set_last(stream);
@@ -305,7 +305,7 @@ class BufferedWriter final : public EventWriter {
 // written through a pointer. Appending piece by piece (and std::to_chars for every double) cost
 // ~2,900 instructions per row of the stock schema; this and put_double, ~1,600 (callgrind).
 void append_json_row(std::string& out, std::string_view stream, const Schema& schema,
-                     const Row& row) {
+                     const RowView& row) {
   constexpr size_t kNumber = 32;  // an int64 or a shortest round-trip double, with room to spare
   size_t bound = 32 + kStringBound * stream.size() + 2 * kNumber;
   for (size_t i = 0; i < schema.size(); ++i) {
@@ -425,7 +425,8 @@ std::unique_ptr<EventWriter> make_writer(OutputFormat format, std::unique_ptr<Ou
 }
 
 void format_row(std::string& out, OutputFormat format, std::string_view stream,
-                const Schema& schema, const Row& row, std::optional<std::string_view> previous) {
+                const Schema& schema, const RowView& row,
+                std::optional<std::string_view> previous) {
   switch (format) {
     case OutputFormat::Jsonl:
       append_json_row(out, stream, schema, row);

@@ -140,7 +140,7 @@ void match_batch(const Engine& engine, EventBatch& batch) {
 // Rows go to the writer as the sink delivers them.
 void write_rows(Engine& engine, EventWriter& writer) {
   const nfa::Automaton& automaton = engine.automaton();
-  engine.set_sink([&](uint32_t stream, const Row& row) {
+  engine.set_sink([&](uint32_t stream, const RowView& row) {
     const nfa::Stream& s = automaton.streams[stream];
     writer.write(s.name, s.schema, row);
   });
@@ -239,7 +239,7 @@ void run_pipeline(RunLoop& loop, Engine& engine, std::span<SplitReader* const> i
   // engine, so rows are only delivered there).
   Token* collecting = nullptr;
   std::optional<uint32_t> last_stream;
-  engine.set_sink([&](uint32_t stream, const Row& row) {
+  engine.set_sink([&](uint32_t stream, const RowView& row) {
     Token& t = *collecting;
     t.rows.push_back({stream, row.t0, row.t1, t.values.size(), row.values.size()});
     t.values.insert(t.values.end(), row.values.begin(), row.values.end());
@@ -315,14 +315,10 @@ void run_pipeline(RunLoop& loop, Engine& engine, std::span<SplitReader* const> i
   auto format_stage = [&](Token* t) -> Token* {
     StageSync stage = sync(t);
     t->bytes.clear();
-    Row row;
     std::optional<uint32_t> previous = t->previous;
     for (const Token::OutRow& r : t->rows) {
       const nfa::Stream& s = automaton.streams[r.stream];
-      row.t0 = r.t0;
-      row.t1 = r.t1;
-      row.values.assign(t->values.begin() + static_cast<ptrdiff_t>(r.first),
-                        t->values.begin() + static_cast<ptrdiff_t>(r.first + r.count));
+      const RowView row(r.t0, r.t1, std::span(t->values).subspan(r.first, r.count));
       std::optional<std::string_view> prev;
       if (previous) prev = automaton.streams[*previous].name;
       format_row(t->bytes, format, s.name, s.schema, row, prev);

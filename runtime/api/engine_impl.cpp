@@ -78,7 +78,7 @@ cayuga::EngineOptions engine_options(const Options& o) {
 
 EngineImpl::EngineImpl(Options opts) : options(opts), engine_(engine_options(opts)) {
   options.threads = engine_.threads();
-  engine_.set_sink([this](uint32_t stream, const Row& row) { on_row(stream, row); });
+  engine_.set_sink([this](uint32_t stream, const RowView& row) { on_row(stream, row); });
   snap_ = std::make_shared<StreamSnapshot>();
 }
 
@@ -408,10 +408,14 @@ Stats EngineImpl::stats() const {
   return s;
 }
 
-void EngineImpl::on_row(uint32_t stream, const Row& row) {
+void EngineImpl::on_row(uint32_t stream, const RowView& view) {
   if (stream >= live_publishers_.size() || live_publishers_[stream] == 0) return;
   ++outputs_;
-  for (const Sub& s : subs_[stream]) s.cb(stream, row);
+  if (subs_[stream].empty()) return;
+  row_.t0 = view.t0;
+  row_.t1 = view.t1;
+  row_.values.assign(view.values.begin(), view.values.end());
+  for (const Sub& s : subs_[stream]) s.cb(stream, row_);
 }
 
 Result<uint64_t> EngineImpl::subscribe_rows(std::string_view stream, RowCallback cb) {

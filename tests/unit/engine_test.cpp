@@ -30,16 +30,22 @@ class Harness {
       : engine(opts) {
     Diagnostics ds = engine.add_script(script);
     for (const auto& d : ds) ADD_FAILURE() << d.line << ":" << d.column << ": " << d.message;
-    engine.set_sink([this](uint32_t stream, const Row& row) {
+    engine.set_sink([this](uint32_t stream, const RowView& row) {
       const auto& s = engine.automaton().streams[stream];
       std::ostringstream out;
       out << s.name << "[" << row.t0 << "," << row.t1 << "]";
       for (size_t i = 0; i < s.schema.size(); ++i) {
         out << ' ';
         switch (s.schema.attrs[i].type) {
-          case Type::Int: out << row.values[i].i; break;
-          case Type::Float: out << row.values[i].f; break;
-          case Type::String: out << interned(row.values[i].s); break;
+          case Type::Int:
+            out << row.values[i].i;
+            break;
+          case Type::Float:
+            out << row.values[i].f;
+            break;
+          case Type::String:
+            out << interned(row.values[i].s);
+            break;
         }
       }
       outputs.push_back(out.str());
@@ -286,7 +292,7 @@ TEST(Engine, RemoveQueryFreesNativeCode) {
   Slot a[3] = {string_slot(intern("A")), float_slot(1), int_slot(3)};
   Slot b[3] = {string_slot(intern("B")), float_slot(5), int_slot(1)};
   std::vector<std::string> out;
-  engine.set_sink([&](uint32_t stream, const Row&) {
+  engine.set_sink([&](uint32_t stream, const RowView&) {
     out.push_back(engine.automaton().streams[stream].name);
   });
   uint32_t stock = static_cast<uint32_t>(engine.automaton().find_stream("Stock"));
@@ -372,7 +378,7 @@ TEST(Engine, ProgramsWithTheSameBytecodeShareNativeCode) {
   EXPECT_EQ(engine.jit_stats().compiled, 2u);
   EXPECT_EQ(engine.jit_stats().shapes, 2u);
   std::vector<std::string> out;
-  engine.set_sink([&](uint32_t stream, const Row& row) {
+  engine.set_sink([&](uint32_t stream, const RowView& row) {
     out.push_back(engine.automaton().streams[stream].name + " " + std::to_string(row.values[1].f) +
                   " " + std::to_string(row.values[4].f));
   });
