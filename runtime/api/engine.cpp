@@ -93,7 +93,7 @@ std::string Output::to_json() const {
 namespace {
 
 // Converts an internal row into public values (strings view the interner: process lifetime).
-void to_values(const Schema& schema, const Row& row, std::vector<Value>& out) {
+void to_values(const Schema& schema, const RowView& row, std::vector<Value>& out) {
   out.clear();
   for (size_t i = 0; i < schema.size(); ++i) {
     const Slot v = row.values[i];
@@ -261,7 +261,7 @@ Result<uint64_t> Engine::subscribe(std::string_view stream, Callback callback) {
   EngineImpl* impl = impl_.get();
   return impl_->subscribe_rows(stream,
                                [impl, cb = std::move(callback), values = std::vector<Value>()](
-                                   uint32_t id, const Row& row) mutable {
+                                   uint32_t id, const RowView& row) mutable {
                                  const Schema& schema = impl->stream_schema(id);
                                  to_values(schema, row, values);
                                  Output out;
@@ -286,14 +286,15 @@ Result<std::unique_ptr<OutputQueue>> Engine::subscribe_queue(std::string_view st
   state->capacity = capacity;
   state->overflow = overflow;
   EngineImpl* impl = impl_.get();
-  Result<uint64_t> sub = impl_->subscribe_rows(stream, [impl, state](uint32_t id, const Row& row) {
-    OutputRow out;
-    out.stream = id;
-    out.t0 = row.t0;
-    out.t1 = row.t1;
-    to_values(impl->stream_schema(id), row, out.values);
-    state->offer(std::move(out));
-  });
+  Result<uint64_t> sub =
+      impl_->subscribe_rows(stream, [impl, state](uint32_t id, const RowView& row) {
+        OutputRow out;
+        out.stream = id;
+        out.t0 = row.t0;
+        out.t1 = row.t1;
+        to_values(impl->stream_schema(id), row, out.values);
+        state->offer(std::move(out));
+      });
   if (!sub.ok()) return {sub.status, nullptr};
   impl_->on_destroy(sub.value, [state] { state->close("the engine was destroyed"); });
   return {{}, std::unique_ptr<OutputQueue>(new OutputQueue(state, impl_, sub.value))};

@@ -408,14 +408,10 @@ Stats EngineImpl::stats() const {
   return s;
 }
 
-void EngineImpl::on_row(uint32_t stream, const RowView& view) {
+void EngineImpl::on_row(uint32_t stream, const RowView& row) {
   if (stream >= live_publishers_.size() || live_publishers_[stream] == 0) return;
   ++outputs_;
-  if (subs_[stream].empty()) return;
-  row_.t0 = view.t0;
-  row_.t1 = view.t1;
-  row_.values.assign(view.values.begin(), view.values.end());
-  for (const Sub& s : subs_[stream]) s.cb(stream, row_);
+  for (const Sub& s : subs_[stream]) s.cb(stream, row);
 }
 
 Result<uint64_t> EngineImpl::subscribe_rows(std::string_view stream, RowCallback cb) {

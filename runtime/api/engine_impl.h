@@ -40,7 +40,8 @@ Type to_api_type(cayuga::Type t);
 
 
 struct EngineImpl {
-  using RowCallback = std::function<void(uint32_t stream, const Row& row)>;
+  // Gets the engine's view of the row (Engine::Sink), valid during the call.
+  using RowCallback = std::function<void(uint32_t stream, const RowView& row)>;
 
   explicit EngineImpl(Options options);
   ~EngineImpl();  // runs the closers of subscriptions still open
@@ -104,12 +105,11 @@ struct EngineImpl {
   // `flush`: run the engine's buffered events before returning (batches flush once, at the end).
   Status push_locked(uint32_t stream, int64_t t0, int64_t t1, const Slot* values,
                      bool flush = true);
-  void on_row(uint32_t stream, const RowView& view);
+  void on_row(uint32_t stream, const RowView& row);
   void refresh_streams();  // after add_script, mu_ held
 
   mutable std::recursive_mutex mu_;  // recursive: read-only calls from callbacks are fine
   cayuga::Engine engine_;
-  Row row_;  // on_row()'s copy of the engine's row, handed to the subscribers
   std::vector<QueryRec> queries_;
   std::vector<std::vector<Sub>> subs_;     // by stream id
   std::vector<uint32_t> live_publishers_;  // by stream id

@@ -603,7 +603,7 @@ void Server::Impl::subscribe_session(tcp::socket& sock, uint64_t id, const Reque
   EngineImpl* c = core;
   std::atomic<uint64_t>* dropped = &subscribers_dropped;
   api::Result<uint64_t> r =
-      core->subscribe_rows(stream, [sub, c, dropped](uint32_t s, const Row& row) {
+      core->subscribe_rows(stream, [sub, c, dropped](uint32_t s, const RowView& row) {
         std::lock_guard lock(sub->mu);
         if (sub->closed) return;
         const size_t before = sub->buf.size();
