@@ -102,6 +102,7 @@ struct alignas(64) Node {
   NodeKind kind = NodeKind::Start;
   bool dead = false;          // every query using it was removed
   Type key_type = Type::Int;  // see key_slot
+  bool filter_true = false;   // `filter` is TRUE: a visit need not run it
 
   // Per-node instance index: the filter requires instance slot `key_slot` = event slot
   // `key_attr` (a dynamic equality such as `$1.Name = $2.Name`) of type `key_type`, so instances
@@ -121,7 +122,9 @@ struct alignas(64) Node {
   // FOLD reads row 0 = the rebound instance. START copies the event.
   SharedArray<SlotRef> output;
 
-  Program filter;  // θ (NEXT) or θ1 (FOLD), AND the FILTERs on a bare right-hand stream
+  // θ (NEXT) or θ1 (FOLD), AND the FILTERs on a bare right-hand stream; less the conjuncts the
+  // runtime decides before a visit when BuildOptions say so.
+  Program filter;
 
   // FOLD: instance slots [last_base, last_base + n2) hold the last event's values.
   uint32_t last_base = 0;
@@ -205,6 +208,13 @@ struct Automaton {
 // Optimizations of the automaton build, each of which can be switched off (CAYUGA_NO_MERGE=1).
 struct BuildOptions {
   bool merge = true;  // share structurally identical nodes and edges across queries
+  // For a runtime that sends an event to a node only when the event satisfies the node's guard
+  // (the global index): a node's filter leaves out the conjuncts the guard's atoms say all of
+  // (`$2.Name = 'IBM'`, `$1.Name = $2.Name` when every instance holds 'IBM').
+  bool index = false;
+  // For a runtime that visits only the instances whose key equals the event's (the instance
+  // index, Node::key_slot): a node's filter leaves out that equality.
+  bool instance_index = false;
 };
 
 // Builds the automaton of an analyzed script (appending to `into`, so several scripts can share

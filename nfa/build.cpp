@@ -337,8 +337,10 @@ const TExpr* ref_of(const TExpr& e, Side side) {
 
 // Reads what a predicate says about the event (side `event`): `attr op const`, and
 // `ref = attr` where `known(ref)` gives the constant every row holds in `ref`.
+// `from`, when given, receives the conjunct each atom came from.
 template <typename Known>
-std::vector<Atom> atoms_of(const TExpr& pred, Side event, const Known& known) {
+std::vector<Atom> atoms_of(const TExpr& pred, Side event, const Known& known,
+                           std::vector<const TExpr*>* from = nullptr) {
   std::vector<const TExpr*> cs;
   conjuncts(pred, cs);
   std::vector<Atom> out;
@@ -365,23 +367,40 @@ std::vector<Atom> atoms_of(const TExpr& pred, Side event, const Known& known) {
       a.cmp = lhs.type;
       a.value = *value;
       out.push_back(a);
+      if (from) from->push_back(c);
       break;
     }
   }
   return out;
 }
 
+// Whether an atom drawn from conjunct `c` says all that `c` does: its operands have one type,
+// and it is not a string range (which the index does not check).
+bool says_exactly(const TExpr& c) {
+  const Type t = c.kids[0].type;
+  return t == c.kids[1].type && (t != Type::String || c.op == TOp::Eq);
+}
+
 // Whether `pred`, from which atoms_of drew `atoms` atoms, says no more than they do: every
-// conjunct became an atom, compares operands of one type, and is not a string range (which the
-// index does not check). A check of the atoms can then stand in for the predicate.
+// conjunct became an atom that says all of it. A check of the atoms can then stand in for the
+// predicate.
 bool says_only(const TExpr& pred, size_t atoms) {
   std::vector<const TExpr*> cs;
   conjuncts(pred, cs);
   if (cs.size() != atoms) return false;
-  return std::all_of(cs.begin(), cs.end(), [](const TExpr* c) {
-    const Type t = c->kids[0].type;
-    return t == c->kids[1].type && (t != Type::String || c->op == TOp::Eq);
-  });
+  return std::all_of(cs.begin(), cs.end(), [](const TExpr* c) { return says_exactly(*c); });
+}
+
+// `pred` without the top-level conjuncts in `decided` (TRUE when none is left).
+TExpr without(const TExpr& pred, const std::vector<const TExpr*>& decided) {
+  std::vector<const TExpr*> cs;
+  conjuncts(pred, cs);
+  TExpr rest;
+  rest.op = TOp::And;
+  for (const TExpr* c : cs)
+    if (std::find(decided.begin(), decided.end(), c) == decided.end()) rest.kids.push_back(*c);
+  if (rest.kids.size() > 1) return rest;
+  return rest.kids.empty() ? TExpr{} : std::move(rest.kids[0]);
 }
 
 }  // namespace
@@ -728,7 +747,18 @@ class Builder {
     auto [n, fresh] = node_for(fold ? NodeKind::Fold : NodeKind::Next, stream, sig);
     if (fresh) {
       Node& node = a_.nodes[n];
-      node.filter = pooled(Program::predicate(filter, refs));
+      const TExpr* key = pick_instance_key(node, filter, slot_of, inst);
+      // What the runtime decides before a visit need not run again in it (BuildOptions).
+      std::vector<const TExpr*> decided;
+      if (options_.index) {
+        std::vector<const TExpr*> from;
+        atoms_of(filter, Side::Second, known, &from);
+        for (const TExpr* c : from)
+          if (says_exactly(*c)) decided.push_back(c);
+      }
+      if (options_.instance_index && key) decided.push_back(key);
+      node.filter = pooled(Program::predicate(without(filter, decided), refs));
+      node.filter_true = node.filter.always_true();
       node.output_schema = shared_schema(p.schema);
       node.width = width;
       node.init = a_.inits_.intern(SharedArray<int32_t>(init));
@@ -752,7 +782,6 @@ class Builder {
       node.output = a_.outputs_.intern(SharedArray<SlotRef>(output));
       node.own_max_dur =
           std::min(dur_upper_bound(filter), fold ? dur_upper_bound(rebind) : kNoDurBound);
-      pick_instance_key(node, filter, slot_of, inst);
       for (const auto& s : left_sites) add_emit(s, Emit::Kind::ToNode, n);
     }
 
@@ -771,10 +800,11 @@ class Builder {
   }
 
   // A dynamic equality `instance slot = event attribute` of the same type that is not already
-  // a constant becomes the node's instance-index key.
+  // a constant becomes the node's instance-index key. Returns that conjunct of `filter`, or
+  // null.
   template <typename SlotOf>
-  void pick_instance_key(Node& node, const TExpr& filter, const SlotOf& slot_of,
-                         const Consts& inst) {
+  const TExpr* pick_instance_key(Node& node, const TExpr& filter, const SlotOf& slot_of,
+                                 const Consts& inst) {
     std::vector<const TExpr*> cs;
     conjuncts(filter, cs);
     for (const TExpr* c : cs) {
@@ -789,9 +819,10 @@ class Builder {
         node.key_slot = static_cast<int32_t>(s.offset);
         node.key_attr = a.index;
         node.key_type = a.type;
-        return;
+        return c;
       }
     }
+    return nullptr;
   }
 
   // A node's instances die once DUR exceeds the bound of every way out of it. Edges only go

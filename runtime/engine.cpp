@@ -84,7 +84,9 @@ Diagnostics Engine::add_script(std::string_view text) {
   if (!analyzed.script) return std::move(analyzed.errors);
   run_batch();  // buffered events see the queries that were there when they were pushed
   if (jit_) jit_->pause();  // the build may move programs the JIT worker is reading
-  if (std::string err = nfa::build(*analyzed.script, automaton_, {options_.merge}); !err.empty()) {
+  if (std::string err = nfa::build(*analyzed.script, automaton_,
+                                   {options_.merge, options_.index, options_.instance_index});
+      !err.empty()) {
     if (jit_) jit_->submit(automaton_);  // what pause() dropped from the queue
     return {Diagnostic{0, 0, err}};
   }
@@ -230,6 +232,7 @@ Engine::Out Engine::flatten(const Emit& e, size_t skip) const {
   o.stage_count = static_cast<uint32_t>(rest.size());
   o.direct = e.kind == Emit::Kind::ToNode && rest.empty() && o.project_count == 0 &&
              !state_[e.target].keyed;
+  o.publish_only = e.kind == Emit::Kind::ToStream && rest.empty() && o.published && !o.read;
   if (o.direct) {
     const nfa::Node& node = automaton_.nodes[e.target];
     const auto repeats = [&](uint32_t p) {
@@ -766,7 +769,7 @@ void Engine::announce(uint32_t stream, const Slot* values, const std::span<const
     in.rows[0] = inst;
     in.rows[1] = event;
     in.dur = t1 - inst_t0;
-    if (!node.filter.eval_predicate(in, cx.eval)) continue;
+    if (!node.filter_true && !node.filter.eval_predicate(in, cx.eval)) continue;
     // Several tasks may consume the same instance: the flag is only ever set.
     std::atomic_ref<int64_t> consumed(rec[2].i);
     if (!consumed.load(std::memory_order_relaxed)) {

@@ -258,6 +258,9 @@ class Engine {
     // ToNode with nothing left between the row and the node (no stages, no projection) and a
     // node without an instance-index key: the instance is built straight from the row.
     bool direct = false;
+    // ToStream with nothing left but the projection, on a stream only the user reads (the
+    // usual SELECT of a query's last step): the row is projected and published inline.
+    bool publish_only = false;
     // Direct: the node's instance is the row's first `period` slots, repeated (instance slot k
     // := row[k % period]; a NEXT's instance is the event, a FOLD's the event twice); 0: any
     // other `init`.
@@ -393,8 +396,17 @@ class Engine {
     if (t1 - t0 > o.max_dur) return;
     if (o.direct && !cx.deferred)
       add_direct(o.target, row, t0, t1, o.period);
+    else if (o.publish_only && !cx.deferred)
+      publish_projected(o, row, t0, t1);
     else
       fire_stages(cx, o, row, t0, t1);
+  }
+  // A publish_only out: its projection of `row`, published.
+  void publish_projected(const Out& o, const Slot* row, int64_t t0, int64_t t1) {
+    if (o.project_count == 0) return publish(o.target, row, o.width, t0, t1);
+    Slot projected[Out::kMaxProject];
+    for (uint32_t i = 0; i < o.project_count; ++i) projected[i] = row[o.project[i]];
+    publish(o.target, projected, o.project_count, t0, t1);
   }
   void fire_stages(Context& cx, const Out& o, const Slot* row, int64_t t0, int64_t t1);
   void publish(uint32_t stream, const Slot* row, uint32_t width, int64_t t0, int64_t t1);

@@ -138,6 +138,59 @@ TEST(NfaBuild, DurOnlyFilters) {
   }
 }
 
+// A node's filter leaves out the conjuncts the runtime decides before a visit, and only when
+// the build is told the runtime does (BuildOptions::index, ::instance_index): what is left is
+// the same program as that of a query written without them.
+TEST(NfaBuild, FilterLeavesOutWhatTheIndexesDecide) {
+  struct Case {
+    const char* query;  // its NEXT/FOLD node is the last one built
+    nfa::BuildOptions options;
+    const char* left;  // the filter a query written with only this would get; null: TRUE
+  };
+  const nfa::BuildOptions plain{}, index{true, true, false}, keys{true, false, true};
+  const std::string ibm = "FILTER{Name = 'IBM'}(Stock)";
+  const std::string up = "FILTER{Price > 1.0}(Stock)";
+  const Case cases[] = {
+      // Every instance holds 'IBM' in Name: `$1.Name = $2.Name` is the atom Name = 'IBM'.
+      {"NEXT{$1.Name = $2.Name AND $2.Price > $1.Price}", plain,
+       "$1.Name = $2.Name AND $2.Price > $1.Price"},
+      {"NEXT{$1.Name = $2.Name AND $2.Price > $1.Price}", index, "$2.Price > $1.Price"},
+      {"NEXT{$2.Volume > 10 AND $2.Price > $1.Price}", index, "$2.Price > $1.Price"},
+      {"FOLD{$2.Name = $.Name, $2.Price > $.Price,}", index, nullptr},
+      {"FOLD{$2.Name = $.Name, $2.Price > $.Price,}", keys,
+       "$2.Name = $.Name"},  // the instance index does not decide a constant
+      // An INT attribute against a FLOAT constant is decided too; a string range is not (the
+      // index does not check it).
+      {"NEXT{$2.Volume > 10.5 AND $2.Price > $1.Price}", index, "$2.Price > $1.Price"},
+      {"NEXT{$2.Name > 'A'}", index, "$2.Name > 'A'"},
+  };
+  for (const Case& c : cases) {
+    nfa::Automaton a, want;
+    add(a, std::string(kStock) + "SELECT * FROM " + ibm + " " + c.query + " Stock;", c.options);
+    const nfa::Node& node = a.nodes.back();
+    if (!c.left) {
+      EXPECT_TRUE(node.filter_true) << c.query;
+      continue;
+    }
+    EXPECT_FALSE(node.filter_true) << c.query;
+    std::string q = c.query;
+    const std::string op = q.substr(0, 4);
+    add(want, std::string(kStock) + "SELECT * FROM " + ibm + " " + op + "{" + c.left +
+                  (op == "FOLD" ? ", $2.Price > $.Price,}" : "}") + " Stock;");
+    EXPECT_EQ(node.filter.disassemble(), want.nodes.back().filter.disassemble()) << c.query;
+  }
+  // The instance-index key `$1.Name = $2.Name` (instances hold any name) is left out with the
+  // instance index only.
+  for (const auto& [options, filter_true] :
+       {std::pair{plain, false}, std::pair{index, false}, std::pair{keys, true}}) {
+    nfa::Automaton a;
+    add(a, std::string(kStock) + "SELECT * FROM " + up + " NEXT{$1.Name = $2.Name} Stock;",
+        options);
+    EXPECT_EQ(a.nodes.back().key_slot, 0);
+    EXPECT_EQ(a.nodes.back().filter_true, filter_true) << options.index << options.instance_index;
+  }
+}
+
 TEST(FixedVector, CopiesAreDeepAndSizesExact) {
   FixedVector<std::string> v(std::vector<std::string>{"a", "b", "c"});
   ASSERT_EQ(v.size(), 3u);
