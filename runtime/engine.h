@@ -392,7 +392,8 @@ class Engine {
   void fire(Context& cx, const Route& r, const Slot* row, int64_t t0, int64_t t1);
   // Runs one emit over `row`: an instance at a node or a row on a stream. The DUR bound and a
   // direct emit are decided inline; the rest is fire_stages().
-  void fire_out(Context& cx, const Out& o, const Slot* row, int64_t t0, int64_t t1) {
+  [[gnu::always_inline]] void fire_out(Context& cx, const Out& o, const Slot* row, int64_t t0,
+                                       int64_t t1) {
     if (t1 - t0 > o.max_dur) return;
     if (o.direct && !cx.deferred)
       add_direct(o.target, row, t0, t1, o.period);
