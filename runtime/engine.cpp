@@ -783,10 +783,14 @@ void Engine::announce(uint32_t stream, const Slot* values, const std::span<const
       for (const auto& [slot, prog] : node.aggregates)
         rebound[slot] = prog.eval_value(in, cx.eval);
       std::copy(event, event + (width - node.last_base), rebound + node.last_base);
-      if (cx.deferred)
+      if (cx.deferred) {
         std::copy_n(rebound, width, cx.defer(false, n, width, inst_t0, t1));
-      else
+      } else if (!state_[n].keyed) {  // into this same bucket (after `inst` was read: it may move)
+        std::copy_n(rebound, width, b.add(width, inst_t0, t1));
+        added(b, node, n, 0);
+      } else {
         add_instance(n, rebound, inst_t0, t1);
+      }
       rows[0] = rebound;
     }
     for (size_t i = 0; i < node.output.size(); ++i)
