@@ -755,9 +755,18 @@ void Engine::announce(uint32_t stream, const Slot* values, const std::span<const
   Bucket& b = state_[n].bucket(bucket_id);
   const uint32_t width = node.width;
   const uint32_t stride = kHeader + width;
-  Context::ScratchRows::Scope scope(cx.scratch);
-  Slot* out = cx.scratch.take(node.output.size());
-  Slot* rebound = node.kind == NodeKind::Fold ? cx.scratch.take(width) : nullptr;
+  // The produced row and a FOLD's rebound instance: on the stack when they are small (the
+  // usual case), else scratch rows.
+  constexpr size_t kOnStack = 32;
+  Slot on_stack[kOnStack];
+  const size_t need = node.output.size() + (node.kind == NodeKind::Fold ? width : 0);
+  std::optional<Context::ScratchRows::Scope> scope;
+  Slot* out = on_stack;
+  if (need > kOnStack) {
+    scope.emplace(cx.scratch);
+    out = cx.scratch.take(need);
+  }
+  Slot* rebound = node.kind == NodeKind::Fold ? out + node.output.size() : nullptr;
   bool consumed_any = false;
   for (size_t k = begin; k < end; ++k) {
     // Re-read every time: adding an instance (a FOLD rebinding) may move the records.
