@@ -390,8 +390,8 @@ class Engine {
                const Slot* event, int64_t t0, int64_t t1);
   // Runs the emits of route `r` (a START edge, or a node that produced `row`).
   void fire(Context& cx, const Route& r, const Slot* row, int64_t t0, int64_t t1);
-  // Runs one emit over `row`: an instance at a node or a row on a stream. The DUR bound and a
-  // direct emit are decided inline; the rest is fire_stages().
+  // Runs one emit over `row`: an instance at a node or a row on a stream. The DUR bound, a
+  // direct emit and a publish_only one are decided inline; the rest is fire_stages().
   [[gnu::always_inline]] void fire_out(Context& cx, const Out& o, const Slot* row, int64_t t0,
                                        int64_t t1) {
     if (t1 - t0 > o.max_dur) return;
