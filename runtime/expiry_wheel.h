@@ -4,12 +4,15 @@
 // A deadline lands in slot (deadline >> kSlotBits) % kSlots, whatever its round, so adding is
 // O(1). take_until(t) visits the slots between the previous call's time and t (each at most
 // once, however far t jumps) and, in each, only when the slot's earliest deadline has passed;
-// entries not due yet (a later round, or later in the current slot) stay. Entries come out in
-// no particular order. Single-threaded.
+// entries not due yet (a later round, or later in the current slot) stay. A bitmap of the
+// slots that hold entries lets it skip empty ones 64 at a time, so slots can be narrow: a slot
+// that is not yet wholly past is scanned again by every call until it is, so a wide slot
+// (an epoch is often far shorter) would be rescanned many times over. Entries come out in no
+// particular order. Single-threaded.
 #pragma once
 
 #include <algorithm>
-#include <array>
+#include <bit>
 #include <climits>
 #include <cstdint>
 #include <vector>
@@ -24,9 +27,15 @@ class ExpiryWheel {
   };
 
   void add(int64_t deadline, uint32_t node, uint32_t bucket) {
-    Slot& s = slots_[index(deadline)];
+    if (slots_.empty()) {  // (allocated on first use: most engines never expire anything)
+      slots_.resize(kSlots);
+      occupied_.resize(kSlots / 64);
+    }
+    const size_t i = index(deadline);
+    Slot& s = slots_[i];
     s.entries.push_back(Entry{deadline, node, bucket});
     s.earliest = std::min(s.earliest, deadline);
+    occupied_[i / 64] |= uint64_t{1} << (i % 64);
     ++size_;
   }
 
@@ -41,23 +50,18 @@ class ExpiryWheel {
       cursor_ = last - kRound + 1;  // first call: every slot once
     }
     if (last < cursor_) return;  // time did not move past the slot already visited
-    const int64_t first = std::max(cursor_, last - kRound + 1);
-    for (int64_t i = first; i <= last && size_ > 0; ++i) {
-      Slot& s = slots_[static_cast<size_t>(i) & (kSlots - 1)];
-      if (s.earliest > t) continue;
-      int64_t earliest = INT64_MAX;
-      size_t keep = 0;
-      for (const Entry& e : s.entries) {
-        if (e.deadline <= t) {
-          due.push_back(e);
-        } else {
-          earliest = std::min(earliest, e.deadline);
-          s.entries[keep++] = e;
-        }
+    for (int64_t i = std::max(cursor_, last - kRound + 1); i <= last && size_ > 0;) {
+      // The next occupied slot from i on, within i's word of the bitmap.
+      const size_t at = static_cast<size_t>(i) & (kSlots - 1);
+      const uint64_t bits = occupied_[at / 64] >> (at % 64);
+      if (bits == 0) {
+        i += 64 - static_cast<int64_t>(at % 64);
+        continue;
       }
-      size_ -= s.entries.size() - keep;
-      s.entries.resize(keep);
-      s.earliest = earliest;
+      i += std::countr_zero(bits);
+      if (i > last) break;
+      take_slot(static_cast<size_t>(i) & (kSlots - 1), t, due);
+      ++i;
     }
     cursor_ = last;  // the last slot may still hold entries due later: visit it again
   }
@@ -65,8 +69,9 @@ class ExpiryWheel {
   size_t size() const { return size_; }
 
  private:
-  static constexpr int kSlotBits = 10;    // 1024 time units per slot
-  static constexpr size_t kSlots = 4096;  // a power of two
+  // 128 time units per slot, 4096 slots: a round of 2^19 units (8.7 minutes in milliseconds).
+  static constexpr int kSlotBits = 7;
+  static constexpr size_t kSlots = size_t{1} << 12;
   static constexpr int64_t kRound = static_cast<int64_t>(kSlots);
   static constexpr int64_t kNone = INT64_MIN;
   struct Slot {
@@ -76,8 +81,27 @@ class ExpiryWheel {
   static size_t index(int64_t deadline) {
     return static_cast<size_t>(deadline >> kSlotBits) & (kSlots - 1);
   }
+  void take_slot(size_t i, int64_t t, std::vector<Entry>& due) {
+    Slot& s = slots_[i];
+    if (s.earliest > t) return;
+    int64_t earliest = INT64_MAX;
+    size_t keep = 0;
+    for (const Entry& e : s.entries) {
+      if (e.deadline <= t) {
+        due.push_back(e);
+      } else {
+        earliest = std::min(earliest, e.deadline);
+        s.entries[keep++] = e;
+      }
+    }
+    size_ -= s.entries.size() - keep;
+    s.entries.resize(keep);
+    s.earliest = earliest;
+    if (keep == 0) occupied_[i / 64] &= ~(uint64_t{1} << (i % 64));
+  }
 
-  std::array<Slot, kSlots> slots_{};
+  std::vector<Slot> slots_;         // kSlots, once the first entry is added
+  std::vector<uint64_t> occupied_;  // bit i: slots_[i] holds entries
   int64_t cursor_ = kNone;  // the slot number (time >> kSlotBits) take_until reached
   size_t size_ = 0;
 };
