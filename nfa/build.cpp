@@ -701,7 +701,8 @@ class Builder {
       SlotRef s = slot_of(r.side, r.index);
       return s.row == 0 ? inst[s.offset] : std::nullopt;
     };
-    std::vector<Atom> guard = atoms_of(filter, Side::Second, known);
+    std::vector<const TExpr*> guard_from;  // the conjunct each atom of `guard` came from
+    std::vector<Atom> guard = atoms_of(filter, Side::Second, known, &guard_from);
     if (fold) {
       // A last value stays constant only if every rebinding event carries that constant too.
       bool changed = true;
@@ -719,7 +720,10 @@ class Builder {
             changed = true;
           }
         }
-        if (changed) guard = atoms_of(filter, Side::Second, known);
+        if (changed) {
+          guard_from.clear();
+          guard = atoms_of(filter, Side::Second, known, &guard_from);
+        }
       }
     }
 
@@ -750,12 +754,9 @@ class Builder {
       const TExpr* key = pick_instance_key(node, filter, slot_of, inst);
       // What the runtime decides before a visit need not run again in it (BuildOptions).
       std::vector<const TExpr*> decided;
-      if (options_.index) {
-        std::vector<const TExpr*> from;
-        atoms_of(filter, Side::Second, known, &from);
-        for (const TExpr* c : from)
+      if (options_.index)
+        for (const TExpr* c : guard_from)
           if (says_exactly(*c)) decided.push_back(c);
-      }
       if (options_.instance_index && key) decided.push_back(key);
       node.filter = pooled(Program::predicate(without(filter, decided), refs));
       node.filter_true = node.filter.always_true();
