@@ -6,6 +6,7 @@
 
 #include <algorithm>
 #include <functional>
+#include <random>
 #include <sstream>
 
 #include "runtime/io.h"
@@ -206,6 +207,71 @@ TEST(Engine, HeartbeatExpiresOnQuietStream) {
   h.engine.advance_to(3001);  // 3001 - 1000 > 2000: no partner can come in time any more
   EXPECT_EQ(h.engine.stats().instances, 0u);
   EXPECT_EQ(h.engine.stats().expired, 1u);
+}
+
+// Expiry frees every instance at the first close past its bound, never later, however the
+// closes are spaced: against a brute-force list, on instances nothing consumes, in one bucket
+// (a node without a key: requeued after every expiry, at its next instance's deadline) and in
+// buckets by name, with epochs of several events, gaps short and long, and heartbeats, on one
+// thread and through parallel batches.
+TEST(Engine, ExpiryIsExactAtEveryClose) {
+  const int64_t bounds[] = {50, 37, 9};
+  const std::string script = std::string(kStock) +
+                             "SELECT * FROM FILTER{DUR <= 50}(Stock NEXT{$2.Volume < 0} Stock);\n"
+                             "SELECT * FROM FILTER{DUR <= 37}(Stock NEXT{$1.Name = $2.Name AND "
+                             "$2.Volume < 0} Stock);\n"
+                             "SELECT * FROM FILTER{DUR <= 9}(Stock NEXT{$2.Volume < -1} Stock);";
+  for (unsigned threads : {1u, 4u}) {
+    EngineOptions opts = options(JitMode::Off, threads);
+    opts.parallel_min_work = 1;
+    Harness h(script, opts);
+    std::mt19937_64 rng(5);
+    std::vector<int64_t> starts;  // t0 of every instance of every query, with its bound
+    std::vector<int64_t> bound_of;
+    const auto drop = [&](int64_t next_time) {
+      for (size_t k = 0; k < starts.size();) {
+        if (next_time - starts[k] > bound_of[k]) {
+          starts[k] = starts.back();
+          starts.pop_back();
+          bound_of[k] = bound_of.back();
+          bound_of.pop_back();
+        } else {
+          ++k;
+        }
+      }
+    };
+    int64_t t = 0, epoch = 0;
+    bool open = false;
+    for (int i = 0; i < 4000; ++i) {
+      const uint64_t kind = rng() % 100;
+      if (kind < 2) {  // a heartbeat
+        const int64_t to = t + 1 + static_cast<int64_t>(rng() % 400);
+        if (open) drop(epoch + 1);
+        open = false;
+        h.engine.advance_to(to);
+        drop(to);
+        t = to;
+        ASSERT_EQ(h.engine.stats().instances, starts.size()) << "heartbeat to " << to;
+        continue;
+      }
+      t += kind < 40   ? 0
+           : kind < 90 ? static_cast<int64_t>(rng() % 15) + 1
+                       : static_cast<int64_t>(rng() % 60) + 16;
+      if (open && t > epoch) drop(epoch + 1);
+      open = true;
+      epoch = t;
+      const std::string name = "N" + std::to_string(rng() % 5);
+      ASSERT_EQ(h.stock(name.c_str(), 1, 1, t), Engine::PushResult::Ok);
+      for (int64_t b : bounds) {
+        starts.push_back(t);
+        bound_of.push_back(b);
+      }
+      h.engine.flush();
+      ASSERT_EQ(h.engine.stats().instances, starts.size()) << threads << " threads, t " << t;
+    }
+    EXPECT_GT(h.engine.stats().expired, 3000u);
+    EXPECT_TRUE(h.outputs.empty());
+  }
 }
 
 TEST(Engine, ScriptErrorsAddNothing) {
