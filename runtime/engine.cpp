@@ -795,8 +795,8 @@ void Engine::announce(uint32_t stream, const Slot* values, const std::span<const
       if (cx.deferred) {
         std::copy_n(rebound, width, cx.defer(false, n, width, inst_t0, t1));
       } else if (!state_[n].keyed) {  // into this same bucket (after `inst` was read: it may move)
-        std::copy_n(rebound, width, b.add(width, inst_t0, t1));
-        added(b, node, n, 0);
+        std::copy_n(rebound, width, b.add(width, inst_t0, t1, expiry_of(inst_t0, node.max_dur)));
+        added(b, n, 0);
       } else {
         add_instance(n, rebound, inst_t0, t1);
       }
@@ -869,9 +869,9 @@ void Engine::publish(uint32_t stream, const Slot* row, uint32_t width, int64_t t
 // ---------------------------------------------------------------------------------------------
 // Instance state.
 
-inline Slot* Engine::Bucket::add(uint32_t width, int64_t t0, int64_t t1) {
+inline Slot* Engine::Bucket::add(uint32_t width, int64_t t0, int64_t t1, int64_t expiry) {
   ++records;
-  min_t0 = std::min(min_t0, t0);
+  expires = std::min(expires, expiry);
   Slot* rec = rows.append(kHeader + width);
   rec[0].i = t0;
   rec[1].i = t1;
@@ -900,11 +900,11 @@ bool Engine::add_instance(uint32_t n, const Slot* instance, int64_t t0, int64_t 
   Bucket* b = bucket_for(n, instance, &id);
   if (!b) return false;
   const Node& node = automaton_.nodes[n];
-  std::copy_n(instance, node.width, b->add(node.width, t0, t1));
+  std::copy_n(instance, node.width, b->add(node.width, t0, t1, expiry_of(t0, node.max_dur)));
   if (dirty)
     mark_dirty(n, id, false, *dirty);
   else
-    added(*b, node, n, id);
+    added(*b, n, id);
   return true;
 }
 
@@ -922,7 +922,7 @@ inline void init_instance(const Node& node, const Slot* row, Slot* out) {
                                                       int64_t t1, uint32_t period) {
   const Node& node = automaton_.nodes[n];
   Bucket& b = state_[n].single;
-  Slot* values = b.add(node.width, t0, t1);
+  Slot* values = b.add(node.width, t0, t1, expiry_of(t0, node.max_dur));
   if (period == 3) {  // a 3-attribute stream: three slot copies (std::copy_n calls memmove)
     const Slot a = row[0], b1 = row[1], c = row[2];
     for (uint32_t k = 0; k < node.width; k += 3) {
@@ -935,7 +935,7 @@ inline void init_instance(const Node& node, const Slot* row, Slot* out) {
   } else {
     init_instance(node, row, values);
   }
-  added(b, node, n, 0);
+  added(b, n, 0);
 }
 
 void Engine::add_from_row(Context& cx, uint32_t n, const Slot* row, int64_t t0, int64_t t1) {
@@ -958,24 +958,25 @@ void Engine::Records::grow(size_t need) {
 
 [[gnu::always_inline]] inline void Engine::compact(Bucket& b, const Node& node, int64_t next_time,
                                                    int64_t& delta, uint64_t& expired) {
-  const bool bounded = node.max_dur != nfa::kNoDurBound;
-  if (!b.consumed && !(bounded && b.count() && next_time - b.min_t0 > node.max_dur))
-    return;  // nothing consumed, nothing expired (min_t0 is the oldest)
+  const bool expiring = next_time >= b.expires;
+  if (!b.consumed && !expiring) return;  // nothing consumed, nothing expired
   if (b.records != 1) {
     const int64_t before = b.count();
     expired += compact_slow(b, node, next_time);
     delta += static_cast<int64_t>(b.count()) - before;
     return;
   }
-  // One record (a third of all compactions at 100k): it goes, consumed or expired, or stays.
+  // One record (about half of the buckets expiry visits): it goes, consumed or expired, or
+  // stays. Only a consumed bucket's record is read (a consumed instance marks its bucket), so
+  // expiring a lone instance reads neither it nor the node.
+  const bool consumed = b.consumed && b.rows.data()[2].i;
   b.consumed = false;
-  const Slot* rec = b.rows.data();
-  if (!rec[2].i && !(bounded && next_time - rec[0].i > node.max_dur)) return;
-  expired += rec[2].i ? 0 : 1;
+  if (!consumed && !expiring) return;
+  expired += consumed ? 0 : 1;
   --delta;
   b.records = 0;
   b.rows.shrink(0);
-  b.min_t0 = INT64_MAX;
+  b.expires = INT64_MAX;
 }
 
 namespace {
@@ -1033,7 +1034,7 @@ uint64_t Engine::compact_slow(Bucket& b, const Node& node, int64_t next_time) {
   }
   b.rows.shrink(keep * stride);
   b.records = static_cast<uint32_t>(keep);
-  b.min_t0 = min_t0;
+  b.expires = keep ? expiry_of(min_t0, node.max_dur) : INT64_MAX;
   return expired;
 }
 
@@ -1042,14 +1043,10 @@ uint64_t Engine::compact_slow(Bucket& b, const Node& node, int64_t next_time) {
 // queued deadline that is not later than the new one stays: waking early is harmless (the
 // bucket is compacted and queued again), and buckets touched every epoch would otherwise flood
 // the wheel with stale entries.
-[[gnu::always_inline]] inline void Engine::schedule(Bucket& b, const Node& node, uint32_t n,
-                                                    uint32_t bucket) {
-  if (node.max_dur == nfa::kNoDurBound || b.count() == 0) return;
-  int64_t deadline =
-      b.min_t0 > INT64_MAX - node.max_dur - 1 ? INT64_MAX : b.min_t0 + node.max_dur + 1;
-  if (deadline < b.scheduled) {
-    b.scheduled = deadline;
-    deadlines_.add(deadline, n, bucket);
+[[gnu::always_inline]] inline void Engine::schedule(Bucket& b, uint32_t n, uint32_t bucket) {
+  if (b.expires < b.scheduled) {  // (INT64_MAX: nothing to expire)
+    b.scheduled = b.expires;
+    deadlines_.add(b.expires, n, bucket);
   }
 }
 
@@ -1063,7 +1060,7 @@ void Engine::compact_all(const BucketList& list, int64_t next_time) {
   // On the calling thread only (the wheel is not shared).
   auto requeue = [&](Bucket& b, uint32_t n, uint32_t id) {
     b.dirty = false;
-    schedule(b, automaton_.nodes[n], n, id);
+    schedule(b, n, id);
   };
   int64_t delta = 0;
   uint64_t expired = 0;
@@ -1092,19 +1089,23 @@ void Engine::compact_all(const BucketList& list, int64_t next_time) {
 void Engine::expire_until(int64_t next_time) {
   due_entries_.clear();
   deadlines_.take_until(next_time, due_entries_);
-  // Due buckets are cold: fetch them all before compacting any (as prefetch_nodes does).
-  for (const ExpiryWheel::Entry& d : due_entries_) {
-    __builtin_prefetch(&state_[d.node]);
-    __builtin_prefetch(reinterpret_cast<const char*>(&state_[d.node]) + 64);
-    __builtin_prefetch(&automaton_.nodes[d.node]);
-  }
+  // Due buckets are cold: fetch them all before compacting any (as prefetch_nodes does). First
+  // the states' first lines, which say how much more a bucket's compaction reads: a lone
+  // instance that was not consumed goes with what that line holds; otherwise the node and the
+  // records come too.
+  for (const ExpiryWheel::Entry& d : due_entries_) __builtin_prefetch(&state_[d.node]);
   for (const ExpiryWheel::Entry& d : due_entries_) {
     const NodeState& ns = state_[d.node];
+    const Bucket& b = ns.single;
+    if (!ns.keyed && b.records == 1 && !b.consumed) continue;
+    __builtin_prefetch(&automaton_.nodes[d.node]);
     if (ns.keyed) continue;
-    if (ns.single.rows.on_heap())
-      __builtin_prefetch(ns.single.rows.data());
-    else if (ns.third_line_used(false))
-      __builtin_prefetch(ns.third_line());
+    if (b.rows.on_heap()) {
+      __builtin_prefetch(b.rows.data());
+    } else {
+      __builtin_prefetch(reinterpret_cast<const char*>(&ns) + 64);
+      if (ns.third_line_used(false)) __builtin_prefetch(ns.third_line());
+    }
   }
   // The buckets to compact: those whose entry is the deadline queued for them (a dead node's
   // state was reset: its `scheduled` matches no entry), and not compacted at this epoch's end
@@ -1129,7 +1130,7 @@ void Engine::expire_until(int64_t next_time) {
     if (!b) continue;
     const Node& node = automaton_.nodes[d.node];
     compact(*b, node, next_time, delta, expired);
-    schedule(*b, node, d.node, d.bucket);
+    schedule(*b, d.node, d.bucket);
   }
   stats_.instances += delta;
   stats_.expired += expired;

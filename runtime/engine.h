@@ -212,14 +212,26 @@ class Engine {
     uint32_t records = 0;
     bool dirty = false;             // on the list of buckets the epoch's close compacts
     bool consumed = false;          // an instance was consumed this epoch
-    int64_t min_t0 = INT64_MAX;     // of its instances
+    // When its oldest instance is past the node's DUR bound: expiry_of(the least t0), or
+    // INT64_MAX (no instance, or no bound). Kept here so that neither expiring a lone instance
+    // nor queueing the deadline reads the node or the records.
+    int64_t expires = INT64_MAX;
     int64_t scheduled = INT64_MAX;  // expiry deadline queued in the wheel
     Records rows;
     size_t count() const { return records; }
-    // A new record of kHeader + `width` slots at the end, for an instance of [t0, t1]: returns
-    // its values, to be filled by the caller.
-    Slot* add(uint32_t width, int64_t t0, int64_t t1);
+    // A new record of kHeader + `width` slots at the end, for an instance of [t0, t1] that
+    // expires at `expiry`: returns its values, to be filled by the caller.
+    Slot* add(uint32_t width, int64_t t0, int64_t t1, int64_t expiry);
   };
+  // The first epoch-close time `next_time` at which an instance begun at t0 is past `max_dur`
+  // (it goes when next_time - t0 > max_dur): t0 + max_dur + 1, INT64_MAX for never, INT64_MIN
+  // for a bound below every duration that t0 can have.
+  static int64_t expiry_of(int64_t t0, int64_t max_dur) {
+    int64_t last;
+    if (max_dur == nfa::kNoDurBound) return INT64_MAX;
+    if (__builtin_add_overflow(t0, max_dur, &last)) return max_dur > 0 ? INT64_MAX : INT64_MIN;
+    return last == INT64_MAX ? INT64_MAX : last + 1;
+  }
   static constexpr uint32_t kHeader = 3;
   struct alignas(64) NodeState {  // three cache lines
     struct Keyed {
@@ -420,9 +432,9 @@ class Engine {
   bool add_instance(uint32_t node, const Slot* instance, int64_t t0, int64_t t1,
                     BucketList* dirty = nullptr);
   // Counts an instance just stored in bucket `id` (`b`) of node `n` and queues its expiry.
-  void added(Bucket& b, const nfa::Node& node, uint32_t n, uint32_t id) {
+  void added(Bucket& b, uint32_t n, uint32_t id) {
     ++stats_.instances;
-    schedule(b, node, n, id);
+    schedule(b, n, id);
   }
   void add_from_row(Context& cx, uint32_t node, const Slot* row, int64_t t0, int64_t t1);
   // add_from_row() into a node without a key, on the calling thread: built in place (`period`:
@@ -449,8 +461,8 @@ class Engine {
   // Compacts the buckets in `list` (in parallel when there are many), clears their dirty flags
   // and queues their next expiry.
   void compact_all(const BucketList& list, int64_t next_time);
-  // Queues the next expiry of bucket `bucket` (`b`) of node `n` (`node`).
-  void schedule(Bucket& b, const nfa::Node& node, uint32_t n, uint32_t bucket);
+  // Queues the next expiry of bucket `bucket` (`b`) of node `n`.
+  void schedule(Bucket& b, uint32_t n, uint32_t bucket);
   void expire_until(int64_t next_time);
 
   EngineOptions options_;

@@ -263,6 +263,31 @@ TEST(Engine, ExpiryIsExactAtEveryClose) {
   }
 }
 
+// DUR bounds and times at the ends of the range: a zero bound frees each instance at the first
+// close after it, a bound past the end of time never frees one, and neither overflows.
+TEST(Engine, ExpiryAtTheEndsOfTime) {
+  Harness h(std::string(kStock) +
+            "SELECT * FROM FILTER{DUR <= 0}(Stock NEXT{$2.Volume < 0} Stock);\n"
+            "SELECT * FROM FILTER{DUR <= 9000000000000000000}(Stock NEXT{$2.Volume < -1} Stock);");
+  h.stock("A", 1, 1, -9000000000000000000);
+  EXPECT_EQ(h.engine.stats().instances, 2u);
+  h.stock("A", 1, 1, 0);  // the close (next_time -9e18 + 1) frees the first query's
+  EXPECT_EQ(h.engine.stats().instances, 3u);
+  EXPECT_EQ(h.engine.stats().expired, 1u);
+  h.stock("A", 1, 1, 1);  // next_time 1: the first's of 0, and the second's of -9e18 (1 + 9e18)
+  EXPECT_EQ(h.engine.stats().instances, 3u);
+  EXPECT_EQ(h.engine.stats().expired, 3u);
+  h.stock("A", 1, 1, INT64_MAX - 5);  // next_time 2: the first's of 1
+  EXPECT_EQ(h.engine.stats().instances, 4u);
+  EXPECT_EQ(h.engine.stats().expired, 4u);
+  // next_time INT64_MAX - 4: the first's of INT64_MAX - 5, the second's of 0 and 1; its
+  // instance of INT64_MAX - 5 would go at INT64_MAX - 5 + 9e18 + 1, past the end: never.
+  h.engine.advance_to(INT64_MAX);
+  EXPECT_EQ(h.engine.stats().instances, 1u);
+  EXPECT_EQ(h.engine.stats().expired, 7u);
+  EXPECT_TRUE(h.outputs.empty());
+}
+
 TEST(Engine, ScriptErrorsAddNothing) {
   Engine engine;
   Diagnostics ds = engine.add_script(std::string(kStock) + "SELECT Prize FROM Stock;");
