@@ -23,6 +23,9 @@
 #include <functional>
 #include <queue>
 #include <set>
+#include <string_view>
+#include <unordered_map>
+#include <unordered_set>
 
 #include "lang/parser.h"
 
@@ -177,17 +180,27 @@ int64_t engine_us(EngineUnit u) {
 // occurs in S2 gets `_1`; a name that the suffix would collide with in S1 is shifted first,
 // recursively. A shifted name that happens to occur in S2 as well is shifted again, so the
 // output never has duplicates.
+// Names are looked up in hash tables, so that wide schemas (tens of thousands of attributes)
+// take linear time.
 std::vector<std::string> shifted_left_names(const Schema& s1, const Schema& s2) {
+  std::unordered_set<std::string_view> right;
+  for (const auto& a : s2.attrs) right.insert(a.name);
   std::vector<std::string> names;
-  for (const auto& a : s1.attrs) names.push_back(a.name);
+  std::unordered_map<std::string, size_t> at;  // S1's names as shifted so far
+  for (const auto& a : s1.attrs) {
+    at.emplace(a.name, names.size());
+    names.push_back(a.name);
+  }
   std::function<void(size_t, std::string)> shift = [&](size_t i, std::string name) {
-    while (s2.find(name)) name += "_1";
-    for (size_t j = 0; j < names.size(); ++j)
-      if (j != i && names[j] == name) shift(j, names[j] + "_1");
+    while (right.contains(name)) name += "_1";
+    if (auto it = at.find(name); it != at.end() && it->second != i)
+      shift(it->second, name + "_1");  // (names are unique: at most one is in the way)
+    if (auto it = at.find(names[i]); it != at.end() && it->second == i) at.erase(it);
+    at[name] = i;
     names[i] = std::move(name);
   };
   for (size_t i = 0; i < names.size(); ++i)
-    if (s2.find(names[i])) shift(i, names[i] + "_1");
+    if (right.contains(names[i])) shift(i, names[i] + "_1");
   return names;
 }
 
@@ -301,6 +314,7 @@ void Analyzer::declare_inputs() {
     const auto* cs = std::get_if<ast::CreateStream>(&stmt);
     if (!cs) continue;
     Schema schema;
+    std::unordered_set<std::string_view> seen;  // (a wide stream is checked in linear time)
     bool ok = true;
     for (const auto& a : cs->attrs) {
       std::string t = upper(a.type);
@@ -317,7 +331,7 @@ void Analyzer::declare_inputs() {
         ok = false;
         continue;
       }
-      if (schema.find(a.name)) {
+      if (!seen.insert(a.name).second) {
         error(a.pos, "duplicate attribute '" + a.name + "' in stream '" + cs->name + "'");
         ok = false;
         continue;
@@ -582,8 +596,9 @@ std::optional<Plan> Analyzer::query(const ast::Query& q, bool top) {
   sc.first = &from->schema;
   sc.first_desc = describe(q.from);
   bool ok = true;
+  std::unordered_set<std::string> seen;  // output names (checked in linear time)
   auto add = [&](const ast::Pos& pos, std::string name, TExpr e) {
-    if (p.schema.find(name)) {
+    if (!seen.insert(name).second) {
       error(pos, "duplicate output attribute '" + name + "' in SELECT; rename one with AS");
       ok = false;
       return;

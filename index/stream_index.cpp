@@ -95,26 +95,40 @@ std::pair<T, T> interval(Atom::Op op, T v, T least, T most, Prev prev, Next next
 
 }  // namespace
 
-StreamIndex::Check StreamIndex::Check::of(const Atom& a) {
-  Check c;
-  c.attr = a.attr;
+namespace {
+
+// [lo, hi], of a type whose least value is `least` (see interval()), as a one-sided test (a
+// StreamIndex::Test) of the kind whose `>=` is `ge`, and its bound.
+template <typename T>
+uint8_t one_sided(T lo, T hi, T least, uint8_t ge, T& bound) {
+  if (lo > hi) return 1;  // Never
+  bound = lo == least ? hi : lo;
+  if (lo == hi) return ge + 2;       // ==
+  return lo == least ? ge + 1 : ge;  // <= hi, or >= lo
+}
+
+}  // namespace
+
+bool StreamIndex::Posting::check(const Atom& a) {
+  if (a.attr > UINT16_MAX) return false;
+  attr = static_cast<uint16_t>(a.attr);
   if (a.cmp == Type::Float) {  // (never NaN: add() registers nothing for such a guard)
-    c.kind = a.attr_type == Type::Int ? Kind::IntAsFloat : Kind::Float;
     constexpr double kInf = std::numeric_limits<double>::infinity();
     const auto [lo, hi] = interval(
         a.op, a.value.f, -kInf, kInf, [](double v) { return std::nextafter(v, -kInf); },
         [](double v) { return std::nextafter(v, kInf); });
-    c.lo = float_slot(lo);
-    c.hi = float_slot(hi);
+    double b = 0;
+    test = static_cast<Test>(one_sided(lo, hi, -kInf, a.attr_type == Type::Int ? 12 : 8, b));
+    bound = float_slot(b);
   } else {  // INT, and a STRING `=` on interned ids (string ranges are never checked here)
-    c.kind = Kind::Int;
     const auto [lo, hi] = interval(
         a.op, a.value.i, INT64_MIN, INT64_MAX, [](int64_t v) { return v - 1; },
         [](int64_t v) { return v + 1; });
-    c.lo = int_slot(lo);
-    c.hi = int_slot(hi);
+    int64_t b = 0;
+    test = static_cast<Test>(one_sided(lo, hi, INT64_MIN, 4, b));
+    bound = int_slot(b);
   }
-  return c;
+  return true;
 }
 
 bool StreamIndex::add(uint32_t target, const std::vector<Atom>& guard) {
@@ -129,20 +143,24 @@ bool StreamIndex::add(uint32_t target, const std::vector<Atom>& guard) {
   bool whole = true;
   for (const Atom& a : guard) {
     if (&a == best) continue;
-    if (is_string_range(a)) {
+    Posting c;
+    if (is_string_range(a) || !c.check(a)) {
       whole = false;
       continue;
     }
-    if (p.first.kind == Check::Kind::None) {
-      p.first = Check::of(a);
+    if (p.test == Test::None) {
+      p.test = c.test;
+      p.attr = c.attr;
+      p.bound = c.bound;
       continue;
     }
-    if (p.more == 0) {
-      p.more = static_cast<uint32_t>(more_.size());
-      more_.push_back(Check{});  // the count, in lo.i
+    if (!p.more) {
+      p.more = true;
+      more_at_[target] = static_cast<uint32_t>(more_.size());
+      more_.push_back(Posting{});  // the count, in bound.i
     }
-    more_.push_back(Check::of(a));
-    ++more_[p.more].lo.i;
+    more_.push_back(c);
+    ++more_[more_at_[target]].bound.i;
   }
   if (!best) {
     always_.push_back(p);
@@ -237,19 +255,22 @@ std::vector<std::pair<uint32_t, uint32_t>> StreamIndex::renumber() {
   for (const Posting* p : seq) numbers.push_back(p->target);
   std::sort(numbers.begin(), numbers.end());
   std::vector<std::pair<uint32_t, uint32_t>> moves;
+  std::unordered_map<uint32_t, uint32_t> more_at;
   for (size_t k = 0; k < seq.size(); ++k) {
     moves.emplace_back(seq[k]->target, numbers[k]);
+    if (seq[k]->more) more_at[numbers[k]] = more_at_.at(seq[k]->target);
     seq[k]->target = numbers[k];
   }
+  more_at_ = std::move(more_at);
   return moves;
 }
 
 [[gnu::always_inline]] inline void StreamIndex::take(const Posting& p, const Slot* event,
                                                      std::vector<uint32_t>& out) const {
-  if (!p.first.holds(event)) return;
-  if (p.more != 0) {
-    const Check* more = more_.data() + p.more;
-    for (int64_t i = 1; i <= more[0].lo.i; ++i)
+  if (!p.holds(event)) return;
+  if (p.more) {
+    const Posting* more = more_.data() + more_at_.at(p.target);
+    for (int64_t i = 1; i <= more[0].bound.i; ++i)
       if (!more[i].holds(event)) return;
   }
   out.push_back(p.target);

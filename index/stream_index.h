@@ -49,33 +49,54 @@ class StreamIndex {
   size_t always_count() const { return always_.size(); }
 
  private:
-  // An atom as the interval of values that satisfy it, so that checking it is two compares
-  // whatever its operator: `x op c` on an INT (or a STRING's interned id, for `=`) becomes
-  // lo <= x <= hi over int64, on a FLOAT (or an INT attribute compared as FLOAT) the same over
-  // doubles, `<` and `>` moved to the next value (std::nextafter for doubles), so that NaN
-  // fails both compares as it fails the atom. An interval that nothing is in (`x < INT64_MIN`)
-  // has lo > hi.
-  struct Check {
-    enum class Kind : uint8_t { None, Int, Float, IntAsFloat } kind = Kind::None;
-    uint32_t attr = 0;
-    Slot lo{}, hi{};
-    static Check of(const nfa::Atom& a);
+  // An atom as a one-sided test of one attribute: `x >= bound`, `x <= bound` or `x == bound`,
+  // over int64 (an INT, or a STRING's interned id for `=`), over doubles (a FLOAT), or over an
+  // INT attribute converted to double. `<` and `>` move to the next value (std::nextafter for
+  // doubles), and NaN fails every compare as it fails the atom. Nothing satisfies `Never`
+  // (`x < INT64_MIN`). The two low bits are the compare (0 >=, 1 <=, 2 ==), the next two the
+  // values' kind (1 int, 2 double, 3 int as double).
+  enum class Test : uint8_t {
+    None = 0,
+    Never = 1,
+    IntGe = 4,
+    IntLe,
+    IntEq,
+    FloatGe = 8,
+    FloatLe,
+    FloatEq,
+    IntAsFloatGe = 12,
+    IntAsFloatLe,
+    IntAsFloatEq,
+  };
+  // A target and one atom of its guard that the table it sits in does not decide, in 16 bytes
+  // (four to a cache line: a key's postings are an event's first dependent reads). Further
+  // atoms are postings in `more_` (their targets unused), at more_at_[target]: a count (in
+  // bound.i), then the checks.
+  struct Posting {
+    Slot bound{};
+    uint32_t target = 0;
+    uint16_t attr = 0;
+    Test test = Test::None;  // None: nothing to check
+    bool more = false;       // more checks at more_at_[target]
+    // Sets test, bound and attr to check `a`; false if its attribute is beyond 16 bits (then
+    // the atom is left to the predicate, as a string range is).
+    bool check(const nfa::Atom& a);
     // (Tests in turn rather than a switch, whose jump table costs more than the common case.)
     bool holds(const Slot* event) const {
       const Slot v = event[attr];
-      if (kind == Kind::Int) return lo.i <= v.i && v.i <= hi.i;
-      if (kind == Kind::None) return true;
-      if (kind == Kind::Float) return lo.f <= v.f && v.f <= hi.f;
-      return lo.f <= static_cast<double>(v.i) && static_cast<double>(v.i) <= hi.f;
+      if (test == Test::IntGe) return v.i >= bound.i;  // `Volume > 1000`: the usual one
+      if (test == Test::None) return true;
+      const auto t = static_cast<uint8_t>(test);
+      const uint8_t op = t & 3;
+      if (t < 8) {
+        if (test == Test::Never) return false;
+        return op == 1 ? v.i <= bound.i : v.i == bound.i;
+      }
+      const double x = t < 12 ? v.f : static_cast<double>(v.i);
+      return op == 0 ? x >= bound.f : op == 1 ? x <= bound.f : x == bound.f;
     }
   };
-  // A target and the atoms of its guard the table it sits in does not decide: the first inline,
-  // any further ones in `more_` (a count, then the checks).
-  struct Posting {
-    Check first;  // Kind::None: nothing to check
-    uint32_t target;
-    uint32_t more = 0;  // offset into more_ of the checks after `first`, or 0: none
-  };
+  static_assert(sizeof(Posting) == 16);
   // Postings by key value, in an open-addressing table built by prepare(): an event's postings
   // are one probe and one contiguous run away.
   struct EqTable {
@@ -110,8 +131,9 @@ class StreamIndex {
   std::vector<Posting> always_;
   std::vector<EqTable> eq_;
   std::vector<RangeTable> ranges_;
-  // Entry 0 unused (`more == 0` means none); a posting's run starts with its count (in lo.i).
-  std::vector<Check> more_{Check{}};
+  // The checks after a posting's first (see Posting), and where each target's run starts.
+  std::vector<Posting> more_;
+  std::unordered_map<uint32_t, uint32_t> more_at_;
   size_t targets_ = 0;
 };
 
