@@ -110,7 +110,7 @@ uint8_t one_sided(T lo, T hi, T least, uint8_t ge, T& bound) {
 }  // namespace
 
 bool StreamIndex::Posting::check(const Atom& a) {
-  if (a.attr > UINT16_MAX) return false;
+  if (a.attr > nfa::kMaxAtomAttr) return false;  // (atoms_of makes none)
   attr = static_cast<uint16_t>(a.attr);
   if (a.cmp == Type::Float) {  // (never NaN: add() registers nothing for such a guard)
     constexpr double kInf = std::numeric_limits<double>::infinity();

@@ -78,8 +78,9 @@ class StreamIndex {
     uint16_t attr = 0;
     Test test = Test::None;  // None: nothing to check
     bool more = false;       // more checks at more_at_[target]
-    // Sets test, bound and attr to check `a`; false if its attribute is beyond 16 bits (then
-    // the atom is left to the predicate, as a string range is).
+    // Sets test, bound and attr to check `a`; false if its attribute is beyond 16 bits
+    // (nfa::kMaxAtomAttr: the builder makes no such atom; were one given, it would be left to
+    // the predicate, as a string range is).
     bool check(const nfa::Atom& a);
     // (Tests in turn rather than a switch, whose jump table costs more than the common case.)
     bool holds(const Slot* event) const {

@@ -51,6 +51,9 @@ struct Stream {
 // constant is promoted). Guards are necessary conditions only: the full predicate still runs.
 // They feed the global predicate index (index/), which sends each event to the few edges and
 // nodes whose guards it satisfies.
+// (Atoms name one of an event's first 65,536 attributes, which the index packs into 16 bits;
+// a condition on a later one stays in its predicate only.)
+inline constexpr uint32_t kMaxAtomAttr = 65535;
 struct Atom {
   enum class Op : uint8_t { Eq, Lt, Le, Gt, Ge };
   uint32_t attr = 0;

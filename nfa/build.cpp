@@ -351,7 +351,7 @@ std::vector<Atom> atoms_of(const TExpr& pred, Side event, const Known& known,
       const TExpr& lhs = c->kids[flip];
       const TExpr& rhs = c->kids[1 - flip];
       const TExpr* attr = ref_of(lhs, event);
-      if (!attr) continue;
+      if (!attr || attr->index > kMaxAtomAttr) continue;
       std::optional<Slot> value;
       if (rhs.op == TOp::Const) value = rhs.value;
       else if (rhs.op == TOp::Ref && rhs.side != event) value = known(rhs);

@@ -191,6 +191,23 @@ TEST(NfaBuild, FilterLeavesOutWhatTheIndexesDecide) {
   }
 }
 
+// Atoms name one of an event's first 65,536 attributes (the index packs them into 16 bits): a
+// condition on a later one is no atom, so it stays in the node's filter with the index on.
+TEST(NfaBuild, AtomsNameTheFirst65536AttributesOnly) {
+  std::string wide = "CREATE STREAM Wide (";
+  for (uint32_t i = 0; i <= nfa::kMaxAtomAttr + 1; ++i)
+    wide += (i ? ", a" : "a") + std::to_string(i) + " INT";
+  wide += ");\n";
+  nfa::Automaton a, want;
+  const nfa::BuildOptions index{true, true, false};
+  add(a, wide + "SELECT a0 FROM Wide NEXT{$2.a65535 = 7 AND $2.a65536 = 5} Wide;", index);
+  const nfa::Node& node = a.nodes.back();
+  ASSERT_EQ(node.guard.size(), 1u);
+  EXPECT_EQ(node.guard[0].attr, nfa::kMaxAtomAttr);
+  add(want, wide + "SELECT a0 FROM Wide NEXT{$2.a65536 = 5} Wide;");
+  EXPECT_EQ(node.filter.disassemble(), want.nodes.back().filter.disassemble());
+}
+
 TEST(FixedVector, CopiesAreDeepAndSizesExact) {
   FixedVector<std::string> v(std::vector<std::string>{"a", "b", "c"});
   ASSERT_EQ(v.size(), 3u);
