@@ -101,7 +101,7 @@ namespace {
 // StreamIndex::Test) of the kind whose `>=` is `ge`, and its bound.
 template <typename T>
 uint8_t one_sided(T lo, T hi, T least, uint8_t ge, T& bound) {
-  if (lo > hi) return 1;  // Never
+  if (lo > hi) return 1;  // Test::Never
   bound = lo == least ? hi : lo;
   if (lo == hi) return ge + 2;       // ==
   return lo == least ? ge + 1 : ge;  // <= hi, or >= lo
@@ -118,14 +118,15 @@ bool StreamIndex::Posting::check(const Atom& a) {
         a.op, a.value.f, -kInf, kInf, [](double v) { return std::nextafter(v, -kInf); },
         [](double v) { return std::nextafter(v, kInf); });
     double b = 0;
-    test = static_cast<Test>(one_sided(lo, hi, -kInf, a.attr_type == Type::Int ? 12 : 8, b));
+    const Test ge = a.attr_type == Type::Int ? Test::IntAsFloatGe : Test::FloatGe;
+    test = static_cast<Test>(one_sided(lo, hi, -kInf, static_cast<uint8_t>(ge), b));
     bound = float_slot(b);
   } else {  // INT, and a STRING `=` on interned ids (string ranges are never checked here)
     const auto [lo, hi] = interval(
         a.op, a.value.i, INT64_MIN, INT64_MAX, [](int64_t v) { return v - 1; },
         [](int64_t v) { return v + 1; });
     int64_t b = 0;
-    test = static_cast<Test>(one_sided(lo, hi, INT64_MIN, 4, b));
+    test = static_cast<Test>(one_sided(lo, hi, INT64_MIN, static_cast<uint8_t>(Test::IntGe), b));
     bound = int_slot(b);
   }
   return true;
