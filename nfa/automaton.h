@@ -46,14 +46,15 @@ struct Stream {
   std::vector<uint32_t> readers;  // nodes whose input is this stream
 };
 
+// Atoms name one of an event's first 65,536 attributes, which the index packs into 16 bits; a
+// condition on a later one stays in its predicate only.
+inline constexpr uint32_t kMaxAtomAttr = 65535;
+
 // A condition on one attribute of an incoming event that must hold for an edge or a node to do
 // anything with it: `attr op value`, compared as `cmp` (an INT attribute compared with a FLOAT
 // constant is promoted). Guards are necessary conditions only: the full predicate still runs.
 // They feed the global predicate index (index/), which sends each event to the few edges and
 // nodes whose guards it satisfies.
-// (Atoms name one of an event's first 65,536 attributes, which the index packs into 16 bits;
-// a condition on a later one stays in its predicate only.)
-inline constexpr uint32_t kMaxAtomAttr = 65535;
 struct Atom {
   enum class Op : uint8_t { Eq, Lt, Le, Gt, Ge };
   uint32_t attr = 0;

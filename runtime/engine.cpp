@@ -795,7 +795,7 @@ void Engine::announce(uint32_t stream, const Slot* values, const std::span<const
       if (cx.deferred) {
         std::copy_n(rebound, width, cx.defer(false, n, width, inst_t0, t1));
       } else if (!state_[n].keyed) {  // into this same bucket (after `inst` was read: it may move)
-        std::copy_n(rebound, width, b.add(width, inst_t0, t1, expiry_of(inst_t0, node.max_dur)));
+        std::copy_n(rebound, width, b.add(node, inst_t0, t1));
         added(b, n, 0);
       } else {
         add_instance(n, rebound, inst_t0, t1);
@@ -869,10 +869,10 @@ void Engine::publish(uint32_t stream, const Slot* row, uint32_t width, int64_t t
 // ---------------------------------------------------------------------------------------------
 // Instance state.
 
-inline Slot* Engine::Bucket::add(uint32_t width, int64_t t0, int64_t t1, int64_t expiry) {
+inline Slot* Engine::Bucket::add(const Node& node, int64_t t0, int64_t t1) {
   ++records;
-  expires = std::min(expires, expiry);
-  Slot* rec = rows.append(kHeader + width);
+  expires = std::min(expires, expiry_of(t0, node.max_dur));
+  Slot* rec = rows.append(kHeader + node.width);
   rec[0].i = t0;
   rec[1].i = t1;
   rec[2].i = 0;  // not consumed
@@ -900,7 +900,7 @@ bool Engine::add_instance(uint32_t n, const Slot* instance, int64_t t0, int64_t 
   Bucket* b = bucket_for(n, instance, &id);
   if (!b) return false;
   const Node& node = automaton_.nodes[n];
-  std::copy_n(instance, node.width, b->add(node.width, t0, t1, expiry_of(t0, node.max_dur)));
+  std::copy_n(instance, node.width, b->add(node, t0, t1));
   if (dirty)
     mark_dirty(n, id, false, *dirty);
   else
@@ -922,7 +922,7 @@ inline void init_instance(const Node& node, const Slot* row, Slot* out) {
                                                       int64_t t1, uint32_t period) {
   const Node& node = automaton_.nodes[n];
   Bucket& b = state_[n].single;
-  Slot* values = b.add(node.width, t0, t1, expiry_of(t0, node.max_dur));
+  Slot* values = b.add(node, t0, t1);
   if (period == 3) {  // a 3-attribute stream: three slot copies (std::copy_n calls memmove)
     const Slot a = row[0], b1 = row[1], c = row[2];
     for (uint32_t k = 0; k < node.width; k += 3) {

@@ -219,9 +219,9 @@ class Engine {
     int64_t scheduled = INT64_MAX;  // expiry deadline queued in the wheel
     Records rows;
     size_t count() const { return records; }
-    // A new record of kHeader + `width` slots at the end, for an instance of [t0, t1] that
-    // expires at `expiry`: returns its values, to be filled by the caller.
-    Slot* add(uint32_t width, int64_t t0, int64_t t1, int64_t expiry);
+    // A new record of kHeader + node.width slots at the end, for an instance of `node` over
+    // [t0, t1]: returns its values, to be filled by the caller.
+    Slot* add(const nfa::Node& node, int64_t t0, int64_t t1);
   };
   // The first epoch-close time `next_time` at which an instance begun at t0 is past `max_dur`
   // (it goes when next_time - t0 > max_dur): t0 + max_dur + 1, INT64_MAX for never, INT64_MIN
