@@ -188,11 +188,23 @@ void Engine::rebuild_routes() {
   for (size_t k = 0; k < routes_.size(); ++k) {
     Route& r = routes_[k];
     const auto [list, skip] = emits[k];
-    r.more = static_cast<uint32_t>(outs_.size());
-    r.out_count = static_cast<uint32_t>(list.size());
+    r.outs = static_cast<uint32_t>(outs_.size());
     if (list.empty()) continue;
-    r.first = flatten(list[0], skip);
-    for (const Emit& e : list.subspan(1)) outs_.push_back(flatten(e, skip));
+    for (const Emit& e : list) outs_.push_back(flatten(e, skip));
+    outs_.back().last = true;
+    const Out& first = outs_[r.outs];
+    r.any = true;
+    r.more = list.size() > 1;
+    r.max_dur = first.max_dur;
+    std::copy(std::begin(first.project), std::end(first.project), r.project);
+    r.project_count = first.project_count;
+    r.target = first.target;
+    r.period = first.period;
+    r.direct = first.direct;
+    r.publish_only = first.publish_only;
+    r.to_node = r.edge && first.kind == Emit::Kind::ToNode;
+    r.staged = first.stage_count > 0;
+    r.spills = r.more || (!r.direct && !r.publish_only);
   }
 }
 
@@ -648,12 +660,13 @@ template <int Locality, class It, class RouteOf>
 void Engine::prefetch_nodes(It first, It last, RouteOf route_of) const {
   for (It it = first; it != last; ++it) {
     const Route& r = routes_[route_of(*it)];
+    if (r.spills) __builtin_prefetch(&outs_[r.outs], 0, Locality);
     if (!r.edge) {
       __builtin_prefetch(&state_[r.node], 0, Locality);
       continue;
     }
-    if (!r.to_node()) continue;
-    const uint32_t n = r.first.target;
+    if (!r.to_node) continue;
+    const uint32_t n = r.target;
     __builtin_prefetch(&state_[n], 0, Locality);  // (nodes and states are line-aligned)
     __builtin_prefetch(reinterpret_cast<const char*>(&state_[n]) + 64, 0, Locality);
     __builtin_prefetch(&automaton_.nodes[n], 0, Locality);
@@ -667,10 +680,10 @@ template <int Locality, class It, class RouteOf>
 void Engine::prefetch_instances(It first, It last, RouteOf route_of) const {
   for (It it = first; it != last; ++it) {
     const Route& r = routes_[route_of(*it)];
-    // The stages left in the first out (an edge has one out; most nodes too).
-    if (r.out_count && r.first.stage_count) __builtin_prefetch(r.first.stages, 0, Locality);
-    if (r.edge && !r.to_node()) continue;
-    const uint32_t n = r.edge ? r.first.target : r.node;
+    // The stages left in the first emit (an edge has one emit; most nodes too).
+    if (r.staged) __builtin_prefetch(outs_[r.outs].stages, 0, Locality);
+    if (r.edge && !r.to_node) continue;
+    const uint32_t n = r.edge ? r.target : r.node;
     const NodeState& ns = state_[n];
     if (!r.edge) {  // a visit: the node and the rest of the state, if there is anything to visit
       if (!ns.keyed && ns.single.count() == 0) continue;
@@ -815,9 +828,21 @@ void Engine::announce(uint32_t stream, const Slot* values, const std::span<const
 
 [[gnu::always_inline]] inline void Engine::fire(Context& cx, const Route& r, const Slot* row,
                                                 int64_t t0, int64_t t1) {
-  if (r.out_count == 0) return;
-  fire_out(cx, r.first, row, t0, t1);
-  for (uint32_t k = r.more; k < r.more + r.out_count - 1; ++k) fire_out(cx, outs_[k], row, t0, t1);
+  if (!r.any) return;
+  // The first emit, as fire_out() would run it, from the route's copy.
+  if (t1 - t0 <= r.max_dur) {
+    if (r.direct && !cx.deferred)
+      add_direct(r.target, row, t0, t1, r.period);
+    else if (r.publish_only && !cx.deferred)
+      publish_projected(r.target, r.project, r.project_count, row, t0, t1);
+    else
+      fire_stages(cx, outs_[r.outs], row, t0, t1);
+  }
+  if (!r.more) return;
+  for (const Out* o = &outs_[r.outs + 1];; ++o) {
+    fire_out(cx, *o, row, t0, t1);
+    if (o->last) return;
+  }
 }
 
 void Engine::fire_stages(Context& cx, const Out& o, const Slot* row, int64_t t0, int64_t t1) {

@@ -279,22 +279,35 @@ class Engine {
     uint8_t period = 0;
     uint8_t project_count = 0;             // 0: no projection folded
     uint8_t project[kMaxProject] = {};     // the produced row's slot k := row[project[k]]
+    bool last = false;                     // the last emit of its route
   };
-  // What the index hands an event to: one START edge, or a whole NEXT/FOLD node, and its
-  // emits: the first in the route's own cache line (a START edge has one, most nodes too), the
-  // others outs_[more, more + out_count - 1). Pointers into automaton_, rebuilt
-  // (rebuild_routes) whenever the automaton changes; an event's candidates have neighbouring
-  // routes.
-  struct alignas(64) Route {
-    Out first;            // valid when out_count > 0
-    uint32_t node = 0;    // the NEXT/FOLD node, or the START node of the edge
-    uint32_t more = 0;    // into outs_
-    uint32_t out_count = 0;
-    bool edge = false;  // a START edge (else the node)
-    bool fold = false;  // the node is a FOLD (its visits read its second line too)
-    // A START edge to a node: the node that prefetching reads.
-    bool to_node() const { return edge && first.kind == nfa::Emit::Kind::ToNode; }
+  // What the index hands an event to: one START edge, or a whole NEXT/FOLD node. Its emits
+  // are outs_[outs], outs_[outs + 1], ..., the last flagged `last`. The route keeps a copy of
+  // what the inline cases of fire_out() read of the first emit (its DUR bound, and a direct
+  // instance or a projected publish): a START edge has one emit and most nodes too, and these
+  // are the usual ones, so an event reads one 32-byte route per candidate (an event's
+  // candidates have neighbouring routes: two to a cache line) and outs_ only for the rest.
+  // Pointers into automaton_, rebuilt (rebuild_routes) whenever the automaton changes.
+  struct alignas(32) Route {
+    int64_t max_dur = nfa::kNoDurBound;      // the first emit's
+    uint8_t project[Out::kMaxProject] = {};  // the first emit's
+    uint32_t target = 0;                     // the first emit's
+    uint32_t node = 0;                       // the NEXT/FOLD node, or the START node of the edge
+    uint32_t outs = 0;                       // the first emit, in full, in outs_
+    uint8_t period = 0, project_count = 0;   // the first emit's
+    bool edge : 1 = false;                   // a START edge (else the node)
+    bool fold : 1 = false;    // the node is a FOLD (its visits read its second line too)
+    bool any : 1 = false;     // there is an emit
+    bool more : 1 = false;    // more than one
+    bool direct : 1 = false;  // the first emit's (see Out)
+    bool publish_only : 1 = false;
+    bool to_node : 1 = false;  // a START edge to a node: the node that prefetching reads
+    bool staged : 1 = false;   // the first emit has stages left
+    // Firing reads outs_ on the calling thread: more than one emit, or a first one that is
+    // neither direct nor publish_only.
+    bool spills : 1 = false;
   };
+  static_assert(sizeof(Route) == 32);
   // One unit of a batch: a buffered event and one of its candidates (for a node: a range of
   // the instances of the bucket the event selects, so a large bucket spreads over tasks).
   struct Work {
@@ -410,16 +423,17 @@ class Engine {
     if (o.direct && !cx.deferred)
       add_direct(o.target, row, t0, t1, o.period);
     else if (o.publish_only && !cx.deferred)
-      publish_projected(o, row, t0, t1);
+      publish_projected(o.target, o.project, o.project_count, row, t0, t1);
     else
       fire_stages(cx, o, row, t0, t1);
   }
-  // A publish_only out: its projection of `row`, published.
-  void publish_projected(const Out& o, const Slot* row, int64_t t0, int64_t t1) {
-    if (o.project_count == 0) return publish(o.target, row, o.width, t0, t1);
+  // A publish_only emit: `row` projected by project[0, count) (none: as it is) and published.
+  void publish_projected(uint32_t stream, const uint8_t* project, uint32_t count, const Slot* row,
+                         int64_t t0, int64_t t1) {
+    if (count == 0) return publish(stream, row, streams_[stream].width, t0, t1);
     Slot projected[Out::kMaxProject];
-    for (uint32_t i = 0; i < o.project_count; ++i) projected[i] = row[o.project[i]];
-    publish(o.target, projected, o.project_count, t0, t1);
+    for (uint32_t i = 0; i < count; ++i) projected[i] = row[project[i]];
+    publish(stream, projected, count, t0, t1);
   }
   void fire_stages(Context& cx, const Out& o, const Slot* row, int64_t t0, int64_t t1);
   void publish(uint32_t stream, const Slot* row, uint32_t width, int64_t t0, int64_t t1);
