@@ -974,10 +974,11 @@ void Engine::add_from_row(Context& cx, uint32_t n, const Slot* row, int64_t t0, 
 
 void Engine::Records::grow(size_t need) {
   const size_t cap = std::max<size_t>(need, 2 * size_t{cap_});
-  Slot* heap = static_cast<Slot*>(std::realloc(heap_, cap * sizeof(Slot)));
+  const bool inline_now = !on_heap();
+  Slot* heap = static_cast<Slot*>(std::realloc(inline_now ? nullptr : data_, cap * sizeof(Slot)));
   if (!heap) throw std::bad_alloc();
-  if (!heap_) std::copy_n(inline_, size_, heap);
-  heap_ = heap;
+  if (inline_now) std::copy_n(inline_, size_, heap);
+  data_ = heap;
   cap_ = static_cast<uint32_t>(cap);
 }
 

@@ -179,14 +179,14 @@ class Engine {
       return *this;
     }
     ~Records() { release(); }
-    Slot* data() { return heap_ ? heap_ : inline_; }
-    const Slot* data() const { return heap_ ? heap_ : inline_; }
+    Slot* data() { return data_; }
+    const Slot* data() const { return data_; }
     size_t size() const { return size_; }
-    bool on_heap() const { return heap_ != nullptr; }
+    bool on_heap() const { return data_ != inline_; }
     // `n` more slots at the end, uninitialized.
     Slot* append(size_t n) {
       if (size_ + n > cap_) grow(size_ + n);
-      Slot* at = data() + size_;
+      Slot* at = data_ + size_;
       size_ += static_cast<uint32_t>(n);
       return at;
     }
@@ -194,17 +194,23 @@ class Engine {
 
    private:
     void grow(size_t need);
-    void release() { std::free(heap_); }
+    void release() {
+      if (on_heap()) std::free(data_);
+    }
     void take(Records& o) {
-      heap_ = o.heap_;
       size_ = o.size_;
       cap_ = o.cap_;
-      if (!heap_) std::copy_n(o.inline_, size_, inline_);
-      o.heap_ = nullptr;
+      if (o.on_heap()) {
+        data_ = o.data_;
+      } else {
+        data_ = inline_;
+        std::copy_n(o.inline_, size_, inline_);
+      }
+      o.data_ = o.inline_;
       o.size_ = 0;
       o.cap_ = kInline;
     }
-    Slot* heap_ = nullptr;  // null: the slots are inline_
+    Slot* data_ = inline_;  // inline_, or the heap
     uint32_t size_ = 0, cap_ = kInline;
     Slot inline_[kInline];
   };
