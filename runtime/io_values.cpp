@@ -2,6 +2,7 @@
 #include <charconv>
 #include <chrono>
 #include <cmath>
+#include <cstring>
 #include <utility>
 
 #include "runtime/io_internal.h"
@@ -60,20 +61,45 @@ std::string quote_for_message(std::string_view s) {
   return out + "'";
 }
 
+namespace {
+
+// intern_cached()'s cache: two-way set-associative, a set per cache line. A way holds an id
+// and, when it is short (symbols, hosts, user names), its text, so that a hit reads that one
+// line; a longer text is checked against the interner's copy (an id's text never changes, and
+// reading it takes no lock). Id 0 (the id of "", never cached) marks an empty way.
+struct InternWay {
+  static constexpr uint8_t kLong = UINT8_MAX;  // `len` of a text not kept here
+  uint64_t id = 0;
+  uint8_t len = 0;
+  char text[23];
+  bool holds(std::string_view t) const {
+    if (id == 0) return false;
+    if (len == kLong) return interned(id) == t;
+    return len == t.size() && std::memcmp(text, t.data(), len) == 0;
+  }
+};
+static_assert(sizeof(InternWay) == 32);
+struct alignas(64) InternSet {
+  InternWay way[2];
+};
+
+}  // namespace
+
 uint64_t intern_cached(std::string_view s) {
-  // Two-way set-associative, holding ids only: an id's text never changes and reading it takes
-  // no lock, so a slot is checked against the interner itself. 0 (the id of "") marks an empty
-  // slot. Sized for tens of thousands of distinct values (symbols, hosts) per input.
-  constexpr size_t kSlots = 1 << 16;
-  thread_local std::unique_ptr<uint64_t[]> cache(new uint64_t[kSlots]());
+  constexpr size_t kSets = size_t{1} << 15;  // tens of thousands of distinct values per input
+  thread_local std::unique_ptr<InternSet[]> cache(new InternSet[kSets]);
   if (s.empty()) return 0;
-  uint64_t* set = &cache[std::hash<std::string_view>{}(s) & (kSlots - 2)];
-  if (set[0] != 0 && interned(set[0]) == s) return set[0];
-  if (set[1] != 0 && interned(set[1]) == s)
+  InternWay* set = cache[std::hash<std::string_view>{}(s) & (kSets - 1)].way;
+  if (set[0].holds(s)) return set[0].id;
+  if (set[1].holds(s)) {
     std::swap(set[0], set[1]);  // most recent first
-  else
-    set[1] = std::exchange(set[0], intern(s));
-  return set[0];
+    return set[0].id;
+  }
+  set[1] = set[0];
+  set[0].id = intern(s);
+  set[0].len = s.size() <= sizeof(set[0].text) ? static_cast<uint8_t>(s.size()) : InternWay::kLong;
+  if (set[0].len != InternWay::kLong) std::memcpy(set[0].text, s.data(), s.size());
+  return set[0].id;
 }
 
 std::string convert_value(std::string_view text, const Attribute& attr, Slot& out) {

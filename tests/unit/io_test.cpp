@@ -12,6 +12,7 @@
 #include <random>
 #include <thread>
 
+#include "runtime/io_internal.h"
 #include "tests/unit/stock_bars_args.h"
 
 namespace cayuga {
@@ -134,6 +135,32 @@ TEST(Values, Int) {
   EXPECT_EQ(parse_int_value("1e3", v), "'1e3' is not an integer");
   EXPECT_EQ(parse_int_value("+-1", v), "'+-1' is not an integer");
   EXPECT_EQ(parse_int_value("", v), "empty value is not an integer");
+}
+
+// The per-thread cache in front of the interner keeps short texts in its ways and checks long
+// ones against the interner: every length around that limit, the empty string, and more
+// distinct values than the cache holds (so ways are evicted and reloaded) must come back as the
+// interner's own ids, with their own texts.
+TEST(Values, StringsInternedThroughTheCacheAreTheInternersIds) {
+  std::vector<std::string> texts = {"",
+                                    "a",
+                                    std::string(22, 'x'),
+                                    std::string(23, 'x'),
+                                    std::string(24, 'x'),
+                                    std::string(23, 'y') + "z",
+                                    std::string(300, 'q')};
+  for (int i = 0; i < 150000; ++i)
+    texts.push_back("S" + std::to_string(i) + (i % 7 ? "" : std::string(20, '_')));
+  for (int round = 0; round < 2; ++round)
+    for (size_t k = 0; k < texts.size(); ++k) {
+      const std::string& t = texts[round == 0 ? k : texts.size() - 1 - k];
+      const uint64_t id = io_detail::intern_cached(t);
+      ASSERT_EQ(id, intern(t)) << t;
+      ASSERT_EQ(interned(id), t);
+    }
+  // Two texts that differ only past the kept length are told apart.
+  EXPECT_NE(io_detail::intern_cached(std::string(23, 'x') + "1"),
+            io_detail::intern_cached(std::string(23, 'x') + "2"));
 }
 
 TEST(Values, Float) {
