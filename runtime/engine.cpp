@@ -458,7 +458,8 @@ void Engine::advance_to(int64_t t) {
   if (t <= floor_ || (epoch_open_ && t <= epoch_)) return;
   if (epoch_open_) close_epoch();
   floor_ = t;
-  expire_until(t);
+  take_due(t);
+  expire_due(t);
 }
 
 void Engine::finish() {
@@ -1112,14 +1113,17 @@ void Engine::compact_all(const BucketList& list, int64_t next_time) {
   stats_.expired += expired;
 }
 
-void Engine::expire_until(int64_t next_time) {
+void Engine::take_due(int64_t next_time) {
   due_entries_.clear();
   deadlines_.take_until(next_time, due_entries_);
-  // Due buckets are cold: fetch them all before compacting any (as prefetch_nodes does). First
-  // the states' first lines, which say how much more a bucket's compaction reads: a lone
-  // instance that was not consumed goes with what that line holds; otherwise the node and the
-  // records come too.
+  // Due buckets are cold: ask for the states' first lines of them all before reading any (as
+  // prefetch_nodes does). Those lines say how much more a bucket's compaction reads.
   for (const ExpiryWheel::Entry& d : due_entries_) __builtin_prefetch(&state_[d.node]);
+}
+
+void Engine::expire_due(int64_t next_time) {
+  // A lone instance that was not consumed goes with what the state's first line holds;
+  // otherwise the node and the records are read too: ask for them all first.
   for (const ExpiryWheel::Entry& d : due_entries_) {
     const NodeState& ns = state_[d.node];
     const Bucket& b = ns.single;
@@ -1169,9 +1173,13 @@ void Engine::close_epoch() {
   floor_ = next_time;
   // Instances only grow during an epoch: this is its most.
   stats_.peak_instances = std::max(stats_.peak_instances, stats_.instances);
+  // The buckets due to expire are taken first, so that their cache misses overlap with the
+  // compaction of the epoch's own buckets (which queues no deadline this close reaches: what
+  // it keeps expires later).
+  take_due(next_time);
   compact_all(dirty_, next_time);
   dirty_.clear();
-  expire_until(next_time);
+  expire_due(next_time);
 }
 
 }  // namespace cayuga

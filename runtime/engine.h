@@ -483,7 +483,11 @@ class Engine {
   void compact_all(const BucketList& list, int64_t next_time);
   // Queues the next expiry of bucket `bucket` (`b`) of node `n`.
   void schedule(Bucket& b, uint32_t n, uint32_t bucket);
-  void expire_until(int64_t next_time);
+  // Expiry by `next_time` in two steps: the due buckets are taken from the wheel and their
+  // states asked for, then (once other work has hidden those misses) compacted and requeued.
+  // Nothing may be queued in between with a deadline before `next_time`.
+  void take_due(int64_t next_time);
+  void expire_due(int64_t next_time);
 
   EngineOptions options_;
   nfa::Automaton automaton_;
@@ -499,8 +503,8 @@ class Engine {
   std::vector<StreamUse> streams_;
   std::vector<index::StreamIndex> index_;  // per stream
   std::vector<std::pair<uint32_t, uint32_t>> dirty_;  // (node, bucket) touched this epoch
-  std::vector<ExpiryWheel::Entry> due_entries_;       // scratch of expire_until
-  std::vector<std::pair<uint32_t, uint32_t>> due_;    // scratch of expire_until
+  std::vector<ExpiryWheel::Entry> due_entries_;       // scratch of take_due, expire_due
+  std::vector<std::pair<uint32_t, uint32_t>> due_;    // scratch of take_due, expire_due
   ExpiryWheel deadlines_;
   Sink sink_;
   mutable EngineStats stats_;

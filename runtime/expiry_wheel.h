@@ -64,6 +64,13 @@ class ExpiryWheel {
       ++i;
     }
     cursor_ = last;  // the last slot may still hold entries due later: visit it again
+    // Calls come at every epoch's close, and epochs are usually shorter than a slot: the next
+    // call visits this slot again or the next one. Its entries are cold (they were queued a
+    // DUR bound ago), so ask for them now, and for the header of the one after (read by the
+    // next call's prefetch).
+    const size_t next = static_cast<size_t>(last + 1) & (kSlots - 1);
+    __builtin_prefetch(slots_[next].entries.data());
+    __builtin_prefetch(&slots_[(next + 1) & (kSlots - 1)]);
   }
 
   size_t size() const { return size_; }
