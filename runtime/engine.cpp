@@ -830,18 +830,13 @@ void Engine::announce(uint32_t stream, const Slot* values, const std::span<const
 [[gnu::always_inline]] inline void Engine::fire(Context& cx, const Route& r, const Slot* row,
                                                 int64_t t0, int64_t t1) {
   if (!r.any) return;
-  // The first emit, as fire_out() would run it, from the route's copy.
-  if (t1 - t0 <= r.max_dur) {
-    if (r.direct && !cx.deferred)
-      add_direct(r.target, row, t0, t1, r.period);
-    else if (r.publish_only && !cx.deferred)
-      publish_projected(r.target, r.project, r.project_count, row, t0, t1);
-    else
-      fire_stages(cx, outs_[r.outs], row, t0, t1);
-  }
+  // The first emit, from the route's copy.
+  fire_out(
+      cx, r, [&]() -> const Out& { return outs_[r.outs]; }, row, t0, t1);
   if (!r.more) return;
   for (const Out* o = &outs_[r.outs + 1];; ++o) {
-    fire_out(cx, *o, row, t0, t1);
+    fire_out(
+        cx, *o, [o]() -> const Out& { return *o; }, row, t0, t1);
     if (o->last) return;
   }
 }

@@ -422,16 +422,19 @@ class Engine {
   // Runs the emits of route `r` (a START edge, or a node that produced `row`).
   void fire(Context& cx, const Route& r, const Slot* row, int64_t t0, int64_t t1);
   // Runs one emit over `row`: an instance at a node or a row on a stream. The DUR bound, a
-  // direct emit and a publish_only one are decided inline; the rest is fire_stages().
-  [[gnu::always_inline]] void fire_out(Context& cx, const Out& o, const Slot* row, int64_t t0,
-                                       int64_t t1) {
-    if (t1 - t0 > o.max_dur) return;
-    if (o.direct && !cx.deferred)
-      add_direct(o.target, row, t0, t1, o.period);
-    else if (o.publish_only && !cx.deferred)
-      publish_projected(o.target, o.project, o.project_count, row, t0, t1);
+  // direct emit and a publish_only one are decided inline from `e`, the emit (an Out) or a
+  // route's copy of its first (a Route); the rest is fire_stages() of full(), the emit itself
+  // (only then looked up).
+  template <class E, class Full>
+  [[gnu::always_inline]] void fire_out(Context& cx, const E& e, Full full, const Slot* row,
+                                       int64_t t0, int64_t t1) {
+    if (t1 - t0 > e.max_dur) return;
+    if (e.direct && !cx.deferred)
+      add_direct(e.target, row, t0, t1, e.period);
+    else if (e.publish_only && !cx.deferred)
+      publish_projected(e.target, e.project, e.project_count, row, t0, t1);
     else
-      fire_stages(cx, o, row, t0, t1);
+      fire_stages(cx, full(), row, t0, t1);
   }
   // A publish_only emit: `row` projected by project[0, count) (none: as it is) and published.
   void publish_projected(uint32_t stream, const uint8_t* project, uint32_t count, const Slot* row,
