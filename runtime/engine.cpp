@@ -614,8 +614,10 @@ void Engine::apply_effects(size_t workers) {
   return ns.bucket(*bucket).count() != 0;
 }
 
-const std::vector<uint32_t>& Engine::find_candidates(Context& cx, uint32_t stream, const Slot* row,
-                                                     bool& matched) {
+[[gnu::always_inline]] inline const std::vector<uint32_t>& Engine::find_candidates(Context& cx,
+                                                                                   uint32_t stream,
+                                                                                   const Slot* row,
+                                                                                   bool& matched) {
   matched = false;
   if (&cx == &main_ && ahead_count_ == kAheadSlots) {
     // The event hint() announced kHintDistance calls ago, if this is it.
