@@ -122,6 +122,13 @@ class Interner {
                                                        : std::string_view();
   }
   size_t size() const { return size_.load(std::memory_order_acquire); }
+  // Asks the caches for the string of an id the caller obtained, which view() reads (a string
+  // longer than std::string keeps inline has its text elsewhere).
+  void prefetch(uint64_t id) const {
+    const std::string* chunk =
+        chunks_[(id >> kChunkBits) & (kMaxChunks - 1)].load(std::memory_order_relaxed);
+    if (chunk) __builtin_prefetch(chunk + (id & kChunkMask));
+  }
 
   // The process-wide table used by the engine, the I/O adapters and the expression evaluator.
   static Interner& global();

@@ -319,7 +319,7 @@ int cmd_run(std::vector<std::string> args) {
   if (pipeline)
     cli::run_pipeline(loop, engine, split, parsed, output_format, *writer, threads);
   else if (batched)
-    cli::run_batched(loop, engine, split, parsed, *writer);
+    cli::run_batched(loop, engine, split, parsed, output_format, *writer);
   else
     cli::run_sequential(loop, engine, *writer);
   int exit_code = loop.exit_code();

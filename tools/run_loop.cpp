@@ -146,6 +146,59 @@ void write_rows(Engine& engine, EventWriter& writer) {
   });
 }
 
+// Rows the engine's sink delivered, kept flat to be formatted together.
+struct OutRows {
+  struct Row {
+    uint32_t stream;
+    int64_t t0, t1;
+    size_t first;  // into values
+    size_t count;
+  };
+  std::vector<Row> rows;
+  std::vector<Slot> values;
+  void add(uint32_t stream, const RowView& row) {
+    rows.push_back({stream, row.t0, row.t1, values.size(), row.values.size()});
+    values.insert(values.end(), row.values.begin(), row.values.end());
+  }
+  void clear() {
+    rows.clear();
+    values.clear();
+  }
+};
+
+// Appends `out`'s rows to `bytes` in `format`; `previous` is the stream of the row written
+// before the first (CSV headers). What formatting a row reads is cold: with a query per stream,
+// its stream's record (a hundred thousand queries publish as many streams), and its strings'
+// records in the interner (thousands of symbols). Both are asked for a few rows ahead, the
+// stream first, then (once it is in) the strings its schema says the row holds.
+void format_rows(const nfa::Automaton& automaton, OutputFormat format, const OutRows& out,
+                 std::optional<uint32_t> previous, std::string& bytes) {
+  constexpr size_t kStreamAhead = 8, kStringsAhead = 4;
+  const Interner& interner = Interner::global();
+  const auto& rows = out.rows;
+  for (size_t i = 0; i < rows.size(); ++i) {
+    if (i + kStreamAhead < rows.size()) {
+      const char* s =
+          reinterpret_cast<const char*>(&automaton.streams[rows[i + kStreamAhead].stream]);
+      __builtin_prefetch(s);
+      __builtin_prefetch(s + sizeof(nfa::Stream) - 1);  // (a record may straddle two lines)
+    }
+    if (i + kStringsAhead < rows.size()) {
+      const OutRows::Row& r = rows[i + kStringsAhead];
+      const Schema& schema = automaton.streams[r.stream].schema;
+      for (size_t k = 0; k < r.count && k < schema.size(); ++k)
+        if (schema.attrs[k].type == Type::String) interner.prefetch(out.values[r.first + k].s);
+    }
+    const OutRows::Row& r = rows[i];
+    const nfa::Stream& s = automaton.streams[r.stream];
+    const RowView row(r.t0, r.t1, std::span(out.values).subspan(r.first, r.count));
+    std::optional<std::string_view> prev;
+    if (previous) prev = automaton.streams[*previous].name;
+    format_row(bytes, format, s.name, s.schema, row, prev);
+    previous = r.stream;
+  }
+}
+
 }  // namespace
 
 void run_sequential(RunLoop& loop, Engine& engine, EventWriter& writer) {
@@ -156,8 +209,23 @@ void run_sequential(RunLoop& loop, Engine& engine, EventWriter& writer) {
 }
 
 void run_batched(RunLoop& loop, Engine& engine, std::span<SplitReader* const> inputs,
-                 std::span<BatchReader* const> parsed, EventWriter& writer) {
-  write_rows(engine, writer);
+                 std::span<BatchReader* const> parsed, OutputFormat format, EventWriter& writer) {
+  // Rows are formatted a few hundred at a time (the input is a file, read a batch ahead
+  // anyway), so that format_rows() can fetch their streams ahead.
+  constexpr size_t kFormatRows = 512;
+  const nfa::Automaton& automaton = engine.automaton();
+  OutRows out;
+  std::optional<uint32_t> previous;
+  std::string bytes;
+  const auto write_out = [&] {
+    if (out.rows.empty()) return;
+    bytes.clear();
+    format_rows(automaton, format, out, previous, bytes);
+    previous = out.rows.back().stream;
+    writer.write_formatted(bytes, automaton.streams[*previous].name);
+    out.clear();
+  };
+  engine.set_sink([&](uint32_t stream, const RowView& row) { out.add(stream, row); });
   const size_t n = inputs.size();
   std::vector<uint64_t> cut(n, 0);
   std::vector<bool> ended(n, false);
@@ -174,8 +242,11 @@ void run_batched(RunLoop& loop, Engine& engine, std::span<SplitReader* const> in
         parsed[i]->push(events);
         ++cut[i];
       }
+    if (out.rows.size() >= kFormatRows) write_out();
   } while (loop.step());
   loop.finish();
+  write_out();
+  engine.set_sink(nullptr);  // it refers to this function's locals
 }
 
 namespace {
@@ -190,16 +261,8 @@ struct Token {
   size_t input = kNoInput;  // index into inputs / parsed
   RecordBatch records;
   EventBatch events;  // handed to the input's BatchReader by the engine stage
-  // The rows the engine's sink delivered during this token's engine stage, flat.
-  struct OutRow {
-    uint32_t stream;
-    int64_t t0, t1;
-    size_t first;  // into values
-    size_t count;
-  };
-  std::vector<OutRow> rows;
-  std::vector<Slot> values;
-  std::optional<uint32_t> previous;  // stream of the row written before rows[0]
+  OutRows out;        // the rows the engine's sink delivered during this token's engine stage
+  std::optional<uint32_t> previous;  // stream of the row written before out.rows[0]
   std::string bytes;                 // the rows, formatted
 };
 
@@ -239,11 +302,7 @@ void run_pipeline(RunLoop& loop, Engine& engine, std::span<SplitReader* const> i
   // engine, so rows are only delivered there).
   Token* collecting = nullptr;
   std::optional<uint32_t> last_stream;
-  engine.set_sink([&](uint32_t stream, const RowView& row) {
-    Token& t = *collecting;
-    t.rows.push_back({stream, row.t0, row.t1, t.values.size(), row.values.size()});
-    t.values.insert(t.values.end(), row.values.begin(), row.values.end());
-  });
+  engine.set_sink([&](uint32_t stream, const RowView& row) { collecting->out.add(stream, row); });
 
   // ThreadSanitizer's view of the hand-offs (see StageSync).
   int launch = 0;
@@ -291,13 +350,12 @@ void run_pipeline(RunLoop& loop, Engine& engine, std::span<SplitReader* const> i
 
   auto engine_stage = [&](Token* t) -> Token* {
     StageSync stage = sync(t, &collecting);
-    t->rows.clear();
-    t->values.clear();
+    t->out.clear();
     t->previous = last_stream;
     if (!finished.load(std::memory_order_relaxed)) {
       collecting = t;
       if (t->input != kNoInput) parsed[t->input]->push(t->events);
-      while (loop.ready() && t->rows.size() < kMaxRows) {
+      while (loop.ready() && t->out.rows.size() < kMaxRows) {
         if (!loop.step()) {
           loop.finish();
           finished.store(true, std::memory_order_release);
@@ -308,30 +366,22 @@ void run_pipeline(RunLoop& loop, Engine& engine, std::span<SplitReader* const> i
       for (size_t i = 0; i < n; ++i)
         read[i].store(parsed[i]->batches_done(), std::memory_order_relaxed);
     }
-    if (!t->rows.empty()) last_stream = t->rows.back().stream;
+    if (!t->out.rows.empty()) last_stream = t->out.rows.back().stream;
     return t;
   };
 
   auto format_stage = [&](Token* t) -> Token* {
     StageSync stage = sync(t);
     t->bytes.clear();
-    std::optional<uint32_t> previous = t->previous;
-    for (const Token::OutRow& r : t->rows) {
-      const nfa::Stream& s = automaton.streams[r.stream];
-      const RowView row(r.t0, r.t1, std::span(t->values).subspan(r.first, r.count));
-      std::optional<std::string_view> prev;
-      if (previous) prev = automaton.streams[*previous].name;
-      format_row(t->bytes, format, s.name, s.schema, row, prev);
-      previous = r.stream;
-    }
+    format_rows(automaton, format, t->out, t->previous, t->bytes);
     return t;
   };
 
   auto write_stage = [&](Token* t) {
     {
       StageSync stage = sync(t, &writer);
-      if (!t->rows.empty())
-        writer.write_formatted(t->bytes, automaton.streams[t->rows.back().stream].name);
+      if (!t->out.rows.empty())
+        writer.write_formatted(t->bytes, automaton.streams[t->out.rows.back().stream].name);
     }
     free_tokens.push(t);
   };

@@ -70,9 +70,10 @@ void run_sequential(RunLoop& loop, Engine& engine, EventWriter& writer);
 // ahead of the loop), so that RunLoop::step can hint the engine about events ahead, which a
 // reader parsing line by line cannot offer. For inputs that are files: a batch waits for its
 // records, which on a pipe or a terminal would hold events back until more lines arrive.
+// Rows are formatted and written a few hundred at a time, in `format`, the writer's.
 // `loop` reads a MergeReader over `parsed`, one BatchReader per input of `inputs`, in order.
 void run_batched(RunLoop& loop, Engine& engine, std::span<SplitReader* const> inputs,
-                 std::span<BatchReader* const> parsed, EventWriter& writer);
+                 std::span<BatchReader* const> parsed, OutputFormat format, EventWriter& writer);
 
 // The pipeline on `threads` threads (a task_arena of that size). `loop` reads a MergeReader
 // over `parsed`, one BatchReader per input of `inputs`, in the same order; the pipeline feeds
