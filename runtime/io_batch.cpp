@@ -56,11 +56,14 @@ void LineBasedReader::parse_batch(RecordBatch& in, EventBatch& out) const {
   out.clear();
   out.items.reserve(in.records.size() + 2);
   std::unique_ptr<ParseScratch> scratch = make_scratch();
+  scratch->defer_strings = fields_are_views();
+  std::vector<DeferredString> strings;  // the batch's, interned at its end
   InputEvent ev;
   std::string message;
   uint64_t skipped = 0;
   for (const RecordBatch::Record& r : in.records) {
     EventBatch::Item item;
+    scratch->strings.clear();
     switch (parse_record(in.bytes.data() + r.offset, r.size, *scratch, ev, message)) {
       case Parsed::Skip:
         ++skipped;
@@ -73,6 +76,7 @@ void LineBasedReader::parse_batch(RecordBatch& in, EventBatch& out) const {
         item.first = out.values.size();
         item.count = static_cast<uint32_t>(ev.row.values.size());
         out.values.insert(out.values.end(), ev.row.values.begin(), ev.row.values.end());
+        for (auto [attr, text] : scratch->strings) strings.push_back({item.first + attr, text});
         break;
       case Parsed::Error:
         item.status = Status::Error;
@@ -85,6 +89,7 @@ void LineBasedReader::parse_batch(RecordBatch& in, EventBatch& out) const {
     skipped = 0;
     out.items.push_back(item);
   }
+  intern_all(strings, out.values.data());
   if (in.error) {
     EventBatch::Item item;
     item.status = Status::Error;

@@ -39,6 +39,7 @@ class CayugaReader final : public LineBasedReader {
   std::unique_ptr<ParseScratch> make_scratch() const override {
     return std::make_unique<Scratch>();
   }
+  bool fields_are_views() const override { return true; }
 
   Parsed parse_record(char* data, size_t size, ParseScratch& scratch, InputEvent& out,
                       std::string& error) const override {
@@ -69,9 +70,14 @@ class CayugaReader final : public LineBasedReader {
       return failed(error,
                     "t0 (" + std::to_string(t0) + ") is after t1 (" + std::to_string(t1) + ")");
     out.row.values.resize(schema.size());
-    for (size_t i = 0; i < schema.size(); ++i)
+    for (size_t i = 0; i < schema.size(); ++i) {
+      if (sc.defer_strings && schema.attrs[i].type == Type::String) {
+        sc.strings.emplace_back(static_cast<uint32_t>(i), fields[i]);  // (a view of the batch)
+        continue;
+      }
       if (std::string e = convert_value(fields[i], schema.attrs[i], out.row.values[i]); !e.empty())
         return failed(error, e);
+    }
     out.stream = def->id;
     out.row.t0 = t0;
     out.row.t1 = t1;

@@ -83,13 +83,16 @@ struct alignas(64) InternSet {
   InternWay way[2];
 };
 
-}  // namespace
+constexpr size_t kInternSets = size_t{1} << 15;  // tens of thousands of distinct values per input
 
-uint64_t intern_cached(std::string_view s) {
-  constexpr size_t kSets = size_t{1} << 15;  // tens of thousands of distinct values per input
-  thread_local std::unique_ptr<InternSet[]> cache(new InternSet[kSets]);
-  if (s.empty()) return 0;
-  InternWay* set = cache[std::hash<std::string_view>{}(s) & (kSets - 1)].way;
+InternSet* intern_cache() {
+  thread_local std::unique_ptr<InternSet[]> cache(new InternSet[kInternSets]);
+  return cache.get();
+}
+
+// intern_cached() of `s` (not empty), whose set is `in`.
+uint64_t intern_in(InternSet& in, std::string_view s) {
+  InternWay* set = in.way;
   if (set[0].holds(s)) return set[0].id;
   if (set[1].holds(s)) {
     std::swap(set[0], set[1]);  // most recent first
@@ -100,6 +103,26 @@ uint64_t intern_cached(std::string_view s) {
   set[0].len = s.size() <= sizeof(set[0].text) ? static_cast<uint8_t>(s.size()) : InternWay::kLong;
   if (set[0].len != InternWay::kLong) std::memcpy(set[0].text, s.data(), s.size());
   return set[0].id;
+}
+
+}  // namespace
+
+uint64_t intern_cached(std::string_view s) {
+  if (s.empty()) return 0;
+  return intern_in(intern_cache()[std::hash<std::string_view>{}(s) & (kInternSets - 1)], s);
+}
+
+void intern_all(std::span<const DeferredString> strings, Slot* values) {
+  constexpr size_t kAhead = 8;
+  InternSet* cache = intern_cache();
+  const auto set_of = [&](std::string_view s) -> InternSet& {
+    return cache[std::hash<std::string_view>{}(s) & (kInternSets - 1)];
+  };
+  for (size_t k = 0; k < strings.size(); ++k) {
+    if (k + kAhead < strings.size()) __builtin_prefetch(&set_of(strings[k + kAhead].text));
+    const std::string_view s = strings[k].text;
+    values[strings[k].value].s = s.empty() ? 0 : intern_in(set_of(s), s);
+  }
 }
 
 std::string convert_value(std::string_view text, const Attribute& attr, Slot& out) {
