@@ -113,15 +113,20 @@ uint64_t intern_cached(std::string_view s) {
 }
 
 void intern_all(std::span<const DeferredString> strings, Slot* values) {
-  constexpr size_t kAhead = 8;
+  constexpr size_t kAhead = 8;  // a power of two
   InternSet* cache = intern_cache();
-  const auto set_of = [&](std::string_view s) -> InternSet& {
-    return cache[std::hash<std::string_view>{}(s) & (kInternSets - 1)];
+  InternSet* ahead[kAhead];  // the sets of strings k .. k + kAhead - 1, asked for
+  const auto ask = [&](size_t k) {
+    InternSet* set = &cache[std::hash<std::string_view>{}(strings[k].text) & (kInternSets - 1)];
+    __builtin_prefetch(set);
+    ahead[k % kAhead] = set;
   };
+  for (size_t k = 0; k < kAhead && k < strings.size(); ++k) ask(k);
   for (size_t k = 0; k < strings.size(); ++k) {
-    if (k + kAhead < strings.size()) __builtin_prefetch(&set_of(strings[k + kAhead].text));
+    InternSet* set = ahead[k % kAhead];
+    if (k + kAhead < strings.size()) ask(k + kAhead);
     const std::string_view s = strings[k].text;
-    values[strings[k].value].s = s.empty() ? 0 : intern_in(set_of(s), s);
+    values[strings[k].value].s = s.empty() ? 0 : intern_in(*set, s);
   }
 }
 

@@ -158,7 +158,7 @@ struct OutRows {
   std::vector<Slot> values;
   void add(uint32_t stream, const RowView& row) {
     rows.push_back({stream, row.t0, row.t1, values.size(), row.values.size()});
-    values.insert(values.end(), row.values.begin(), row.values.end());
+    for (const Slot v : row.values) values.push_back(v);  // (a few: a memmove call costs more)
   }
   void clear() {
     rows.clear();
@@ -211,19 +211,23 @@ void run_sequential(RunLoop& loop, Engine& engine, EventWriter& writer) {
 void run_batched(RunLoop& loop, Engine& engine, std::span<SplitReader* const> inputs,
                  std::span<BatchReader* const> parsed, OutputFormat format, EventWriter& writer) {
   // Rows are formatted a few hundred at a time (the input is a file, read a batch ahead
-  // anyway), so that format_rows() can fetch their streams ahead.
-  constexpr size_t kFormatRows = 512;
+  // anyway), so that format_rows() can fetch their streams ahead, and written in blocks large
+  // enough for the writer to pass on without copying them.
+  constexpr size_t kFormatRows = 512, kWriteBytes = size_t{1} << 16;
   const nfa::Automaton& automaton = engine.automaton();
   OutRows out;
   std::optional<uint32_t> previous;
   std::string bytes;
-  const auto write_out = [&] {
+  const auto format_out = [&] {
     if (out.rows.empty()) return;
-    bytes.clear();
     format_rows(automaton, format, out, previous, bytes);
     previous = out.rows.back().stream;
-    writer.write_formatted(bytes, automaton.streams[*previous].name);
     out.clear();
+  };
+  const auto write_out = [&] {
+    if (bytes.empty()) return;
+    writer.write_formatted(bytes, automaton.streams[*previous].name);
+    bytes.clear();
   };
   engine.set_sink([&](uint32_t stream, const RowView& row) { out.add(stream, row); });
   const size_t n = inputs.size();
@@ -242,9 +246,11 @@ void run_batched(RunLoop& loop, Engine& engine, std::span<SplitReader* const> in
         parsed[i]->push(events);
         ++cut[i];
       }
-    if (out.rows.size() >= kFormatRows) write_out();
+    if (out.rows.size() >= kFormatRows) format_out();
+    if (bytes.size() >= kWriteBytes) write_out();
   } while (loop.step());
   loop.finish();
+  format_out();
   write_out();
   engine.set_sink(nullptr);  // it refers to this function's locals
 }
