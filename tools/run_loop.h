@@ -11,7 +11,7 @@
 //   2. parallel: parse it into events (SplitReader::parse_batch);
 //   3. serial:   hand it to that input's BatchReader and step the loop while the merge has what
 //                it needs (MergeReader::ready), collecting every row the engine's sink delivers;
-//   4. parallel: format the collected rows (format_row);
+//   4. parallel: format the collected rows (format_rows, in run_loop.cpp);
 //   5. serial:   write the bytes (EventWriter::write_formatted).
 // The merge by t1 happens in stage 3 over the parsed batches, exactly as over the readers, so
 // inputs are cut independently: stage 1 cuts next from the input with the fewest batches cut but
