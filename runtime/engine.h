@@ -507,7 +507,7 @@ class Engine {
   std::vector<index::StreamIndex> index_;  // per stream
   std::vector<std::pair<uint32_t, uint32_t>> dirty_;  // (node, bucket) touched this epoch
   std::vector<ExpiryWheel::Entry> due_entries_;       // scratch of take_due, expire_due
-  std::vector<std::pair<uint32_t, uint32_t>> due_;    // scratch of take_due, expire_due
+  std::vector<std::pair<uint32_t, uint32_t>> due_;    // scratch of expire_due
   ExpiryWheel deadlines_;
   Sink sink_;
   mutable EngineStats stats_;

@@ -385,6 +385,10 @@ class EventWriter {
   // been written here one by one; `last_stream` is the stream of the last of them, so that
   // the rows written after them are formatted as they would have been (CSV headers).
   virtual void write_formatted(std::string_view bytes, std::string_view last_stream) = 0;
+  // The writer's block: it hands on what it buffers in blocks of this size, and passes on
+  // `bytes` of write_formatted() at least this long without copying them when nothing is
+  // buffered.
+  static constexpr size_t kBlock = size_t{1} << 16;
   // Hands all buffered bytes to the sink and flushes it. False after any I/O error.
   virtual bool flush() = 0;
   virtual std::string error() const = 0;

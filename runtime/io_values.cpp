@@ -85,9 +85,10 @@ struct alignas(64) InternSet {
 
 constexpr size_t kInternSets = size_t{1} << 15;  // tens of thousands of distinct values per input
 
-InternSet* intern_cache() {
+// This thread's cache set of `s`.
+InternSet& intern_set(std::string_view s) {
   thread_local std::unique_ptr<InternSet[]> cache(new InternSet[kInternSets]);
-  return cache.get();
+  return cache[std::hash<std::string_view>{}(s) & (kInternSets - 1)];
 }
 
 // intern_cached() of `s` (not empty), whose set is `in`.
@@ -109,15 +110,14 @@ uint64_t intern_in(InternSet& in, std::string_view s) {
 
 uint64_t intern_cached(std::string_view s) {
   if (s.empty()) return 0;
-  return intern_in(intern_cache()[std::hash<std::string_view>{}(s) & (kInternSets - 1)], s);
+  return intern_in(intern_set(s), s);
 }
 
 void intern_all(std::span<const DeferredString> strings, Slot* values) {
   constexpr size_t kAhead = 8;  // a power of two
-  InternSet* cache = intern_cache();
   InternSet* ahead[kAhead];  // the sets of strings k .. k + kAhead - 1, asked for
   const auto ask = [&](size_t k) {
-    InternSet* set = &cache[std::hash<std::string_view>{}(strings[k].text) & (kInternSets - 1)];
+    InternSet* set = &intern_set(strings[k].text);
     __builtin_prefetch(set);
     ahead[k % kAhead] = set;
   };

@@ -242,28 +242,28 @@ void append_witness_row(std::string& out, std::string_view stream, const Schema&
   out += ",\n";
 }
 
-// Every format: format_row into a buffer handed to the sink in blocks of kSpill bytes. The
+// Every format: format_row into a buffer handed to the sink in blocks of kBlock bytes. The
 // stream of the last row is the only formatting state (format_row).
 class BufferedWriter final : public EventWriter {
  public:
   BufferedWriter(OutputFormat format, std::unique_ptr<OutputSink> sink)
       : format_(format), sink_(std::move(sink)) {
-    buf_.reserve(kSpill + 4096);
+    buf_.reserve(kBlock + 4096);
   }
   ~BufferedWriter() override { flush_all(); }
   void write(std::string_view stream, const Schema& schema, const RowView& row) override {
     format_row(buf_, format_, stream, schema, row,
                has_last_ ? std::optional<std::string_view>(last_stream_) : std::nullopt);
     set_last(stream);
-    if (buf_.size() >= kSpill) spill();
+    if (buf_.size() >= kBlock) spill();
   }
   void write_formatted(std::string_view bytes, std::string_view last_stream) override {
     if (bytes.empty()) return;
-    if (buf_.empty() && bytes.size() >= kSpill) {
+    if (buf_.empty() && bytes.size() >= kBlock) {
       write_through(bytes);  // a large block: no copy
     } else {
       buf_.append(bytes);
-      if (buf_.size() >= kSpill) spill();
+      if (buf_.size() >= kBlock) spill();
     }
     set_last(last_stream);
   }
@@ -271,7 +271,6 @@ class BufferedWriter final : public EventWriter {
   std::string error() const override { return error_; }
 
  private:
-  static constexpr size_t kSpill = 1 << 16;
   void set_last(std::string_view stream) {
     if (has_last_ && last_stream_ == stream) return;
     has_last_ = true;

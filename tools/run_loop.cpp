@@ -213,7 +213,7 @@ void run_batched(RunLoop& loop, Engine& engine, std::span<SplitReader* const> in
   // Rows are formatted a few hundred at a time (the input is a file, read a batch ahead
   // anyway), so that format_rows() can fetch their streams ahead, and written in blocks large
   // enough for the writer to pass on without copying them.
-  constexpr size_t kFormatRows = 512, kWriteBytes = size_t{1} << 16;
+  constexpr size_t kFormatRows = 512;
   const nfa::Automaton& automaton = engine.automaton();
   OutRows out;
   std::optional<uint32_t> previous;
@@ -247,7 +247,7 @@ void run_batched(RunLoop& loop, Engine& engine, std::span<SplitReader* const> in
         ++cut[i];
       }
     if (out.rows.size() >= kFormatRows) format_out();
-    if (bytes.size() >= kWriteBytes) write_out();
+    if (bytes.size() >= EventWriter::kBlock) write_out();
   } while (loop.step());
   loop.finish();
   format_out();
