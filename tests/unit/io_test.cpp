@@ -163,6 +163,25 @@ TEST(Values, StringsInternedThroughTheCacheAreTheInternersIds) {
             io_detail::intern_cached(std::string(23, 'x') + "2"));
 }
 
+// A batch's strings interned together (with the lookahead) get the interner's ids, each in its
+// own slot: runs shorter and longer than the lookahead, the empty string, repeats.
+TEST(Values, StringsInternedTogetherAreTheInternersIds) {
+  for (size_t n : {0u, 1u, 7u, 8u, 9u, 1000u}) {
+    std::vector<std::string> texts;
+    for (size_t k = 0; k < n; ++k)
+      texts.push_back(k % 5 == 0 ? "" : "B" + std::to_string(k % 37) + std::string(k % 30, '.'));
+    std::vector<io_detail::DeferredString> strings;
+    for (size_t k = 0; k < n; ++k) strings.push_back({2 * k + 1, texts[k]});
+    std::vector<Slot> values(2 * n + 1, Slot{.i = -1});
+    io_detail::intern_all(strings, values.data());
+    for (size_t k = 0; k < n; ++k) {
+      ASSERT_EQ(values[2 * k + 1].s, intern(texts[k])) << n << " " << texts[k];
+      ASSERT_EQ(values[2 * k].i, -1);  // slots not listed are left alone
+    }
+    EXPECT_EQ(values[2 * n].i, -1);
+  }
+}
+
 TEST(Values, Float) {
   double v = 0;
   EXPECT_EQ(parse_float_value("10", v), "");
