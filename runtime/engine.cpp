@@ -203,6 +203,7 @@ void Engine::rebuild_routes() {
     r.direct = first.direct;
     r.publish_only = first.publish_only;
     r.to_node = r.edge && first.kind == Emit::Kind::ToNode;
+    if (r.edge) r.node = r.to_node ? r.target : 0;  // the state the edge's firing reads
     r.staged = first.stage_count > 0;
     r.spills = r.more || (!r.direct && !r.publish_only);
   }
@@ -659,20 +660,36 @@ void Engine::deliver(Context& cx, uint32_t stream, const Slot* row, int64_t t0, 
 // instance (about 40% of candidate nodes have none, and their visit reads nothing else), then,
 // only for those with instances, the node, the rest of the state and the records. A START edge
 // adds an instance whatever the bucket holds: its node and state come in the first step.
+namespace {
+
+// `c ? a : b` without a branch. The prefetch steps below run once per candidate, and what a
+// candidate needs fetched (an edge or a node, instances or none) changes from one to the next:
+// no predictor learns it, and GCC compiles a plain `?:` here into branches. A step that has
+// nothing to fetch for a candidate asks again for the candidate's route, which is cached.
+[[gnu::always_inline]] inline const void* pick(bool c, const void* a, const void* b) {
+#if defined(__x86_64__)
+  asm("test %1, %1\n\tcmovne %2, %0" : "+r"(b) : "r"(c), "r"(a) : "cc");
+  return b;
+#else
+  return c ? a : b;
+#endif
+}
+
+}  // namespace
+
 template <int Locality, class It, class RouteOf>
 void Engine::prefetch_nodes(It first, It last, RouteOf route_of) const {
   for (It it = first; it != last; ++it) {
     const Route& r = routes_[route_of(*it)];
-    if (r.spills) __builtin_prefetch(&outs_[r.outs], 0, Locality);
-    if (!r.edge) {
-      __builtin_prefetch(&state_[r.node], 0, Locality);
-      continue;
-    }
-    if (!r.to_node) continue;
-    const uint32_t n = r.target;
-    __builtin_prefetch(&state_[n], 0, Locality);  // (nodes and states are line-aligned)
-    __builtin_prefetch(reinterpret_cast<const char*>(&state_[n]) + 64, 0, Locality);
-    __builtin_prefetch(&automaton_.nodes[n], 0, Locality);
+    const void* self = &r;
+    __builtin_prefetch(pick(r.spills, &outs_[r.outs], self), 0, Locality);
+    // A node's state's first line (it says whether there is anything to visit); a START edge's
+    // node and state, if it adds an instance (nodes and states are line-aligned). An edge to a
+    // stream reads state 0's line, which is cached.
+    const char* state = reinterpret_cast<const char*>(&state_[r.node]);
+    __builtin_prefetch(state, 0, Locality);
+    __builtin_prefetch(pick(r.to_node, state + 64, self), 0, Locality);
+    __builtin_prefetch(pick(r.to_node, &automaton_.nodes[r.node], self), 0, Locality);
   }
   // Prefetches are no side effect to GCC, which would otherwise find these functions pure and
   // drop every call to them.
@@ -685,24 +702,26 @@ void Engine::prefetch_instances(It first, It last, RouteOf route_of) const {
     const Route& r = routes_[route_of(*it)];
     // The stages left in the first emit (an edge has one emit; most nodes too).
     if (r.staged) __builtin_prefetch(outs_[r.outs].stages, 0, Locality);
-    if (r.edge && !r.to_node) continue;
-    const uint32_t n = r.edge ? r.target : r.node;
-    const NodeState& ns = state_[n];
-    if (!r.edge) {  // a visit: the node and the rest of the state, if there is anything to visit
-      if (!ns.keyed && ns.single.count() == 0) continue;
-      const char* node = reinterpret_cast<const char*>(&automaton_.nodes[n]);
-      __builtin_prefetch(node, 0, Locality);
-      if (r.fold) __builtin_prefetch(node + 64, 0, Locality);
-      if (!ns.keyed) __builtin_prefetch(reinterpret_cast<const char*>(&ns) + 64, 0, Locality);
-    }
-    if (ns.keyed) continue;  // (its bucket is found by key at the visit)
+    const NodeState& ns = state_[r.node];
+    const void* self = &r;
+    const bool keyed = ns.keyed != nullptr;
     const Bucket& b = ns.single;
-    if (b.rows.on_heap()) {
-      __builtin_prefetch(b.rows.data(), 0, Locality);
-      __builtin_prefetch(b.rows.data() + 8, 0, Locality);
-    } else if (ns.third_line_used(r.edge)) {
-      __builtin_prefetch(ns.third_line(), 0, Locality);
-    }
+    // A visit reads the node and the rest of the state, if there is anything to visit.
+    const bool visit = !r.edge && (keyed | (b.count() != 0));
+    const char* node = reinterpret_cast<const char*>(&automaton_.nodes[r.node]);
+    const char* state = reinterpret_cast<const char*>(&ns);
+    __builtin_prefetch(pick(visit, node, self), 0, Locality);
+    __builtin_prefetch(pick(visit & r.fold, node + 64, self), 0, Locality);
+    __builtin_prefetch(pick(visit & !keyed, state + 64, self), 0, Locality);
+    // The records, read by a visit or added to by an edge (a keyed node's bucket is found by
+    // key at the visit): on the heap, or inline in the state's third line.
+    const bool records = (visit | r.to_node) & !keyed;
+    const bool heap = b.rows.on_heap();
+    const char* data = reinterpret_cast<const char*>(b.rows.data());
+    const bool third = ns.third_line_used(r.edge);
+    __builtin_prefetch(pick(records & heap, data, pick(records & third, ns.third_line(), self)), 0,
+                       Locality);
+    __builtin_prefetch(pick(records & heap, data + 64, self), 0, Locality);
   }
   asm volatile("" ::: "memory");
 }

@@ -298,7 +298,9 @@ class Engine {
     int64_t max_dur = nfa::kNoDurBound;      // the first emit's
     uint8_t project[Out::kMaxProject] = {};  // the first emit's
     uint32_t target = 0;                     // the first emit's
-    uint32_t node = 0;                       // the NEXT/FOLD node, or the START node of the edge
+    // The NEXT/FOLD node; for a START edge, the node its first emit adds instances to (0: it
+    // adds none), whose state prefetching reads.
+    uint32_t node = 0;
     uint32_t outs = 0;                       // the first emit, in full, in outs_
     uint8_t period = 0, project_count = 0;   // the first emit's
     bool edge : 1 = false;                   // a START edge (else the node)
