@@ -266,15 +266,30 @@ std::vector<std::pair<uint32_t, uint32_t>> StreamIndex::renumber() {
   return moves;
 }
 
-[[gnu::always_inline]] inline void StreamIndex::take(const Posting& p, const Slot* event,
-                                                     std::vector<uint32_t>& out) const {
-  if (!p.holds(event)) return;
+[[gnu::always_inline]] inline bool StreamIndex::holds_all(const Posting& p,
+                                                          const Slot* event) const {
+  bool ok = p.holds(event);
   if (p.more) {
     const Posting* more = more_.data() + more_at_.at(p.target);
-    for (int64_t i = 1; i <= more[0].bound.i; ++i)
-      if (!more[i].holds(event)) return;
+    for (int64_t i = 1; i <= more[0].bound.i; ++i) ok &= more[i].holds(event);
   }
-  out.push_back(p.target);
+  return ok;
+}
+
+// Every target is written, and kept by the count alone: whether a posting holds changes from
+// one posting to the next, which no branch predictor learns.
+template <typename It, typename PostingOf>
+[[gnu::always_inline]] inline void StreamIndex::take(It first, It last, PostingOf posting,
+                                                     const Slot* event,
+                                                     std::vector<uint32_t>& out) const {
+  size_t kept = out.size();
+  for (It it = first; it != last; ++it) {
+    const Posting& p = posting(*it);
+    out.push_back(p.target);  // (out.size() > kept from here on)
+    out[kept] = p.target;
+    kept += holds_all(p, event);
+  }
+  out.erase(out.begin() + static_cast<ptrdiff_t>(kept), out.end());
 }
 
 // Appends the targets of a sorted (constant, posting) table that `value op constant` selects.
@@ -286,7 +301,8 @@ void StreamIndex::select_range(const std::vector<std::pair<T, Posting>>& table, 
   auto upper = std::upper_bound(table.begin(), table.end(), v,
                                 [](T x, const auto& p) { return x < p.first; });
   auto run = [&](auto from, auto to) {
-    for (auto i = from; i != to; ++i) take(i->second, event, out);
+    take(
+        from, to, [](const auto& entry) -> const Posting& { return entry.second; }, event, out);
   };
   switch (op) {
     case Atom::Op::Gt:
@@ -328,11 +344,12 @@ void StreamIndex::prefetch_postings(const Slot* event) const {
 }
 
 void StreamIndex::match(const Slot* event, std::vector<uint32_t>& out) const {
-  for (const Posting& p : always_) take(p, event, out);
+  const auto self = [](const Posting& p) -> const Posting& { return p; };
+  take(always_.begin(), always_.end(), self, event, out);
   for (const auto& t : eq_) {
     const EqTable::Entry* e = t.find(event);
     if (!e) continue;
-    for (uint32_t i = e->begin; i < e->end; ++i) take(t.postings[i], event, out);
+    take(t.postings.begin() + e->begin, t.postings.begin() + e->end, self, event, out);
   }
   for (const auto& t : ranges_) {
     Slot v = as_cmp(event[t.attr], t.attr_type, t.cmp);

@@ -85,8 +85,9 @@ class StreamIndex {
     // (Tests in turn rather than a switch, whose jump table costs more than the common case.)
     bool holds(const Slot* event) const {
       const Slot v = event[attr];
-      if (test == Test::IntGe) return v.i >= bound.i;  // `Volume > 1000`: the usual one
-      if (test == Test::None) return true;
+      // The usual two, nothing to check and `Volume > 1000`, without a branch on which it is:
+      // one key's postings mix them.
+      if ((static_cast<uint8_t>(test) | 4) == 4) return (test == Test::None) | (v.i >= bound.i);
       const auto t = static_cast<uint8_t>(test);
       const uint8_t op = t & 3;
       if (t < 8) {
@@ -123,8 +124,13 @@ class StreamIndex {
     std::vector<std::pair<int64_t, Posting>> by_int;    // cmp INT
   };
 
-  // Appends p.target to `out` when `event` satisfies the atoms stored with it.
-  void take(const Posting& p, const Slot* event, std::vector<uint32_t>& out) const;
+  // Whether `event` satisfies the atoms stored with `p`.
+  bool holds_all(const Posting& p, const Slot* event) const;
+  // Appends the targets of the postings [first, last) (posting(*it) of each) whose atoms
+  // `event` satisfies.
+  template <typename It, typename PostingOf>
+  void take(It first, It last, PostingOf posting, const Slot* event,
+            std::vector<uint32_t>& out) const;
   template <typename T>
   void select_range(const std::vector<std::pair<T, Posting>>& table, nfa::Atom::Op op, T v,
                     const Slot* event, std::vector<uint32_t>& out) const;

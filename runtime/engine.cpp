@@ -707,7 +707,7 @@ void Engine::prefetch_instances(It first, It last, RouteOf route_of) const {
     const bool keyed = ns.keyed != nullptr;
     const Bucket& b = ns.single;
     // A visit reads the node and the rest of the state, if there is anything to visit.
-    const bool visit = !r.edge && (keyed | (b.count() != 0));
+    const bool visit = (!r.edge) & (keyed | (b.count() != 0));
     const char* node = reinterpret_cast<const char*>(&automaton_.nodes[r.node]);
     const char* state = reinterpret_cast<const char*>(&ns);
     __builtin_prefetch(pick(visit, node, self), 0, Locality);
@@ -794,14 +794,15 @@ void Engine::announce(uint32_t stream, const Slot* values, const std::span<const
   // usual case), else scratch rows.
   constexpr size_t kOnStack = 32;
   Slot on_stack[kOnStack];
-  const size_t need = node.output.size() + (node.kind == NodeKind::Fold ? width : 0);
+  const bool fold = node.kind == NodeKind::Fold;
+  const size_t need = node.output.size() + (width & -uint32_t{fold});  // (a branch mispredicts)
   std::optional<Context::ScratchRows::Scope> scope;
   Slot* out = on_stack;
   if (need > kOnStack) {
     scope.emplace(cx.scratch);
     out = cx.scratch.take(need);
   }
-  Slot* rebound = node.kind == NodeKind::Fold ? out + node.output.size() : nullptr;
+  Slot* rebound = out + node.output.size();  // a FOLD's
   bool consumed_any = false;
   for (size_t k = begin; k < end; ++k) {
     // Re-read every time: adding an instance (a FOLD rebinding) may move the records.
@@ -821,7 +822,7 @@ void Engine::announce(uint32_t stream, const Slot* values, const std::span<const
       consumed_any = true;
     }
     const Slot* rows[2] = {inst, event};
-    if (node.kind == NodeKind::Fold) {
+    if (fold) {
       if (!node.rebind.eval_predicate(in, cx.eval)) continue;
       std::copy(inst, inst + width, rebound);
       for (const auto& [slot, prog] : node.aggregates)

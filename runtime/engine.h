@@ -251,9 +251,11 @@ class Engine {
     Bucket single;  // the one bucket of a node without an instance-index key
     // Whether reading the inline records of `single`, or adding one behind them (`adding`),
     // touches the third line. A record added behind a whole one is taken to reach it.
+    // (Without branches: its callers, the prefetch steps, meet both answers at random.)
     bool third_line_used(bool adding) const {
-      if (adding && single.count() > 0) return true;
-      return reinterpret_cast<const char*>(single.rows.data() + single.rows.size()) > third_line();
+      const bool behind = adding & (single.count() > 0);
+      return behind | (reinterpret_cast<const char*>(single.rows.data() + single.rows.size()) >
+                       third_line());
     }
     const char* third_line() const { return reinterpret_cast<const char*>(this) + 128; }
     Bucket& bucket(uint32_t id) { return keyed ? *keyed->buckets[id] : single; }
