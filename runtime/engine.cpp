@@ -150,29 +150,36 @@ void Engine::rebuild_routes() {
   static const std::vector<nfa::Atom> kNoGuard;
   for (uint32_t s = 0; s < automaton_.streams.size(); ++s) {
     const size_t first = routes_.size();
-    for (uint32_t n : automaton_.streams[s].readers) {
-      const Node& node = automaton_.nodes[n];
-      if (node.dead) continue;
-      if (node.kind == NodeKind::Start) {
-        for (const Emit& e : node.emits) {
-          const bool whole = index_[s].add(static_cast<uint32_t>(routes_.size()),
-                                           options_.index ? e.guard : kNoGuard);
-          // The leading FILTERs that only restate the guard need not run when the index checks
-          // all of it.
-          const size_t skip = options_.index && whole ? e.exact_stages : 0;
+    // NEXT/FOLD nodes first, then START edges: the index hands an event its candidates in this
+    // order (see renumber()), so a visit runs before the event's own edges add instances to
+    // the node (which it would only skip: they begin in this epoch), and the loop over the
+    // candidates meets one kind, then the other.
+    for (const bool edges : {false, true}) {
+      for (uint32_t n : automaton_.streams[s].readers) {
+        const Node& node = automaton_.nodes[n];
+        if (node.dead || (node.kind == NodeKind::Start) != edges) continue;
+        if (node.kind == NodeKind::Start) {
+          for (const Emit& e : node.emits) {
+            const bool whole = index_[s].add(static_cast<uint32_t>(routes_.size()),
+                                             options_.index ? e.guard : kNoGuard);
+            // The leading FILTERs that only restate the guard need not run when the index checks
+            // all of it.
+            const size_t skip = options_.index && whole ? e.exact_stages : 0;
+            Route r;
+            r.node = n;
+            r.edge = true;
+            routes_.push_back(r);
+            emits.push_back({{&e, 1}, skip});
+          }
+        } else {
+          index_[s].add(static_cast<uint32_t>(routes_.size()),
+                        options_.index ? node.guard : kNoGuard);
           Route r;
           r.node = n;
-          r.edge = true;
+          r.fold = node.kind == NodeKind::Fold;
           routes_.push_back(r);
-          emits.push_back({{&e, 1}, skip});
+          emits.push_back({node.emits, 0});
         }
-      } else {
-        index_[s].add(static_cast<uint32_t>(routes_.size()), options_.index ? node.guard : kNoGuard);
-        Route r;
-        r.node = n;
-        r.fold = node.kind == NodeKind::Fold;
-        routes_.push_back(r);
-        emits.push_back({node.emits, 0});
       }
     }
     index_[s].prepare();
