@@ -150,16 +150,22 @@ void Engine::rebuild_routes() {
   static const std::vector<nfa::Atom> kNoGuard;
   for (uint32_t s = 0; s < automaton_.streams.size(); ++s) {
     const size_t first = routes_.size();
-    // NEXT/FOLD nodes first, then START edges: the index hands an event its candidates in this
-    // order (see renumber()), so a visit runs before the event's own edges add instances to
-    // the node (which it would only skip: they begin in this epoch), and the loop over the
-    // candidates meets one kind, then the other.
-    for (const bool edges : {false, true}) {
+    // Routes in four kinds, in this order: NEXT nodes, FOLD nodes, START edges to a node, other
+    // START edges. The index hands an event its candidates in this order (see renumber()), so
+    // a visit runs before the event's own edges add instances to the node (which it would only
+    // skip: they begin in this epoch), and the loops over the candidates meet one kind after
+    // the other instead of at random.
+    const auto kind_of = [&](const Node& node, const Emit* e) {
+      if (!e) return node.kind == NodeKind::Fold ? 1 : 0;
+      return e->kind == Emit::Kind::ToNode ? 2 : 3;
+    };
+    for (int kind = 0; kind < 4; ++kind) {
       for (uint32_t n : automaton_.streams[s].readers) {
         const Node& node = automaton_.nodes[n];
-        if (node.dead || (node.kind == NodeKind::Start) != edges) continue;
+        if (node.dead) continue;
         if (node.kind == NodeKind::Start) {
           for (const Emit& e : node.emits) {
+            if (kind_of(node, &e) != kind) continue;
             const bool whole = index_[s].add(static_cast<uint32_t>(routes_.size()),
                                              options_.index ? e.guard : kNoGuard);
             // The leading FILTERs that only restate the guard need not run when the index checks
@@ -171,7 +177,7 @@ void Engine::rebuild_routes() {
             routes_.push_back(r);
             emits.push_back({{&e, 1}, skip});
           }
-        } else {
+        } else if (kind_of(node, nullptr) == kind) {
           index_[s].add(static_cast<uint32_t>(routes_.size()),
                         options_.index ? node.guard : kNoGuard);
           Route r;
@@ -973,9 +979,14 @@ inline void init_instance(const Node& node, const Slot* row, Slot* out) {
   const Node& node = automaton_.nodes[n];
   Bucket& b = state_[n].single;
   Slot* values = b.add(node, t0, t1);
-  if (period == 3) {  // a 3-attribute stream: three slot copies (std::copy_n calls memmove)
+  if (period == 3) {  // a 3-attribute stream: slot copies (std::copy_n calls memmove)
     const Slot a = row[0], b1 = row[1], c = row[2];
-    for (uint32_t k = 0; k < node.width; k += 3) {
+    // A NEXT's instance is the event, a FOLD's the event twice: the second copy lands on the
+    // first when there is none, rather than a branch on which it is.
+    Slot* second = values + 3 * (node.width >= 6);
+    values[0] = a, values[1] = b1, values[2] = c;
+    second[0] = a, second[1] = b1, second[2] = c;
+    for (uint32_t k = 6; k < node.width; k += 3) {
       values[k] = a;
       values[k + 1] = b1;
       values[k + 2] = c;
