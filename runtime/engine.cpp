@@ -1159,18 +1159,19 @@ void Engine::take_due(int64_t next_time) {
 void Engine::expire_due(int64_t next_time) {
   // A lone instance that was not consumed goes with what the state's first line holds;
   // otherwise the node and the records are read too: ask for them all first.
+  // (Addresses chosen without branches, as in prefetch_instances(); the state itself stands
+  // for nothing to fetch.)
   for (const ExpiryWheel::Entry& d : due_entries_) {
     const NodeState& ns = state_[d.node];
     const Bucket& b = ns.single;
-    if (!ns.keyed && b.records == 1 && !b.consumed) continue;
-    __builtin_prefetch(&automaton_.nodes[d.node]);
-    if (ns.keyed) continue;
-    if (b.rows.on_heap()) {
-      __builtin_prefetch(b.rows.data());
-    } else {
-      __builtin_prefetch(reinterpret_cast<const char*>(&ns) + 64);
-      if (ns.third_line_used(false)) __builtin_prefetch(ns.third_line());
-    }
+    const char* state = reinterpret_cast<const char*>(&ns);
+    const bool keyed = ns.keyed != nullptr;
+    const bool reads = keyed | (b.records != 1) | b.consumed;
+    const bool records = reads & !keyed;  // (a keyed node's are in its buckets)
+    const bool heap = b.rows.on_heap();
+    __builtin_prefetch(pick(reads, &automaton_.nodes[d.node], state));
+    __builtin_prefetch(pick(records & heap, b.rows.data(), pick(records, state + 64, state)));
+    __builtin_prefetch(pick(records & !heap & ns.third_line_used(false), ns.third_line(), state));
   }
   // The buckets to compact: those whose entry is the deadline queued for them (a dead node's
   // state was reset: its `scheduled` matches no entry), and not compacted at this epoch's end
