@@ -304,11 +304,13 @@ void run_pipeline(RunLoop& loop, Engine& engine, std::span<SplitReader* const> i
   for (size_t i = 0; i < n; ++i) read[i].store(0, std::memory_order_relaxed);
   std::atomic<bool> finished{false};  // the loop has ended: nothing more to do
 
-  // Stage 3's state. The sink appends to the token in the engine stage (only stage 3 calls the
-  // engine, so rows are only delivered there).
-  Token* collecting = nullptr;
+  // Stage 3's state. The sink appends to `collected` in the engine stage (only stage 3 calls
+  // the engine, so rows are only delivered there), which hands the rows to its token in one
+  // copy at its end: a token's buffers were last read by another thread's format stage, and
+  // the engine thread would otherwise take each of their lines back with a miss, row by row.
+  OutRows collected;
   std::optional<uint32_t> last_stream;
-  engine.set_sink([&](uint32_t stream, const RowView& row) { collecting->out.add(stream, row); });
+  engine.set_sink([&](uint32_t stream, const RowView& row) { collected.add(stream, row); });
 
   // ThreadSanitizer's view of the hand-offs (see StageSync).
   int launch = 0;
@@ -355,23 +357,23 @@ void run_pipeline(RunLoop& loop, Engine& engine, std::span<SplitReader* const> i
   };
 
   auto engine_stage = [&](Token* t) -> Token* {
-    StageSync stage = sync(t, &collecting);
-    t->out.clear();
+    StageSync stage = sync(t, &collected);
     t->previous = last_stream;
+    collected.clear();
     if (!finished.load(std::memory_order_relaxed)) {
-      collecting = t;
       if (t->input != kNoInput) parsed[t->input]->push(t->events);
-      while (loop.ready() && t->out.rows.size() < kMaxRows) {
+      while (loop.ready() && collected.rows.size() < kMaxRows) {
         if (!loop.step()) {
           loop.finish();
           finished.store(true, std::memory_order_release);
           break;
         }
       }
-      collecting = nullptr;
       for (size_t i = 0; i < n; ++i)
         read[i].store(parsed[i]->batches_done(), std::memory_order_relaxed);
     }
+    t->out.rows.assign(collected.rows.begin(), collected.rows.end());
+    t->out.values.assign(collected.values.begin(), collected.values.end());
     if (!t->out.rows.empty()) last_stream = t->out.rows.back().stream;
     return t;
   };
@@ -404,7 +406,7 @@ void run_pipeline(RunLoop& loop, Engine& engine, std::span<SplitReader* const> i
             tbb::make_filter<Token*, void>(tbb::filter_mode::serial_in_order, write_stage));
   });
   // The serial stages' state is the caller's again.
-  for (const void* state : {static_cast<const void*>(&cut), static_cast<const void*>(&collecting),
+  for (const void* state : {static_cast<const void*>(&cut), static_cast<const void*>(&collected),
                             static_cast<const void*>(&writer)})
     tsan_acquire(state);
   engine.set_sink(nullptr);  // it refers to this function's locals; finish() has run
