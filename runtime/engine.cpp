@@ -837,19 +837,28 @@ void Engine::announce(uint32_t stream, const Slot* values, const std::span<const
     const Slot* rows[2] = {inst, event};
     if (fold) {
       if (!node.rebind.eval_predicate(in, cx.eval)) continue;
-      std::copy(inst, inst + width, rebound);
-      for (const auto& [slot, prog] : node.aggregates)
-        rebound[slot] = prog.eval_value(in, cx.eval);
-      std::copy(event, event + (width - node.last_base), rebound + node.last_base);
+      // The rebound instance is built where it is kept: a new record of this same bucket, or a
+      // deferred effect (a keyed node's goes through scratch to its bucket). Not built in
+      // scratch and copied: the copy's wide loads of slots just stored one by one are not
+      // forwarded from the store buffer, and wait for every store before them to reach the
+      // cache.
+      const bool here = !cx.deferred && !state_[n].keyed;
+      Slot* dst = rebound;
       if (cx.deferred) {
-        std::copy_n(rebound, width, cx.defer(false, n, width, inst_t0, t1));
-      } else if (!state_[n].keyed) {  // into this same bucket (after `inst` was read: it may move)
-        std::copy_n(rebound, width, b.add(node, inst_t0, t1));
-        added(b, n, 0);
-      } else {
-        add_instance(n, rebound, inst_t0, t1);
+        dst = cx.defer(false, n, width, inst_t0, t1);
+      } else if (here) {
+        dst = b.add(node, inst_t0, t1);  // (which may move the records, `inst` with them)
+        inst = b.rows.data() + k * stride + kHeader;
+        in.rows[0] = inst;
       }
-      rows[0] = rebound;
+      std::copy(inst, inst + width, dst);
+      for (const auto& [slot, prog] : node.aggregates) dst[slot] = prog.eval_value(in, cx.eval);
+      std::copy(event, event + (width - node.last_base), dst + node.last_base);
+      if (here)
+        added(b, n, 0);
+      else if (!cx.deferred)
+        add_instance(n, dst, inst_t0, t1);
+      rows[0] = dst;
     }
     for (size_t i = 0; i < node.output.size(); ++i)
       out[i] = rows[node.output[i].row][node.output[i].offset];
