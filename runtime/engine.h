@@ -133,6 +133,16 @@ class Engine {
   void match(uint32_t stream, const Slot* values, std::vector<uint32_t>& out) const {
     if (stream < index_.size()) index_[stream].match(values, out);
   }
+  // Lookahead for match() of an event a few lookups later, as two prefetching steps of it:
+  // `postings` false asks for the index entries its lookup reads, true (a few lookups after
+  // that, once they are in) for the postings they point to. Const, as match() is.
+  void prefetch_match(uint32_t stream, const Slot* values, bool postings) const {
+    if (stream >= index_.size()) return;
+    if (postings)
+      index_[stream].prefetch_postings(values);
+    else
+      index_[stream].prefetch_entries(values);
+  }
   // Changes whenever the automaton does (add_script, remove_query), and with it the candidates.
   uint64_t generation() const { return generation_; }
   // Closes every epoch before `t` (heartbeat: frees expired instances on quiet streams).
