@@ -66,10 +66,14 @@ class ExpiryWheel {
     cursor_ = last;  // the last slot may still hold entries due later: visit it again
     // Calls come at every epoch's close, and epochs are usually shorter than a slot: the next
     // call visits this slot again or the next one. Its entries are cold (they were queued a
-    // DUR bound ago), so ask for them now, and for the header of the one after (read by the
-    // next call's prefetch).
+    // DUR bound ago), so ask for them now (all of them: a slot often holds a few lines), and
+    // for the header of the one after (read by the next call's prefetch).
     const size_t next = static_cast<size_t>(last + 1) & (kSlots - 1);
-    __builtin_prefetch(slots_[next].entries.data());
+    const std::vector<Entry>& entries = slots_[next].entries;
+    const char* bytes = reinterpret_cast<const char*>(entries.data());
+    const size_t size = entries.size() * sizeof(Entry);
+    for (size_t at = 0; at < size; at += 64) __builtin_prefetch(bytes + at);
+    if (size > 0) __builtin_prefetch(bytes + size - 1);  // (the entries need not start a line)
     __builtin_prefetch(&slots_[(next + 1) & (kSlots - 1)]);
   }
 
