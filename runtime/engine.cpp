@@ -444,6 +444,7 @@ Engine::PushResult Engine::push(uint32_t stream, int64_t t0, int64_t t1, const S
     epoch_open_ = true;
     epoch_events_ = 0;
     ++stats_.epochs;
+    take_due(epoch_ + 1);  // (see close_epoch())
   }
   ++stats_.events_in;
   // The first events of an epoch run at once, as with one thread: most epochs are too small for
@@ -473,6 +474,7 @@ void Engine::advance_to(int64_t t) {
   if (epoch_open_) close_epoch();
   floor_ = t;
   take_due(t);
+  prefetch_due(0, kDueAhead);
   expire_due(t);
 }
 
@@ -1158,30 +1160,41 @@ void Engine::compact_all(const BucketList& list, int64_t next_time) {
 }
 
 void Engine::take_due(int64_t next_time) {
-  due_entries_.clear();
+  const size_t before = due_entries_.size();
   deadlines_.take_until(next_time, due_entries_);
-  // Due buckets are cold: ask for the states' first lines of them all before reading any (as
-  // prefetch_nodes does). Those lines say how much more a bucket's compaction reads.
-  for (const ExpiryWheel::Entry& d : due_entries_) __builtin_prefetch(&state_[d.node]);
+  // Due buckets are cold: ask for the states' first lines before reading any (as
+  // prefetch_nodes does). Those lines say how much more a bucket's compaction reads. (Of a
+  // long list, the first ones: expire_due() asks for the rest as it goes.)
+  for (size_t i = before; i < std::min(due_entries_.size(), 2 * kDueAhead); ++i)
+    __builtin_prefetch(&state_[due_entries_[i].node]);
 }
 
-void Engine::expire_due(int64_t next_time) {
+void Engine::prefetch_due(size_t first, size_t last) const {
   // A lone instance that was not consumed goes with what the state's first line holds;
-  // otherwise the node and the records are read too: ask for them all first.
-  // (Addresses chosen without branches, as in prefetch_instances(); the state itself stands
-  // for nothing to fetch.)
-  for (const ExpiryWheel::Entry& d : due_entries_) {
+  // otherwise the node and the records are read too: ask for them all. (Addresses chosen
+  // without branches, as in prefetch_instances(); the state itself stands for nothing to
+  // fetch.)
+  for (size_t i = first; i < std::min(last, due_entries_.size()); ++i) {
+    const ExpiryWheel::Entry& d = due_entries_[i];
     const NodeState& ns = state_[d.node];
     const Bucket& b = ns.single;
     const char* state = reinterpret_cast<const char*>(&ns);
     const bool keyed = ns.keyed != nullptr;
     const bool reads = keyed | (b.records != 1) | b.consumed;
     const bool records = reads & !keyed;  // (a keyed node's are in its buckets)
-    const bool heap = b.rows.on_heap();
+    const bool heap = records & b.rows.on_heap();
+    const char* data = reinterpret_cast<const char*>(b.rows.data());
+    const size_t bytes = b.rows.size() * sizeof(Slot);
     __builtin_prefetch(pick(reads, &automaton_.nodes[d.node], state));
-    __builtin_prefetch(pick(records & heap, b.rows.data(), pick(records, state + 64, state)));
+    __builtin_prefetch(pick(heap, data, pick(records, state + 64, state)));
     __builtin_prefetch(pick(records & !heap & ns.third_line_used(false), ns.third_line(), state));
+    __builtin_prefetch(pick(heap & (bytes > 64), data + 64, state));  // (most hold a few lines)
+    __builtin_prefetch(pick(heap & (bytes > 128), data + 128, state));
+    __builtin_prefetch(pick(heap & (bytes > 192), data + 192, state));
   }
+}
+
+void Engine::expire_due(int64_t next_time) {
   // The buckets to compact: those whose entry is the deadline queued for them (a dead node's
   // state was reset: its `scheduled` matches no entry), and not compacted at this epoch's end
   // anyway (dirty).
@@ -1195,18 +1208,26 @@ void Engine::expire_due(int64_t next_time) {
     due_.clear();
     for (const ExpiryWheel::Entry& d : due_entries_)
       if (due(d)) due_.emplace_back(d.node, d.bucket);
+    due_entries_.clear();
     compact_all(due_, next_time);
     return;
   }
   int64_t delta = 0;
   uint64_t expired = 0;
-  for (const ExpiryWheel::Entry& d : due_entries_) {
+  const size_t count = due_entries_.size();
+  for (size_t i = 0; i < count; ++i) {
+    // A long list's states and records are asked for as the loop goes.
+    if (i + 2 * kDueAhead < count)
+      __builtin_prefetch(&state_[due_entries_[i + 2 * kDueAhead].node]);
+    if (i + kDueAhead < count) prefetch_due(i + kDueAhead, i + kDueAhead + 1);
+    const ExpiryWheel::Entry& d = due_entries_[i];
     Bucket* b = due(d);
     if (!b) continue;
     const Node& node = automaton_.nodes[d.node];
     compact(*b, node, next_time, delta, expired);
     schedule(*b, d.node, d.bucket);
   }
+  due_entries_.clear();
   stats_.instances += delta;
   stats_.expired += expired;
 }
@@ -1218,10 +1239,12 @@ void Engine::close_epoch() {
   floor_ = next_time;
   // Instances only grow during an epoch: this is its most.
   stats_.peak_instances = std::max(stats_.peak_instances, stats_.instances);
-  // The buckets due to expire are taken first, so that their cache misses overlap with the
-  // compaction of the epoch's own buckets (which queues no deadline this close reaches: what
-  // it keeps expires later).
+  // The buckets due by now were taken when the epoch opened (push()), so their states had the
+  // epoch to come in; deadlines queued since then that are due already join them. Their nodes
+  // and records are asked for before the compaction of the epoch's own buckets (which queues
+  // no deadline this close reaches: what it keeps expires later), whose work hides the misses.
   take_due(next_time);
+  prefetch_due(0, kDueAhead);
   compact_all(dirty_, next_time);
   dirty_.clear();
   expire_due(next_time);

@@ -500,10 +500,16 @@ class Engine {
   void compact_all(const BucketList& list, int64_t next_time);
   // Queues the next expiry of bucket `bucket` (`b`) of node `n`.
   void schedule(Bucket& b, uint32_t n, uint32_t bucket);
-  // Expiry by `next_time` in two steps: the due buckets are taken from the wheel and their
-  // states asked for, then (once other work has hidden those misses) compacted and requeued.
-  // Nothing may be queued in between with a deadline before `next_time`.
+  // Expiry by `next_time` in steps, so that other work hides their cache misses: the due
+  // buckets are taken from the wheel and their states asked for (take_due, which adds to those
+  // taken before: an epoch's are taken when it opens and again when it closes), their nodes
+  // and records asked for (prefetch_due, of due_entries_[first, last)), then they are
+  // compacted and requeued (expire_due, which empties the list). Of a long list, only the
+  // first kDueAhead are asked for ahead (the others would push them out of the cache);
+  // expire_due asks for the rest kDueAhead entries ahead of its compaction.
+  static constexpr size_t kDueAhead = 16;
   void take_due(int64_t next_time);
+  void prefetch_due(size_t first, size_t last) const;
   void expire_due(int64_t next_time);
 
   EngineOptions options_;
@@ -520,7 +526,7 @@ class Engine {
   std::vector<StreamUse> streams_;
   std::vector<index::StreamIndex> index_;  // per stream
   std::vector<std::pair<uint32_t, uint32_t>> dirty_;  // (node, bucket) touched this epoch
-  std::vector<ExpiryWheel::Entry> due_entries_;       // scratch of take_due, expire_due
+  std::vector<ExpiryWheel::Entry> due_entries_;       // taken by take_due, not expired yet
   std::vector<std::pair<uint32_t, uint32_t>> due_;    // scratch of expire_due
   ExpiryWheel deadlines_;
   Sink sink_;
