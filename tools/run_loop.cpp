@@ -325,8 +325,9 @@ void run_pipeline(RunLoop& loop, Engine& engine, std::span<SplitReader* const> i
 
   // Stage 3's state. The sink appends to `collected` in the engine stage (only stage 3 calls
   // the engine, so rows are only delivered there), which hands the rows to its token in one
-  // copy at its end: a token's buffers were last read by another thread's format stage, and
-  // the engine thread would otherwise take each of their lines back with a miss, row by row.
+  // copy at its end: the engine thread then writes rows into lines it owns, not into a
+  // token's, which other threads' stages read and wrote last (measured faster:
+  // docs/benchmarks.md).
   OutRows collected;
   std::optional<uint32_t> last_stream;
   engine.set_sink([&](uint32_t stream, const RowView& row) { collected.add(stream, row); });
