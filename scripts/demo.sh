@@ -48,7 +48,9 @@ matches() {
   if [ "$show" -eq 0 ] || [ "$n" -le "$show" ]; then
     grep "^{\"stream\":\"$stream\"" "$tmp/out.jsonl" || true
   else
-    grep "^{\"stream\":\"$stream\"" "$tmp/out.jsonl" | head -n "$show"
+    # (grep -m, not a pipe into head: under pipefail, grep killed by the pipe head closed
+    # would end the demo with status 141)
+    grep -m "$show" "^{\"stream\":\"$stream\"" "$tmp/out.jsonl"
     echo "  ... and $((n - show)) more (DEMO_SHOW=0 shows all)"
   fi
 }
