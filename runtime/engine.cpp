@@ -209,13 +209,19 @@ void Engine::rebuild_routes() {
     r.any = true;
     r.more = list.size() > 1;
     r.max_dur = first.max_dur;
-    std::copy(std::begin(first.project), std::end(first.project), r.project);
-    r.project_count = first.project_count;
+    if (first.publish_only) {
+      std::copy(std::begin(first.project), std::end(first.project), r.project);
+      r.project_count = first.project_count;
+    } else if (first.direct) {
+      r.node_max_dur = first.node_max_dur;
+      r.width = static_cast<uint8_t>(first.width);
+    }
     r.target = first.target;
     r.period = first.period;
     r.direct = first.direct;
     r.publish_only = first.publish_only;
     r.to_node = r.edge && first.kind == Emit::Kind::ToNode;
+    r.reads_node = r.to_node && !(r.direct && r.period != 0);
     if (r.edge) r.node = r.to_node ? r.target : 0;  // the state the edge's firing reads
     r.staged = first.stage_count > 0;
     r.spills = r.more || (!r.direct && !r.publish_only);
@@ -267,8 +273,13 @@ Engine::Out Engine::flatten(const Emit& e, size_t skip) const {
         if (node.init[k] != static_cast<int32_t>(k % p)) return false;
       return true;
     };
-    for (uint32_t p = 1; p <= node.width && o.period == 0; ++p)
+    const bool small = node.width <= UINT8_MAX;  // (a route keeps the width in a byte)
+    for (uint32_t p = 1; small && p <= node.width && o.period == 0; ++p)
       if (repeats(p)) o.period = static_cast<uint8_t>(p);
+    if (o.period) {
+      o.width = node.width;
+      o.node_max_dur = node.max_dur;
+    }
   }
   return o;
 }
@@ -704,7 +715,7 @@ void Engine::prefetch_nodes(It first, It last, RouteOf route_of) const {
     const char* state = reinterpret_cast<const char*>(&state_[r.node]);
     __builtin_prefetch(state, 0, Locality);
     __builtin_prefetch(pick(r.to_node, state + 64, self), 0, Locality);
-    __builtin_prefetch(pick(r.to_node, &automaton_.nodes[r.node], self), 0, Locality);
+    __builtin_prefetch(pick(r.reads_node, &automaton_.nodes[r.node], self), 0, Locality);
   }
   // Prefetches are no side effect to GCC, which would otherwise find these functions pure and
   // drop every call to them.
@@ -936,10 +947,10 @@ void Engine::publish(uint32_t stream, const Slot* row, uint32_t width, int64_t t
 // ---------------------------------------------------------------------------------------------
 // Instance state.
 
-inline Slot* Engine::Bucket::add(const Node& node, int64_t t0, int64_t t1) {
+inline Slot* Engine::Bucket::add(uint32_t width, int64_t max_dur, int64_t t0, int64_t t1) {
   ++records;
-  expires = std::min(expires, expiry_of(t0, node.max_dur));
-  Slot* rec = rows.append(kHeader + node.width);
+  expires = std::min(expires, expiry_of(t0, max_dur));
+  Slot* rec = rows.append(kHeader + width);
   rec[0].i = t0;
   rec[1].i = t1;
   rec[2].i = 0;  // not consumed
@@ -985,27 +996,32 @@ inline void init_instance(const Node& node, const Slot* row, Slot* out) {
 
 }  // namespace
 
-[[gnu::always_inline]] inline void Engine::add_direct(uint32_t n, const Slot* row, int64_t t0,
-                                                      int64_t t1, uint32_t period) {
+void Engine::add_direct(uint32_t n, const Slot* row, int64_t t0, int64_t t1) {
   const Node& node = automaton_.nodes[n];
   Bucket& b = state_[n].single;
-  Slot* values = b.add(node, t0, t1);
+  init_instance(node, row, b.add(node, t0, t1));
+  added(b, n, 0);
+}
+
+[[gnu::always_inline]] inline void Engine::add_repeated(uint32_t n, const Slot* row, int64_t t0,
+                                                        int64_t t1, uint32_t period, uint32_t width,
+                                                        int64_t max_dur) {
+  Bucket& b = state_[n].single;
+  Slot* values = b.add(width, max_dur, t0, t1);
   if (period == 3) {  // a 3-attribute stream: slot copies (std::copy_n calls memmove)
     const Slot a = row[0], b1 = row[1], c = row[2];
     // A NEXT's instance is the event, a FOLD's the event twice: the second copy lands on the
     // first when there is none, rather than a branch on which it is.
-    Slot* second = values + 3 * (node.width >= 6);
+    Slot* second = values + 3 * (width >= 6);
     values[0] = a, values[1] = b1, values[2] = c;
     second[0] = a, second[1] = b1, second[2] = c;
-    for (uint32_t k = 6; k < node.width; k += 3) {
+    for (uint32_t k = 6; k < width; k += 3) {
       values[k] = a;
       values[k + 1] = b1;
       values[k + 2] = c;
     }
-  } else if (period != 0) {
-    for (uint32_t k = 0; k < node.width; ++k) values[k] = row[k % period];
   } else {
-    init_instance(node, row, values);
+    for (uint32_t k = 0; k < width; ++k) values[k] = row[k % period];
   }
   added(b, n, 0);
 }

@@ -235,9 +235,12 @@ class Engine {
     int64_t scheduled = INT64_MAX;  // expiry deadline queued in the wheel
     Records rows;
     size_t count() const { return records; }
-    // A new record of kHeader + node.width slots at the end, for an instance of `node` over
-    // [t0, t1]: returns its values, to be filled by the caller.
-    Slot* add(const nfa::Node& node, int64_t t0, int64_t t1);
+    // A new record of kHeader + width slots at the end, for an instance over [t0, t1] of a
+    // node of that width and DUR bound: returns its values, to be filled by the caller.
+    Slot* add(uint32_t width, int64_t max_dur, int64_t t0, int64_t t1);
+    Slot* add(const nfa::Node& node, int64_t t0, int64_t t1) {
+      return add(node.width, node.max_dur, t0, t1);
+    }
   };
   // The first epoch-close time `next_time` at which an instance begun at t0 is past `max_dur`
   // (it goes when next_time - t0 > max_dur): t0 + max_dur + 1, INT64_MAX for never, INT64_MIN
@@ -282,7 +285,7 @@ class Engine {
     int64_t max_dur = nfa::kNoDurBound;  // fires only when t1 - t0 <= max_dur
     uint32_t stage_count = 0;
     uint32_t target = 0;  // node or stream id
-    uint32_t width = 0;   // ToStream: the stream's width
+    uint32_t width = 0;   // ToStream: the stream's width; direct with a period: the node's
     nfa::Emit::Kind kind = nfa::Emit::Kind::ToNode;
     bool published = false, read = false;  // ToStream: see StreamUse
     // ToNode with nothing left between the row and the node (no stages, no projection) and a
@@ -293,11 +296,13 @@ class Engine {
     bool publish_only = false;
     // Direct: the node's instance is the row's first `period` slots, repeated (instance slot k
     // := row[k % period]; a NEXT's instance is the event, a FOLD's the event twice); 0: any
-    // other `init`.
+    // other `init`. With a period, the node's `width` and `node_max_dur` are copied here, so
+    // that adding the instance reads no node (a START edge's node is one cold line more).
     uint8_t period = 0;
     uint8_t project_count = 0;             // 0: no projection folded
     uint8_t project[kMaxProject] = {};     // the produced row's slot k := row[project[k]]
     bool last = false;                     // the last emit of its route
+    int64_t node_max_dur = nfa::kNoDurBound;
   };
   // What the index hands an event to: one START edge, or a whole NEXT/FOLD node. Its emits
   // are outs_[outs], outs_[outs + 1], ..., the last flagged `last`. The route keeps a copy of
@@ -307,21 +312,30 @@ class Engine {
   // candidates have neighbouring routes: two to a cache line) and outs_ only for the rest.
   // Pointers into automaton_, rebuilt (rebuild_routes) whenever the automaton changes.
   struct alignas(32) Route {
-    int64_t max_dur = nfa::kNoDurBound;      // the first emit's
-    uint8_t project[Out::kMaxProject] = {};  // the first emit's
+    int64_t max_dur = nfa::kNoDurBound;  // the first emit's
+    // The first emit's projection if it is publish_only, else its node_max_dur if it is direct.
+    union {
+      uint8_t project[Out::kMaxProject] = {};
+      int64_t node_max_dur;
+    };
     uint32_t target = 0;                     // the first emit's
     // The NEXT/FOLD node; for a START edge, the node its first emit adds instances to (0: it
     // adds none), whose state prefetching reads.
     uint32_t node = 0;
     uint32_t outs = 0;                       // the first emit, in full, in outs_
-    uint8_t period = 0, project_count = 0;   // the first emit's
+    uint8_t period = 0;                      // the first emit's
+    union {  // the first emit's: publish_only's, or (a node's width) direct's
+      uint8_t project_count = 0;
+      uint8_t width;
+    };
     bool edge : 1 = false;                   // a START edge (else the node)
     bool fold : 1 = false;    // the node is a FOLD (its visits read its second line too)
     bool any : 1 = false;     // there is an emit
     bool more : 1 = false;    // more than one
     bool direct : 1 = false;  // the first emit's (see Out)
     bool publish_only : 1 = false;
-    bool to_node : 1 = false;  // a START edge to a node: the node that prefetching reads
+    bool to_node : 1 = false;     // a START edge to a node: its state is read
+    bool reads_node : 1 = false;  // ... and its node (the first emit is not direct with a period)
     bool staged : 1 = false;   // the first emit has stages left
     // Firing reads outs_ on the calling thread: more than one emit, or a first one that is
     // neither direct nor publish_only.
@@ -443,9 +457,12 @@ class Engine {
   [[gnu::always_inline]] void fire_out(Context& cx, const E& e, Full full, const Slot* row,
                                        int64_t t0, int64_t t1) {
     if (t1 - t0 > e.max_dur) return;
-    if (e.direct && !cx.deferred)
-      add_direct(e.target, row, t0, t1, e.period);
-    else if (e.publish_only && !cx.deferred)
+    if (e.direct && !cx.deferred) {
+      if (e.period)
+        add_repeated(e.target, row, t0, t1, e.period, e.width, e.node_max_dur);
+      else
+        add_direct(e.target, row, t0, t1);
+    } else if (e.publish_only && !cx.deferred)
       publish_projected(e.target, e.project, e.project_count, row, t0, t1);
     else
       fire_stages(cx, full(), row, t0, t1);
@@ -474,9 +491,12 @@ class Engine {
     schedule(b, n, id);
   }
   void add_from_row(Context& cx, uint32_t node, const Slot* row, int64_t t0, int64_t t1);
-  // add_from_row() into a node without a key, on the calling thread: built in place (`period`:
-  // see Out).
-  void add_direct(uint32_t node, const Slot* row, int64_t t0, int64_t t1, uint32_t period = 0);
+  // add_from_row() into a node without a key, on the calling thread: built in place.
+  void add_direct(uint32_t node, const Slot* row, int64_t t0, int64_t t1);
+  // add_direct() of an instance that repeats the row's first `period` slots (see Out), into a
+  // node of `width` slots and DUR bound `max_dur`: reads no node.
+  void add_repeated(uint32_t node, const Slot* row, int64_t t0, int64_t t1, uint32_t period,
+                    uint32_t width, int64_t max_dur);
   // `consumed`: an instance of the bucket was consumed (else only added to).
   void mark_dirty(uint32_t node, uint32_t bucket, bool consumed, BucketList& dirty) {
     Bucket& b = state_[node].bucket(bucket);
