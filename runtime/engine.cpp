@@ -92,9 +92,13 @@ Diagnostics Engine::add_script(std::string_view text) {
   }
   const size_t old_nodes = state_.size();
   state_.resize(automaton_.nodes.size());
-  for (size_t n = old_nodes; n < automaton_.nodes.size(); ++n)
-    if (options_.instance_index && automaton_.nodes[n].key_slot >= 0)
-      state_[n].keyed = std::make_unique<NodeState::Keyed>();
+  keyed_.resize(automaton_.nodes.size());
+  for (size_t n = old_nodes; n < automaton_.nodes.size(); ++n) {
+    if (options_.instance_index && automaton_.nodes[n].key_slot >= 0) {
+      state_[n].single.keyed = true;
+      keyed_[n] = std::make_unique<Keyed>();
+    }
+  }
   rebuild_routes();
   if (jit_) jit_->submit(automaton_);
   else release_sources(automaton_);  // no JIT will ever read them
@@ -122,9 +126,10 @@ bool Engine::remove_query(uint32_t id) {
   for (uint32_t n : dead) {
     NodeState& st = state_[n];
     stats_.instances -= st.single.count();
-    if (st.keyed)
-      for (const auto& b : st.keyed->buckets) stats_.instances -= b->count();
+    if (st.keyed())
+      for (const auto& b : keyed_[n]->buckets) stats_.instances -= b->count();
     st = NodeState{};  // the node is unreachable: nothing will touch its state again
+    keyed_[n].reset();
   }
   std::erase_if(dirty_, [&](const auto& d) { return automaton_.nodes[d.first].dead; });
   rebuild_routes();
@@ -135,6 +140,7 @@ bool Engine::remove_query(uint32_t id) {
 void Engine::rebuild_routes() {
   ahead_count_ = 0;  // their candidates are route numbers of the old routes
   ++generation_;
+  for (size_t n = 0; n < state_.size(); ++n) state_[n].max_dur = automaton_.nodes[n].max_dur;
   streams_.clear();
   for (const nfa::Stream& s : automaton_.streams)
     streams_.push_back(StreamUse{static_cast<uint32_t>(s.schema.size()),
@@ -263,7 +269,7 @@ Engine::Out Engine::flatten(const Emit& e, size_t skip) const {
   o.stages = rest.data();
   o.stage_count = static_cast<uint32_t>(rest.size());
   o.direct = e.kind == Emit::Kind::ToNode && rest.empty() && o.project_count == 0 &&
-             !state_[e.target].keyed;
+             !state_[e.target].keyed();
   o.publish_only = e.kind == Emit::Kind::ToStream && rest.empty() && o.published && !o.read;
   if (o.direct) {
     const nfa::Node& node = automaton_.nodes[e.target];
@@ -507,7 +513,7 @@ size_t Engine::expand(size_t begin, size_t end, std::vector<Work>& out) const {
     }
     uint32_t bucket;
     if (!find_bucket(r.node, batch_slots_.data() + batch_[e].offset, &bucket)) continue;
-    const uint32_t count = static_cast<uint32_t>(state_[r.node].bucket(bucket).count());
+    const uint32_t count = static_cast<uint32_t>(this->bucket(r.node, bucket).count());
     for (uint32_t k = 0; k < count; k += kSplitInstances) {
       out.push_back(Work{e, target, bucket, k, std::min(count, k + kSplitInstances)});
       total += out.back().weight();
@@ -630,15 +636,16 @@ void Engine::apply_effects(size_t workers) {
                                                        uint32_t* bucket) const {
   const NodeState& ns = state_[n];
   *bucket = 0;
-  if (ns.keyed) {
+  if (ns.keyed()) {
     const Node& node = automaton_.nodes[n];
     uint64_t key;
     if (!index::equality_key(event[node.key_attr], node.key_type, key)) return false;
-    auto it = ns.keyed->by_key.find(key);
-    if (it == ns.keyed->by_key.end()) return false;
+    const Keyed& keyed = *keyed_[n];
+    auto it = keyed.by_key.find(key);
+    if (it == keyed.by_key.end()) return false;
     *bucket = it->second;
   }
-  return ns.bucket(*bucket).count() != 0;
+  return this->bucket(n, *bucket).count() != 0;
 }
 
 [[gnu::always_inline]] inline const std::vector<uint32_t>& Engine::find_candidates(Context& cx,
@@ -675,7 +682,7 @@ void Engine::deliver(Context& cx, uint32_t stream, const Slot* row, int64_t t0, 
     if (r.edge)
       fire(cx, r, row, t0, t1);
     else if (find_bucket(r.node, row, &bucket))
-      process(cx, r, bucket, 0, state_[r.node].bucket(bucket).count(), row, t0, t1);
+      process(cx, r, bucket, 0, this->bucket(r.node, bucket).count(), row, t0, t1);
   }
 }
 
@@ -730,7 +737,7 @@ void Engine::prefetch_instances(It first, It last, RouteOf route_of) const {
     if (r.staged) __builtin_prefetch(outs_[r.outs].stages, 0, Locality);
     const NodeState& ns = state_[r.node];
     const void* self = &r;
-    const bool keyed = ns.keyed != nullptr;
+    const bool keyed = ns.keyed();
     const Bucket& b = ns.single;
     // A visit reads the node and the rest of the state, if there is anything to visit.
     const bool visit = (!r.edge) & (keyed | (b.count() != 0));
@@ -813,7 +820,7 @@ void Engine::announce(uint32_t stream, const Slot* values, const std::span<const
                                                    int64_t t0, int64_t t1) {
   const uint32_t n = r.node;
   const Node& node = automaton_.nodes[n];
-  Bucket& b = state_[n].bucket(bucket_id);
+  Bucket& b = bucket(n, bucket_id);
   const uint32_t width = node.width;
   const uint32_t stride = kHeader + width;
   // The produced row and a FOLD's rebound instance: on the stack when they are small (the
@@ -855,7 +862,7 @@ void Engine::announce(uint32_t stream, const Slot* values, const std::span<const
       // scratch and copied: the copy's wide loads of slots just stored one by one are not
       // forwarded from the store buffer, and wait for every store before them to reach the
       // cache.
-      const bool here = !cx.deferred && !state_[n].keyed;
+      const bool here = !cx.deferred && !state_[n].keyed();
       Slot* dst = rebound;
       if (cx.deferred) {
         dst = cx.defer(false, n, width, inst_t0, t1);
@@ -960,13 +967,14 @@ inline Slot* Engine::Bucket::add(uint32_t width, int64_t max_dur, int64_t t0, in
 Engine::Bucket* Engine::bucket_for(uint32_t n, const Slot* instance, uint32_t* id) {
   NodeState& ns = state_[n];
   *id = 0;
-  if (!ns.keyed) return &ns.single;
+  if (!ns.keyed()) return &ns.single;
   const Node& node = automaton_.nodes[n];
   uint64_t key;
   // A NaN key equals nothing: such an instance can never be affected, so it is never stored.
   if (!index::equality_key(instance[node.key_slot], node.key_type, key)) return nullptr;
-  auto& buckets = ns.keyed->buckets;
-  auto [it, fresh] = ns.keyed->by_key.try_emplace(key, static_cast<uint32_t>(buckets.size()));
+  Keyed& keyed = *keyed_[n];
+  auto& buckets = keyed.buckets;
+  auto [it, fresh] = keyed.by_key.try_emplace(key, static_cast<uint32_t>(buckets.size()));
   if (fresh) buckets.push_back(std::make_unique<Bucket>());
   *id = it->second;
   return buckets[it->second].get();
@@ -1027,7 +1035,7 @@ void Engine::add_direct(uint32_t n, const Slot* row, int64_t t0, int64_t t1) {
 }
 
 void Engine::add_from_row(Context& cx, uint32_t n, const Slot* row, int64_t t0, int64_t t1) {
-  if (!cx.deferred && !state_[n].keyed) return add_direct(n, row, t0, t1);  // the common case
+  if (!cx.deferred && !state_[n].keyed()) return add_direct(n, row, t0, t1);  // the common case
   const Node& node = automaton_.nodes[n];
   Context::ScratchRows::Scope scope(cx.scratch);
   Slot* inst = cx.deferred ? cx.defer(false, n, node.width, t0, t1) : cx.scratch.take(node.width);
@@ -1045,13 +1053,13 @@ void Engine::Records::grow(size_t need) {
   cap_ = static_cast<uint32_t>(cap);
 }
 
-[[gnu::always_inline]] inline void Engine::compact(Bucket& b, const Node& node, int64_t next_time,
+[[gnu::always_inline]] inline void Engine::compact(Bucket& b, int64_t max_dur, int64_t next_time,
                                                    int64_t& delta, uint64_t& expired) {
   const bool expiring = next_time >= b.expires;
   if (!b.consumed && !expiring) return;  // nothing consumed, nothing expired
   if (b.records != 1) {
     const int64_t before = b.count();
-    expired += compact_slow(b, node, next_time);
+    expired += compact_slow(b, max_dur, next_time);
     delta += static_cast<int64_t>(b.count()) - before;
     return;
   }
@@ -1099,16 +1107,17 @@ size_t compact_records(Slot* rows, size_t records, uint32_t stride, bool bounded
 
 }  // namespace
 
-uint64_t Engine::compact_slow(Bucket& b, const Node& node, int64_t next_time) {
-  const uint32_t stride = kHeader + node.width;
-  const bool bounded = node.max_dur != nfa::kNoDurBound;
+uint64_t Engine::compact_slow(Bucket& b, int64_t max_dur, int64_t next_time) {
   b.consumed = false;
+  if (b.records == 0) return 0;
+  const uint32_t stride = static_cast<uint32_t>(b.rows.size()) / b.records;
+  const bool bounded = max_dur != nfa::kNoDurBound;
   uint64_t expired = 0;
   int64_t min_t0 = INT64_MAX;
   Slot* rows = b.rows.data();
   const auto run = [&]<uint32_t Stride>() {
-    return compact_records<Stride>(rows, b.records, stride, bounded, node.max_dur, next_time,
-                                   expired, min_t0);
+    return compact_records<Stride>(rows, b.records, stride, bounded, max_dur, next_time, expired,
+                                   min_t0);
   };
   size_t keep;
   switch (stride) {  // a NEXT over a 3-attribute stream keeps 3 values, a FOLD 6
@@ -1123,7 +1132,7 @@ uint64_t Engine::compact_slow(Bucket& b, const Node& node, int64_t next_time) {
   }
   b.rows.shrink(keep * stride);
   b.records = static_cast<uint32_t>(keep);
-  b.expires = keep ? expiry_of(min_t0, node.max_dur) : INT64_MAX;
+  b.expires = keep ? expiry_of(min_t0, max_dur) : INT64_MAX;
   return expired;
 }
 
@@ -1142,8 +1151,8 @@ uint64_t Engine::compact_slow(Bucket& b, const Node& node, int64_t next_time) {
 void Engine::compact_all(const BucketList& list, int64_t next_time) {
   // Per bucket: the change in live instances and the expired count.
   auto one = [&](uint32_t n, uint32_t id, int64_t& delta, uint64_t& expired) {
-    Bucket& b = state_[n].bucket(id);
-    compact(b, automaton_.nodes[n], next_time, delta, expired);
+    Bucket& b = bucket(n, id);
+    compact(b, state_[n].max_dur, next_time, delta, expired);
     return &b;
   };
   // On the calling thread only (the wheel is not shared).
@@ -1169,7 +1178,7 @@ void Engine::compact_all(const BucketList& list, int64_t next_time) {
     });
     delta = total_delta;
     expired = total_expired;
-    for (auto [n, id] : list) requeue(state_[n].bucket(id), n, id);
+    for (auto [n, id] : list) requeue(bucket(n, id), n, id);
   }
   stats_.instances += delta;
   stats_.expired += expired;
@@ -1187,21 +1196,18 @@ void Engine::take_due(int64_t next_time) {
 
 void Engine::prefetch_due(size_t first, size_t last) const {
   // A lone instance that was not consumed goes with what the state's first line holds;
-  // otherwise the node and the records are read too: ask for them all. (Addresses chosen
-  // without branches, as in prefetch_instances(); the state itself stands for nothing to
-  // fetch.)
+  // otherwise the records are read too: ask for them. (Addresses chosen without branches, as
+  // in prefetch_instances(); the state itself stands for nothing to fetch.)
   for (size_t i = first; i < std::min(last, due_entries_.size()); ++i) {
     const ExpiryWheel::Entry& d = due_entries_[i];
     const NodeState& ns = state_[d.node];
     const Bucket& b = ns.single;
     const char* state = reinterpret_cast<const char*>(&ns);
-    const bool keyed = ns.keyed != nullptr;
-    const bool reads = keyed | (b.records != 1) | b.consumed;
-    const bool records = reads & !keyed;  // (a keyed node's are in its buckets)
+    // (A keyed node's records are in its buckets, which are not asked for.)
+    const bool records = (!ns.keyed()) & ((b.records != 1) | b.consumed);
     const bool heap = records & b.rows.on_heap();
     const char* data = reinterpret_cast<const char*>(b.rows.data());
     const size_t bytes = b.rows.size() * sizeof(Slot);
-    __builtin_prefetch(pick(reads, &automaton_.nodes[d.node], state));
     __builtin_prefetch(pick(heap, data, pick(records, state + 64, state)));
     __builtin_prefetch(pick(records & !heap & ns.third_line_used(false), ns.third_line(), state));
     __builtin_prefetch(pick(heap & (bytes > 64), data + 64, state));  // (most hold a few lines)
@@ -1215,7 +1221,7 @@ void Engine::expire_due(int64_t next_time) {
   // state was reset: its `scheduled` matches no entry), and not compacted at this epoch's end
   // anyway (dirty).
   const auto due = [&](const ExpiryWheel::Entry& d) -> Bucket* {
-    Bucket& b = state_[d.node].bucket(d.bucket);
+    Bucket& b = bucket(d.node, d.bucket);
     if (b.scheduled != d.deadline) return nullptr;  // superseded
     b.scheduled = INT64_MAX;
     return b.dirty ? nullptr : &b;
@@ -1239,8 +1245,7 @@ void Engine::expire_due(int64_t next_time) {
     const ExpiryWheel::Entry& d = due_entries_[i];
     Bucket* b = due(d);
     if (!b) continue;
-    const Node& node = automaton_.nodes[d.node];
-    compact(*b, node, next_time, delta, expired);
+    compact(*b, state_[d.node].max_dur, next_time, delta, expired);
     schedule(*b, d.node, d.bucket);
   }
   due_entries_.clear();
@@ -1256,8 +1261,8 @@ void Engine::close_epoch() {
   // Instances only grow during an epoch: this is its most.
   stats_.peak_instances = std::max(stats_.peak_instances, stats_.instances);
   // The buckets due by now were taken when the epoch opened (push()), so their states had the
-  // epoch to come in; deadlines queued since then that are due already join them. Their nodes
-  // and records are asked for before the compaction of the epoch's own buckets (which queues
+  // epoch to come in; deadlines queued since then that are due already join them. Their
+  // records are asked for before the compaction of the epoch's own buckets (which queues
   // no deadline this close reaches: what it keeps expires later), whose work hides the misses.
   take_due(next_time);
   prefetch_due(0, kDueAhead);

@@ -228,6 +228,9 @@ class Engine {
     uint32_t records = 0;
     bool dirty = false;             // on the list of buckets the epoch's close compacts
     bool consumed = false;          // an instance was consumed this epoch
+    // NodeState::single only: the node has an instance-index key, and its buckets are
+    // keyed_[node] (this one is unused).
+    bool keyed = false;
     // When its oldest instance is past the node's DUR bound: expiry_of(the least t0), or
     // INT64_MAX (no instance, or no bound). Kept here so that neither expiring a lone instance
     // nor queueing the deadline reads the node or the records.
@@ -252,16 +255,20 @@ class Engine {
     return last == INT64_MAX ? INT64_MAX : last + 1;
   }
   static constexpr uint32_t kHeader = 3;
+  // The buckets of a node with an instance-index key, by key value.
+  struct Keyed {
+    // unique_ptr: a Bucket stays put while buckets are added.
+    std::vector<std::unique_ptr<Bucket>> buckets;
+    std::unordered_map<uint64_t, uint32_t> by_key;
+  };
   struct alignas(64) NodeState {  // three cache lines
-    struct Keyed {
-      // unique_ptr: a Bucket stays put while buckets are added.
-      std::vector<std::unique_ptr<Bucket>> buckets;
-      std::unordered_map<uint64_t, uint32_t> by_key;
-    };
-    // A node with a key: its buckets, by key value. First: every visit reads it before
-    // anything else, and the lookahead's first step fetches only the state's first line.
-    std::unique_ptr<Keyed> keyed;
+    // The node's DUR bound (nfa::Node::max_dur, copied whenever the automaton changes): all
+    // that compacting and expiring its instances need of the node besides their stride (the
+    // records' size over their count), so that they read no node. In the first line, with
+    // the head of `single`, which every visit reads first.
+    int64_t max_dur = nfa::kNoDurBound;
     Bucket single;  // the one bucket of a node without an instance-index key
+    bool keyed() const { return single.keyed; }
     // Whether reading the inline records of `single`, or adding one behind them (`adding`),
     // touches the third line. A record added behind a whole one is taken to reach it.
     // (Without branches: its callers, the prefetch steps, meet both answers at random.)
@@ -271,10 +278,15 @@ class Engine {
                        third_line());
     }
     const char* third_line() const { return reinterpret_cast<const char*>(this) + 128; }
-    Bucket& bucket(uint32_t id) { return keyed ? *keyed->buckets[id] : single; }
-    const Bucket& bucket(uint32_t id) const { return keyed ? *keyed->buckets[id] : single; }
   };
   static_assert(sizeof(NodeState) == 3 * 64, "third_line() is the last line of a state");
+  // Bucket `id` of node `n`.
+  Bucket& bucket(uint32_t n, uint32_t id) {
+    return state_[n].keyed() ? *keyed_[n]->buckets[id] : state_[n].single;
+  }
+  const Bucket& bucket(uint32_t n, uint32_t id) const {
+    return state_[n].keyed() ? *keyed_[n]->buckets[id] : state_[n].single;
+  }
   // One emit as the runtime fires it, flattened (rebuild_routes) so that a cold output reads
   // one record: FILTERs that only bound DUR become `max_dur`, a trailing projection of plain
   // attributes (the usual SELECT) becomes `project`, and a target stream's flags are copied
@@ -499,7 +511,7 @@ class Engine {
                     uint32_t width, int64_t max_dur);
   // `consumed`: an instance of the bucket was consumed (else only added to).
   void mark_dirty(uint32_t node, uint32_t bucket, bool consumed, BucketList& dirty) {
-    Bucket& b = state_[node].bucket(bucket);
+    Bucket& b = this->bucket(node, bucket);
     b.consumed |= consumed;
     if (!b.dirty) {
       b.dirty = true;
@@ -511,10 +523,10 @@ class Engine {
   }
   // Drops consumed and (by `next_time`) expired instances; adds the change in live instances
   // to `delta` and the expired ones to `expired`.
-  void compact(Bucket& b, const nfa::Node& node, int64_t next_time, int64_t& delta,
-               uint64_t& expired);
+  // (`max_dur`: its node's bound.)
+  void compact(Bucket& b, int64_t max_dur, int64_t next_time, int64_t& delta, uint64_t& expired);
   // compact() of a bucket with more than one record; returns how many were expired.
-  uint64_t compact_slow(Bucket& b, const nfa::Node& node, int64_t next_time);
+  uint64_t compact_slow(Bucket& b, int64_t max_dur, int64_t next_time);
   // Compacts the buckets in `list` (in parallel when there are many), clears their dirty flags
   // and queues their next expiry.
   void compact_all(const BucketList& list, int64_t next_time);
@@ -522,8 +534,8 @@ class Engine {
   void schedule(Bucket& b, uint32_t n, uint32_t bucket);
   // Expiry by `next_time` in steps, so that other work hides their cache misses: the due
   // buckets are taken from the wheel and their states asked for (take_due, which adds to those
-  // taken before: an epoch's are taken when it opens and again when it closes), their nodes
-  // and records asked for (prefetch_due, of due_entries_[first, last)), then they are
+  // taken before: an epoch's are taken when it opens and again when it closes), their
+  // records asked for (prefetch_due, of due_entries_[first, last)), then they are
   // compacted and requeued (expire_due, which empties the list). Of a long list, only the
   // first kDueAhead are asked for ahead (the others would push them out of the cache);
   // expire_due asks for the rest kDueAhead entries ahead of its compaction.
@@ -535,6 +547,7 @@ class Engine {
   EngineOptions options_;
   nfa::Automaton automaton_;
   std::vector<NodeState> state_;
+  std::vector<std::unique_ptr<Keyed>> keyed_;  // by node: a node with a key's buckets
   std::vector<Route> routes_;
   std::vector<Out> outs_;  // the emits after each route's first, in route order
   // Per stream, what running an edge to it needs (a compact copy of automaton_.streams).
