@@ -215,13 +215,9 @@ void Engine::rebuild_routes() {
     r.any = true;
     r.more = list.size() > 1;
     r.max_dur = first.max_dur;
-    if (first.publish_only) {
-      std::copy(std::begin(first.project), std::end(first.project), r.project);
-      r.project_count = first.project_count;
-    } else if (first.direct) {
-      r.node_max_dur = first.node_max_dur;
-      r.width = static_cast<uint8_t>(first.width);
-    }
+    std::copy(std::begin(first.project), std::end(first.project), r.project);
+    r.project_count = first.project_count;
+    if (first.direct) r.width = static_cast<uint8_t>(first.width);  // (it has no projection)
     r.target = first.target;
     r.period = first.period;
     r.direct = first.direct;
@@ -282,10 +278,7 @@ Engine::Out Engine::flatten(const Emit& e, size_t skip) const {
     const bool small = node.width <= UINT8_MAX;  // (a route keeps the width in a byte)
     for (uint32_t p = 1; small && p <= node.width && o.period == 0; ++p)
       if (repeats(p)) o.period = static_cast<uint8_t>(p);
-    if (o.period) {
-      o.width = node.width;
-      o.node_max_dur = node.max_dur;
-    }
+    if (o.period) o.width = node.width;
   }
   return o;
 }
@@ -1012,10 +1005,11 @@ void Engine::add_direct(uint32_t n, const Slot* row, int64_t t0, int64_t t1) {
 }
 
 [[gnu::always_inline]] inline void Engine::add_repeated(uint32_t n, const Slot* row, int64_t t0,
-                                                        int64_t t1, uint32_t period, uint32_t width,
-                                                        int64_t max_dur) {
-  Bucket& b = state_[n].single;
-  Slot* values = b.add(width, max_dur, t0, t1);
+                                                        int64_t t1, uint32_t period,
+                                                        uint32_t width) {
+  NodeState& ns = state_[n];
+  Bucket& b = ns.single;
+  Slot* values = b.add(width, ns.max_dur, t0, t1);
   if (period == 3) {  // a 3-attribute stream: slot copies (std::copy_n calls memmove)
     const Slot a = row[0], b1 = row[1], c = row[2];
     // A NEXT's instance is the event, a FOLD's the event twice: the second copy lands on the

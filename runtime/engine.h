@@ -308,13 +308,13 @@ class Engine {
     bool publish_only = false;
     // Direct: the node's instance is the row's first `period` slots, repeated (instance slot k
     // := row[k % period]; a NEXT's instance is the event, a FOLD's the event twice); 0: any
-    // other `init`. With a period, the node's `width` and `node_max_dur` are copied here, so
-    // that adding the instance reads no node (a START edge's node is one cold line more).
+    // other `init`. With a period, the node's `width` is copied here, so that adding the
+    // instance reads no node (its DUR bound is in its state: a START edge's node would be one
+    // cold line more).
     uint8_t period = 0;
     uint8_t project_count = 0;             // 0: no projection folded
     uint8_t project[kMaxProject] = {};     // the produced row's slot k := row[project[k]]
     bool last = false;                     // the last emit of its route
-    int64_t node_max_dur = nfa::kNoDurBound;
   };
   // What the index hands an event to: one START edge, or a whole NEXT/FOLD node. Its emits
   // are outs_[outs], outs_[outs + 1], ..., the last flagged `last`. The route keeps a copy of
@@ -324,12 +324,8 @@ class Engine {
   // candidates have neighbouring routes: two to a cache line) and outs_ only for the rest.
   // Pointers into automaton_, rebuilt (rebuild_routes) whenever the automaton changes.
   struct alignas(32) Route {
-    int64_t max_dur = nfa::kNoDurBound;  // the first emit's
-    // The first emit's projection if it is publish_only, else its node_max_dur if it is direct.
-    union {
-      uint8_t project[Out::kMaxProject] = {};
-      int64_t node_max_dur;
-    };
+    int64_t max_dur = nfa::kNoDurBound;      // the first emit's
+    uint8_t project[Out::kMaxProject] = {};  // the first emit's
     uint32_t target = 0;                     // the first emit's
     // The NEXT/FOLD node; for a START edge, the node its first emit adds instances to (0: it
     // adds none), whose state prefetching reads.
@@ -471,7 +467,7 @@ class Engine {
     if (t1 - t0 > e.max_dur) return;
     if (e.direct && !cx.deferred) {
       if (e.period)
-        add_repeated(e.target, row, t0, t1, e.period, e.width, e.node_max_dur);
+        add_repeated(e.target, row, t0, t1, e.period, e.width);
       else
         add_direct(e.target, row, t0, t1);
     } else if (e.publish_only && !cx.deferred)
@@ -506,9 +502,9 @@ class Engine {
   // add_from_row() into a node without a key, on the calling thread: built in place.
   void add_direct(uint32_t node, const Slot* row, int64_t t0, int64_t t1);
   // add_direct() of an instance that repeats the row's first `period` slots (see Out), into a
-  // node of `width` slots and DUR bound `max_dur`: reads no node.
+  // node of `width` slots: reads no node.
   void add_repeated(uint32_t node, const Slot* row, int64_t t0, int64_t t1, uint32_t period,
-                    uint32_t width, int64_t max_dur);
+                    uint32_t width);
   // `consumed`: an instance of the bucket was consumed (else only added to).
   void mark_dirty(uint32_t node, uint32_t bucket, bool consumed, BucketList& dirty) {
     Bucket& b = this->bucket(node, bucket);
