@@ -1,7 +1,7 @@
 // What a cache miss costs on this machine, to read the 100k-query numbers against
 // (docs/benchmarks.md): for working sets from 1 MiB to 1 GiB, the time per load of one chain of
-// dependent loads (latency) and of 8 independent chains (what the core overlaps: its
-// memory-level parallelism). Each element is a cache line; the chains visit the lines in a
+// dependent loads (latency) and of 8, 16 and 32 independent chains (what the core overlaps:
+// its memory-level parallelism). Each element is a cache line; the chains visit the lines in a
 // random cyclic order, so hardware prefetchers cannot help.
 //
 //   ./build/bench/memory_latency [--loads N]
@@ -47,7 +47,7 @@ int main(int argc, char** argv) {
     if (std::strcmp(argv[i], "--help") == 0 || std::strcmp(argv[i], "-h") == 0) {
       std::printf(
           "usage: memory_latency [--loads N]\n"
-          "  ns per load of 1 and of 8 independent chains of dependent loads,\n"
+          "  ns per load of 1, 8, 16 and 32 independent chains of dependent loads,\n"
           "  for working sets of 1 MiB to 1 GiB (N loads each, default 20000000)\n");
       return 0;
     }
@@ -58,7 +58,8 @@ int main(int argc, char** argv) {
       return 2;
     }
   }
-  std::printf("%8s %14s %14s\n", "MiB", "1 chain ns", "8 chains ns");
+  std::printf("%8s %14s %14s %14s %14s\n", "MiB", "1 chain ns", "8 chains ns", "16 chains ns",
+              "32 chains ns");
   for (size_t mib : {1, 4, 16, 64, 256, 1024}) {
     const size_t n = mib * 1048576 / sizeof(Line);
     std::vector<size_t> order(n);
@@ -68,7 +69,9 @@ int main(int argc, char** argv) {
     for (size_t i = 0; i < n; ++i) lines[order[i]].next = &lines[order[(i + 1) % n]];
     const double one = walk<1>(lines, order, loads);
     const double eight = walk<8>(lines, order, loads);
-    std::printf("%8zu %14.1f %14.1f\n", mib, one, eight);
+    const double sixteen = walk<16>(lines, order, loads);
+    const double thirty_two = walk<32>(lines, order, loads);
+    std::printf("%8zu %14.1f %14.1f %14.1f %14.1f\n", mib, one, eight, sixteen, thirty_two);
     std::fflush(stdout);
   }
   return 0;
