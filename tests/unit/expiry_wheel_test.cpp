@@ -26,7 +26,7 @@ TEST(ExpiryWheel, HandsOutPassedDeadlinesOnly) {
   w.add(5, 1, 0);
   w.add(1023, 2, 0);
   w.add(1024, 3, 0);
-  w.add(1024 + 4096 * 1024, 4, 0);  // same slot as 1024, a later round
+  w.add(1024 + (int64_t{1} << 40), 4, 0);  // the same slots as 1024 in both levels, later rounds
   w.add(INT64_MAX, 5, 0);           // never
   w.take_until(4, due);
   EXPECT_TRUE(due.empty());
@@ -36,10 +36,10 @@ TEST(ExpiryWheel, HandsOutPassedDeadlinesOnly) {
   w.take_until(1024, due);
   EXPECT_EQ(sorted(due), (std::vector<Key>{{1023, 2, 0}, {1024, 3, 0}}));
   due.clear();
-  w.take_until(1024 + 4096 * 1024 - 1, due);
+  w.take_until(1024 + (int64_t{1} << 40) - 1, due);  // a jump over many rounds
   EXPECT_TRUE(due.empty());
-  w.take_until(int64_t{1} << 40, due);  // a jump over many rounds
-  EXPECT_EQ(sorted(due), (std::vector<Key>{{1024 + 4096 * 1024, 4, 0}}));
+  w.take_until(int64_t{1} << 41, due);
+  EXPECT_EQ(sorted(due), (std::vector<Key>{{1024 + (int64_t{1} << 40), 4, 0}}));
   EXPECT_EQ(w.size(), 1u);
 }
 
@@ -57,8 +57,23 @@ TEST(ExpiryWheel, NegativeTimesAndAddsBeforeTheFirstTake) {
   EXPECT_EQ(w.size(), 0u);
 }
 
-// Against a plain list: random deadlines ahead of the clock (seconds, minutes and hours ahead),
-// the clock moving by small steps and by large jumps.
+// A deadline that has passed when it is added (an instance older than its bound) comes out at
+// the next call, not a round later.
+TEST(ExpiryWheel, HandsOutAPassedDeadlineAtTheNextCall) {
+  ExpiryWheel w;
+  std::vector<ExpiryWheel::Entry> due;
+  w.add(600000, 1, 0);  // keeps the wheel busy
+  w.take_until(100000, due);
+  w.add(99000, 2, 0);      // an earlier slot
+  w.add(100000, 3, 0);     // the current time
+  w.add(INT64_MIN, 4, 0);  // the least deadline expiry_of() gives
+  w.take_until(100001, due);
+  EXPECT_EQ(sorted(due), (std::vector<Key>{{INT64_MIN, 4, 0}, {99000, 2, 0}, {100000, 3, 0}}));
+  EXPECT_EQ(w.size(), 1u);
+}
+
+// Against a plain list: random deadlines ahead of the clock (seconds, minutes and hours ahead)
+// and a few behind it, the clock moving by small steps and by large jumps.
 TEST(ExpiryWheel, MatchesAReferenceList) {
   std::mt19937_64 rng(11);
   ExpiryWheel w;
@@ -69,10 +84,11 @@ TEST(ExpiryWheel, MatchesAReferenceList) {
     for (int a = 0; a < adds; ++a) {
       // Mostly within a fine slot or a few; often minutes ahead (coarse slots, moved to fine
       // slots as time reaches their period); sometimes hours (later rounds of both levels).
-      const uint64_t kind = rng() % 8;
-      const int64_t ahead = static_cast<int64_t>(kind == 0  ? rng() % 20000000
-                                                 : kind < 4 ? rng() % 1800000
-                                                            : rng() % 5000);
+      const uint64_t kind = rng() % 16;
+      const int64_t ahead = kind == 15 ? -static_cast<int64_t>(rng() % 5000)  // passed already
+                                       : static_cast<int64_t>(kind < 2   ? rng() % 20000000
+                                                              : kind < 8 ? rng() % 1800000
+                                                                         : rng() % 5000);
       const Key k{now + 1 + ahead, static_cast<uint32_t>(step), static_cast<uint32_t>(a)};
       w.add(std::get<0>(k), std::get<1>(k), std::get<2>(k));
       pending.push_back(k);
