@@ -747,7 +747,13 @@ void Engine::prefetch_instances(It first, It last, RouteOf route_of) const {
     const bool third = ns.third_line_used(r.edge);
     __builtin_prefetch(pick(records & heap, data, pick(records & third, ns.third_line(), self)), 0,
                        Locality);
-    __builtin_prefetch(pick(records & heap, data + 64, self), 0, Locality);
+    // Heap records: each further line they reach, up to four (a visited bucket holds about
+    // three records, which with their first line's offset often reach a third or fourth line).
+    const bool more = records & heap;
+    const size_t span = (reinterpret_cast<uintptr_t>(data) & 63) + b.rows.size() * sizeof(Slot);
+    __builtin_prefetch(pick(more & (span > 64), data + 64, self), 0, Locality);
+    __builtin_prefetch(pick(more & (span > 128), data + 128, self), 0, Locality);
+    __builtin_prefetch(pick(more & (span > 192), data + 192, self), 0, Locality);
   }
   asm volatile("" ::: "memory");
 }
