@@ -83,10 +83,12 @@ TEST(ExpiryWheel, MatchesAReferenceList) {
     const int adds = static_cast<int>(rng() % 4);
     for (int a = 0; a < adds; ++a) {
       // Mostly within a fine slot or a few; often minutes ahead (coarse slots, moved to fine
-      // slots as time reaches their period); sometimes hours (later rounds of both levels).
+      // slots as time reaches their period); sometimes hours (later rounds of the fine level)
+      // or days (later rounds of the coarse level, which stay when their slot is moved).
       const uint64_t kind = rng() % 16;
       const int64_t ahead = kind == 15 ? -static_cast<int64_t>(rng() % 5000)  // passed already
-                                       : static_cast<int64_t>(kind < 2   ? rng() % 20000000
+                                       : static_cast<int64_t>(kind == 0  ? rng() % 400000000
+                                                              : kind < 2 ? rng() % 20000000
                                                               : kind < 8 ? rng() % 1800000
                                                                          : rng() % 5000);
       const Key k{now + 1 + ahead, static_cast<uint32_t>(step), static_cast<uint32_t>(a)};
