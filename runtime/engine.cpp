@@ -701,6 +701,20 @@ namespace {
 #endif
 }
 
+// Asks for the second, third and fourth lines that `bytes` of records from `data` reach, if
+// `ask` (each line they do not reach asks for `none`, a cached line, instead). The records'
+// first line is the caller's: it may be inline in the state. (Most buckets hold a few
+// records: about three where visits and expiry read them, which with the first one's offset
+// in its line often reach a third or fourth line.)
+template <int Locality>
+[[gnu::always_inline]] inline void prefetch_record_lines(bool ask, const char* data, size_t bytes,
+                                                         const void* none) {
+  const size_t span = (reinterpret_cast<uintptr_t>(data) & 63) + bytes;
+  __builtin_prefetch(pick(ask & (span > 64), data + 64, none), 0, Locality);
+  __builtin_prefetch(pick(ask & (span > 128), data + 128, none), 0, Locality);
+  __builtin_prefetch(pick(ask & (span > 192), data + 192, none), 0, Locality);
+}
+
 }  // namespace
 
 template <int Locality, class It, class RouteOf>
@@ -747,13 +761,7 @@ void Engine::prefetch_instances(It first, It last, RouteOf route_of) const {
     const bool third = ns.third_line_used(r.edge);
     __builtin_prefetch(pick(records & heap, data, pick(records & third, ns.third_line(), self)), 0,
                        Locality);
-    // Heap records: each further line they reach, up to four (a visited bucket holds about
-    // three records, which with their first line's offset often reach a third or fourth line).
-    const bool more = records & heap;
-    const size_t span = (reinterpret_cast<uintptr_t>(data) & 63) + b.rows.size() * sizeof(Slot);
-    __builtin_prefetch(pick(more & (span > 64), data + 64, self), 0, Locality);
-    __builtin_prefetch(pick(more & (span > 128), data + 128, self), 0, Locality);
-    __builtin_prefetch(pick(more & (span > 192), data + 192, self), 0, Locality);
+    prefetch_record_lines<Locality>(records & heap, data, b.rows.size() * sizeof(Slot), self);
   }
   asm volatile("" ::: "memory");
 }
@@ -1207,12 +1215,9 @@ void Engine::prefetch_due(size_t first, size_t last) const {
     const bool records = (!ns.keyed()) & ((b.records != 1) | b.consumed);
     const bool heap = records & b.rows.on_heap();
     const char* data = reinterpret_cast<const char*>(b.rows.data());
-    const size_t bytes = b.rows.size() * sizeof(Slot);
     __builtin_prefetch(pick(heap, data, pick(records, state + 64, state)));
     __builtin_prefetch(pick(records & !heap & ns.third_line_used(false), ns.third_line(), state));
-    __builtin_prefetch(pick(heap & (bytes > 64), data + 64, state));  // (most hold a few lines)
-    __builtin_prefetch(pick(heap & (bytes > 128), data + 128, state));
-    __builtin_prefetch(pick(heap & (bytes > 192), data + 192, state));
+    prefetch_record_lines<3>(heap, data, b.rows.size() * sizeof(Slot), state);
   }
   // As in prefetch_nodes(): without this, GCC finds the function pure and drops every call
   // to it (it did until this line was added, so the due records were never asked for).
