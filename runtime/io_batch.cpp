@@ -156,10 +156,10 @@ bool BatchReader::peek(size_t k, Lookahead& out) const {
       continue;
     }
     // The loop peeks once per event, a few events ahead of the one it reads: ask for what the
-    // peeks further on will read. A batch was written on a parsing thread, most likely on
-    // another core, and each of its lines a first read would have to fetch from there: the
-    // item kItemsAhead peeks on, and the values and candidates of the one kDataAhead on (its
-    // item was asked for by an earlier peek). (Within this batch only: it holds thousands.)
+    // peeks further on will read. A batch was written on a parsing thread, often on the other
+    // core, and each of its lines a first read would have to fetch from there: the item
+    // kItemsAhead peeks on, and the values and candidates of the one kDataAhead on (its item
+    // was asked for by an earlier peek). (Within this batch only: it holds thousands.)
     constexpr size_t kItemsAhead = 16, kDataAhead = 8;
     if (at + kItemsAhead < b.items.size()) __builtin_prefetch(&b.items[at + kItemsAhead]);
     if (at + kDataAhead < b.items.size()) {
