@@ -243,7 +243,7 @@ struct QueryState {
   std::vector<std::pair<std::string, ast::Pos>> reads;  // stream names read, with positions
   std::vector<size_t> deps;                             // indices of queries it depends on
   bool done = false;
-  std::optional<Plan> plan;
+  ast::Box<Plan> plan;  // (boxed: every query's state is made before any plan)
 };
 
 // Per stream name known to the script.
@@ -363,6 +363,9 @@ void Analyzer::declare_inputs() {
 }
 
 void Analyzer::declare_queries() {
+  queries_.reserve(static_cast<size_t>(
+      std::count_if(script_.statements.begin(), script_.statements.end(),
+                    [](const ast::Statement& s) { return std::holds_alternative<ast::Query>(s); })));
   for (size_t k = 0; k < script_.statements.size(); ++k) {
     const auto* q = std::get_if<ast::Query>(&script_.statements[k]);
     if (!q) continue;
@@ -696,7 +699,7 @@ std::optional<Plan> Analyzer::stream(const ast::StreamExpr& s) {
       sc.first_desc = describe(s.inputs[0]);
       sc.second_desc = describe(s.inputs[1]);
       bool ok = true;
-      auto predicate = [&](const std::optional<ast::Expr>& e) {
+      auto predicate = [&](const ast::Box<ast::Expr>& e) {
         if (!e) return make_true();
         std::optional<TExpr> t = pred(*e, sc);
         if (!t) {
@@ -1105,7 +1108,7 @@ AnalyzeResult Analyzer::run() {
     if (!in_order[i]) all.push_back(i);  // caught in (or behind) a cycle: analysed last
   for (size_t i : all) {
     QueryState& qs = queries_[i];
-    qs.plan = query(*qs.ast, /*top=*/true);
+    if (std::optional<Plan> plan = query(*qs.ast, /*top=*/true)) qs.plan = std::move(*plan);
     qs.done = true;
     if (consume_) {
       qs.ast = nullptr;
@@ -1132,7 +1135,7 @@ AnalyzeResult Analyzer::run() {
     qp.publish = qs.publish;
     qp.pos = qs.pos;
     qp.root = std::move(*qs.plan);
-    qs.plan.reset();
+    qs.plan = {};
     out.queries.push_back(std::move(qp));
   }
   for (size_t i : order) out.topo_order.push_back(queries_[i].number);

@@ -47,7 +47,7 @@ std::string quoted(const std::string& s) {
   return out;
 }
 
-std::string dump_pred(const std::optional<Expr>& p) {
+std::string dump_pred(const Box<Expr>& p) {
   return p ? dump(*p) : "_";
 }
 

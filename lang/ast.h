@@ -18,6 +18,31 @@
 
 namespace cayuga::ast {
 
+// An optional value kept on the heap: where there is none it costs a pointer, not the size of
+// one (a million queries' trees hold millions of stream expressions, most without a
+// predicate). Copies are deep, as std::optional's are.
+template <class T>
+class Box {
+ public:
+  Box() = default;
+  Box(T value) : p_(std::make_unique<T>(std::move(value))) {}  // NOLINT: as std::optional
+  Box(const Box& o) : p_(o.p_ ? std::make_unique<T>(*o.p_) : nullptr) {}
+  Box(Box&&) noexcept = default;
+  Box& operator=(Box o) noexcept {
+    p_ = std::move(o.p_);
+    return *this;
+  }
+  ~Box() = default;
+  explicit operator bool() const { return p_ != nullptr; }
+  T& operator*() { return *p_; }
+  const T& operator*() const { return *p_; }
+  T* operator->() { return p_.get(); }
+  const T* operator->() const { return p_.get(); }
+
+ private:
+  std::unique_ptr<T> p_;
+};
+
 // 1-based line and column, plus the 0-based byte offset into the script text.
 struct Pos {
   uint32_t line = 1;
@@ -50,17 +75,17 @@ enum class ExprKind : uint8_t {
 enum class BinOp : uint8_t { Add, Sub, Mul, Div, Mod, Pow };
 enum class CmpOp : uint8_t { Eq, Ne, Lt, Le, Gt, Ge };  // `<>` parses as Ne
 
-struct Expr {
+struct Expr {  // (the one-byte fields first, beside the position: 96 bytes, not 104)
   ExprKind kind = ExprKind::IntLit;
-  Pos pos;
-  int64_t int_value = 0;
-  double float_value = 0;
   bool is_float = false;  // DurationLit: the number was written with a fraction
-  std::string text;       // StringLit value, Ref attribute name, Call function name
   RefScope scope = RefScope::Bare;
   BinOp op = BinOp::Add;
   CmpOp cmp = CmpOp::Eq;
   TimeUnit unit = TimeUnit::Ms;
+  Pos pos;
+  int64_t int_value = 0;
+  double float_value = 0;
+  std::string text;  // StringLit value, Ref attribute name, Call function name
   std::vector<Expr> args;
 };
 
@@ -86,8 +111,8 @@ struct StreamExpr {
   StreamKind kind = StreamKind::Name;
   Pos pos;            // first character of the expression; for Next/Fold/Filter: the keyword
   std::string name;   // Name
-  std::optional<Expr> pred;   // Filter (always set), Next / Fold θ1 (unset when empty)
-  std::optional<Expr> pred2;  // Fold θ2 (unset when empty)
+  Box<Expr> pred;   // Filter (always set), Next / Fold θ1 (unset when empty)
+  Box<Expr> pred2;  // Fold θ2 (unset when empty)
   std::vector<Aggregate> aggregates;  // Fold
   std::vector<StreamExpr> inputs;
   std::shared_ptr<Query> subquery;  // Subquery

@@ -303,8 +303,8 @@ struct TQuery {
 };
 
 struct FoldArgs {
-  std::optional<ast::Expr> pred;
-  std::optional<ast::Expr> pred2;
+  ast::Box<ast::Expr> pred;
+  ast::Box<ast::Expr> pred2;
   std::vector<ast::Aggregate> aggregates;
 };
 
@@ -1290,6 +1290,12 @@ ParseResult parse_script(std::string_view text) {
     }
     State st(text);
     ast::Script script;
+    // Room for a statement per ';' at once, so that a large script's statements are not copied
+    // at every doubling nor left with up to half their array unused (at a million queries, a
+    // few hundred megabytes). No more than twice the text: semicolons in strings and comments
+    // could otherwise ask for far more than the statements need.
+    const size_t semicolons = static_cast<size_t>(std::count(text.begin(), text.end(), ';'));
+    script.statements.reserve(std::min(semicolons + 1, 2 * text.size() / sizeof(ast::Statement)));
     It p = st.begin;
     if (text.substr(0, 3) == "\xEF\xBB\xBF") p += 3;  // a UTF-8 byte order mark
     for (;;) {

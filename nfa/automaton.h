@@ -226,6 +226,8 @@ struct BuildOptions {
 // Returns an error message when the script cannot be added (e.g. a schema clash with an existing
 // stream); the automaton is unchanged in that case.
 std::string build(const AnalyzedScript& script, Automaton& into, const BuildOptions& options = {});
+// The same, freeing each query's plan once it is built (the script's plans are empty after).
+std::string build(AnalyzedScript&& script, Automaton& into, const BuildOptions& options = {});
 
 // Removes query `id` (an index into a.queries): its published edges, and every node no other
 // live query uses (with the edges into them). Calls `dropping` for each node before it is

@@ -407,8 +407,12 @@ TExpr without(const TExpr& pred, const std::vector<const TExpr*>& decided) {
 
 class Builder {
  public:
-  Builder(const AnalyzedScript& script, Automaton& a, const BuildOptions& options)
-      : script_(script), a_(a), options_(options) {}
+  // With `consume` (the same script, owned by the caller), each query's plan is freed as soon as
+  // it is built into the automaton, so the whole typed algebra and the whole automaton never
+  // coexist (at a million queries, each is gigabytes).
+  Builder(const AnalyzedScript& script, Automaton& a, const BuildOptions& options,
+          AnalyzedScript* consume = nullptr)
+      : script_(script), consume_(consume), a_(a), options_(options) {}
 
   std::string run() {
     // Check every stream before changing anything, so a failed build leaves no trace.
@@ -436,6 +440,7 @@ class Builder {
       info.publish = q.publish;
       info.stream = static_cast<uint32_t>(a_.find_stream(q.publish));
       publish(compile(q.root), info.stream);
+      if (consume_) consume_->queries[number - 1].root = Plan();
       a_.queries[owner_].nodes = FixedVector<uint32_t>(std::move(query_nodes_));
       query_nodes_.clear();
     }
@@ -846,6 +851,7 @@ class Builder {
   }
 
   const AnalyzedScript& script_;
+  AnalyzedScript* consume_;
   Automaton& a_;
   BuildOptions options_;
   uint32_t query_ = 0;
@@ -896,6 +902,10 @@ std::vector<uint32_t> remove_query(Automaton& a, uint32_t id,
 
 std::string build(const AnalyzedScript& script, Automaton& into, const BuildOptions& options) {
   return Builder(script, into, options).run();  // checks before it changes anything
+}
+
+std::string build(AnalyzedScript&& script, Automaton& into, const BuildOptions& options) {
+  return Builder(script, into, options, &script).run();
 }
 
 }  // namespace cayuga::nfa

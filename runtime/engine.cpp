@@ -84,7 +84,7 @@ Diagnostics Engine::add_script(std::string_view text) {
   if (!analyzed.script) return std::move(analyzed.errors);
   run_batch();  // buffered events see the queries that were there when they were pushed
   if (jit_) jit_->pause();  // the build may move programs the JIT worker is reading
-  if (std::string err = nfa::build(*analyzed.script, automaton_,
+  if (std::string err = nfa::build(std::move(*analyzed.script), automaton_,
                                    {options_.merge, options_.index, options_.instance_index});
       !err.empty()) {
     if (jit_) jit_->submit(automaton_);  // what pause() dropped from the queue
