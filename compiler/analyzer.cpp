@@ -363,9 +363,9 @@ void Analyzer::declare_inputs() {
 }
 
 void Analyzer::declare_queries() {
-  queries_.reserve(static_cast<size_t>(
-      std::count_if(script_.statements.begin(), script_.statements.end(),
-                    [](const ast::Statement& s) { return std::holds_alternative<ast::Query>(s); })));
+  queries_.reserve(static_cast<size_t>(std::count_if(
+      script_.statements.begin(), script_.statements.end(),
+      [](const ast::Statement& s) { return std::holds_alternative<ast::Query>(s); })));
   for (size_t k = 0; k < script_.statements.size(); ++k) {
     const auto* q = std::get_if<ast::Query>(&script_.statements[k]);
     if (!q) continue;

@@ -111,8 +111,8 @@ struct StreamExpr {
   StreamKind kind = StreamKind::Name;
   Pos pos;            // first character of the expression; for Next/Fold/Filter: the keyword
   std::string name;   // Name
-  Box<Expr> pred;   // Filter (always set), Next / Fold θ1 (unset when empty)
-  Box<Expr> pred2;  // Fold θ2 (unset when empty)
+  Box<Expr> pred;     // Filter (always set), Next / Fold θ1 (unset when empty)
+  Box<Expr> pred2;    // Fold θ2 (unset when empty)
   std::vector<Aggregate> aggregates;  // Fold
   std::vector<StreamExpr> inputs;
   std::shared_ptr<Query> subquery;  // Subquery
