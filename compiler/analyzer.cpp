@@ -1115,6 +1115,7 @@ AnalyzeResult Analyzer::run() {
       consume_->statements[qs.statement] = ast::Query();
     }
   }
+  if (consume_) consume_->statements = {};  // what is left: the array, the CREATE STREAMs
   check_unions();
 
   AnalyzeResult result;

@@ -78,8 +78,9 @@ struct Plan {
   ast::Pos pos;
   Schema schema;            // output schema
   std::string stream;       // Source: the stream name read
-  std::optional<TExpr> pred;   // Filter: θ over First; Next: θ; Fold: θ1 (True when empty)
-  std::optional<TExpr> pred2;  // Fold: θ2 (True when empty)
+  // (Boxed: a million queries' plans have millions of nodes, most without a predicate.)
+  ast::Box<TExpr> pred;   // Filter: θ over First; Next: θ; Fold: θ1 (True when empty)
+  ast::Box<TExpr> pred2;  // Fold: θ2 (True when empty)
   struct Aggregate {
     uint32_t target;  // index into S1's schema (an S1-only attribute)
     TExpr value;

@@ -282,6 +282,19 @@ TEST(Parser, Statements) {
   }
 }
 
+// A copied tree owns its copies of the boxed predicates: it dumps the same once the original
+// is gone.
+TEST(Parser, CopiesAreDeep) {
+  ParseResult r = parse_script(
+      "SELECT * FROM FILTER{a > 1}(S) FOLD{$2.b = $.b, $2.c < $.c, $.c AS d} S;");
+  ASSERT_TRUE(r.script);
+  ast::Script copy = *r.script;
+  r.script.reset();
+  EXPECT_EQ(ast::dump(copy),
+            "(query (select *) (from (fold (filter (name S) (cmp > (ref a) (int 1))) (name S) "
+            "(cmp = (ref 2 b) (ref $ b)) (cmp < (ref 2 c) (ref $ c)) (as (ref $ c) d))))");
+}
+
 TEST(Parser, Predicates) {
   for (const auto& c : kPredicates) {
     EXPECT_EQ(dump_or_errors(pred_query(c.text)), pred_dump(c.dump)) << "predicate: " << c.text;
