@@ -122,12 +122,25 @@ bool iequals_upper(std::string_view w, std::string_view upper) {
   return true;
 }
 
-constexpr const char* kReserved[] = {"SELECT", "FROM",    "FILTER", "NEXT",  "FOLD",
-                                     "UNION",  "PUBLISH", "AS",     "AND",   "OR",
-                                     "NOT",    "DUR",     "CREATE", "STREAM"};
+// (string_views: every name parsed is checked against all of them, and a `const char*` would
+// be measured with strlen each time.)
+constexpr std::string_view kReserved[] = {"SELECT", "FROM",    "FILTER", "NEXT",  "FOLD",
+                                          "UNION",  "PUBLISH", "AS",     "AND",   "OR",
+                                          "NOT",    "DUR",     "CREATE", "STREAM"};
+
+// The shortest and the longest reserved word: most names are neither.
+constexpr auto kReservedSizes = [] {
+  std::pair<size_t, size_t> sizes{SIZE_MAX, 0};
+  for (std::string_view r : kReserved) {
+    sizes.first = std::min(sizes.first, r.size());
+    sizes.second = std::max(sizes.second, r.size());
+  }
+  return sizes;
+}();
 
 bool is_reserved(std::string_view w) {
-  for (const char* r : kReserved) {
+  if (w.size() < kReservedSizes.first || w.size() > kReservedSizes.second) return false;
+  for (std::string_view r : kReserved) {
     if (iequals_upper(w, r)) return true;
   }
   return false;
@@ -144,7 +157,7 @@ bool match_kw(It p, It end, std::string_view upper, It* after) {
 }
 
 struct UnitName {
-  const char* name;
+  std::string_view name;
   ast::TimeUnit unit;
 };
 constexpr UnitName kUnits[] = {
@@ -175,8 +188,7 @@ std::optional<ast::TimeUnit> find_unit(std::string_view w) {
 bool looks_like_unit(std::string_view w) {
   size_t n = std::min<size_t>(2, w.size());
   for (const auto& u : kUnits) {
-    std::string_view name(u.name);
-    if (name.size() >= n && iequals_upper(w.substr(0, n), name.substr(0, n))) return true;
+    if (u.name.size() >= n && iequals_upper(w.substr(0, n), u.name.substr(0, n))) return true;
   }
   return false;
 }
@@ -345,10 +357,10 @@ struct Skipper : x3::parser<Skipper> {
 
 struct Kw : x3::parser<Kw>, Described {
   using attribute_type = x3::unused_type;
-  const char* word;  // upper case
+  std::string_view word;  // upper case
 
-  explicit Kw(const char* w) : word(w) {}
-  std::string description() const { return word; }
+  explicit Kw(std::string_view w) : word(w) {}
+  std::string description() const { return std::string(word); }
 
   template <typename Ctx, typename RCtx, typename A>
   bool parse(It& first, It const& last, Ctx const& ctx, RCtx&, A&) const {
