@@ -115,6 +115,11 @@ class ExpiryWheel {
     void put(size_t i, const Entry& e) {
       Slot& s = slots[i];
       s.entries.push_back(e);
+      // The line four entries on, which the slot's next adds write: asked for now, it is not
+      // a miss each fourth add. (Past the end of the storage it is only a wasted request.)
+      __builtin_prefetch(reinterpret_cast<const void*>(
+                             reinterpret_cast<uintptr_t>(s.entries.data() + s.entries.size()) + 64),
+                         1);
       s.earliest = std::min(s.earliest, e.deadline);
       occupied[i / 64] |= uint64_t{1} << (i % 64);
     }
