@@ -1169,7 +1169,7 @@ AnalyzeResult analyze(const ast::Script& script, const AnalyzeOptions& options) 
 }
 
 AnalyzeResult compile_script(std::string_view text, const AnalyzeOptions& options) {
-  ParseResult parsed = parse_script(text);
+  ParseResult parsed = parse_script(text, ParseOptions{.threads = options.threads});
   if (!parsed.script) {
     AnalyzeResult r;
     r.errors = std::move(parsed.errors);

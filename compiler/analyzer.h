@@ -18,6 +18,8 @@ struct AnalyzeOptions {
   EngineUnit unit = EngineUnit::Ms;
   // Streams of the running engine that the script may read (resubscription across scripts).
   const Catalog* existing = nullptr;
+  // compile_script: the threads that may parse a large script (ParseOptions::threads).
+  unsigned threads = 1;
 };
 
 struct AnalyzeResult {

@@ -42,8 +42,10 @@
 #include <charconv>
 #include <cmath>
 #include <cstdio>
+#include <iterator>
 #include <optional>
 #include <string>
+#include <thread>
 #include <type_traits>
 #include <vector>
 
@@ -225,18 +227,14 @@ std::string describe(It p, It end) {
 // Parse state, reachable from every parser through the X3 context (x3::with<state_tag>).
 
 struct State {
-  It begin;
-  It end;
-  std::vector<uint32_t> line_starts;  // byte offset of the first character of each line
-  mutable size_t last_line = 1;       // pos(): the line of the last position asked for
+  It begin;  // of the whole script: positions count from here
+  It end;    // of the statements this state parses (the whole script, or one chunk of it)
+  const std::vector<uint32_t>& line_starts;  // byte offset of the first character of each line
+  mutable size_t last_line = 1;              // pos(): the line of the last position asked for
   int nesting = 0;
 
-  explicit State(std::string_view text) : begin(text.data()), end(text.data() + text.size()) {
-    line_starts.push_back(0);
-    for (size_t i = 0; i < text.size(); ++i) {
-      if (text[i] == '\n') line_starts.push_back(static_cast<uint32_t>(i + 1));
-    }
-  }
+  State(It begin, It end, const std::vector<uint32_t>& line_starts)
+      : begin(begin), end(end), line_starts(line_starts) {}
 
   ast::Pos pos(It p) const {
     auto off = static_cast<uint32_t>(p - begin);
@@ -1293,50 +1291,143 @@ It resync(It p, It end) {
 
 }  // namespace
 
-ParseResult parse_script(std::string_view text) {
+namespace {
+
+std::vector<uint32_t> line_starts_of(std::string_view text) {
+  std::vector<uint32_t> starts{0};
+  for (size_t i = 0; i < text.size(); ++i) {
+    if (text[i] == '\n') starts.push_back(static_cast<uint32_t>(i + 1));
+  }
+  return starts;
+}
+
+// Parses the statements from p to st.end into `out`, and each error (then resumes after the next
+// `;`) into `errors`.
+void parse_statements(State& st, It p, std::vector<ast::Statement>& out, Diagnostics& errors) {
+  // Room for a statement per ';' at once, so that a large script's statements are not copied
+  // at every doubling nor left with up to half their array unused (at a million queries, a
+  // few hundred megabytes). No more than twice the text: semicolons in strings and comments
+  // could otherwise ask for far more than the statements need.
+  const auto size = static_cast<size_t>(st.end - p);
+  const auto semicolons = static_cast<size_t>(std::count(p, st.end, ';'));
+  out.reserve(std::min(semicolons + 1, 2 * size / sizeof(ast::Statement)));
+  for (;;) {
+    p = skip_ws(p, st.end);
+    if (p == st.end) break;
+    if (*p == ';') {
+      ++p;
+      continue;
+    }
+    std::optional<SyntaxError> err;
+    try {
+      ast::Statement stmt = parse_statement(st, p);
+      p = skip_ws(p, st.end);
+      if (p != st.end && *p != ';') {
+        throw SyntaxError{p, "unexpected " + describe(p, st.end) +
+                                 " after the end of the statement (missing ';'?)"};
+      }
+      out.push_back(std::move(stmt));
+      continue;
+    } catch (x3::expectation_failure<It> const& e) {
+      err = to_error(e, st.begin, st.end);
+    } catch (SyntaxError const& e) {
+      err = e;
+    }
+    err->where = error_point(err->where, st.begin, st.end);
+    errors.push_back(make_diagnostic(st.pos(err->where), err->message));
+    st.nesting = 0;
+    p = resync(err->where, st.end);
+  }
+}
+
+// Where to cut [p, end) into `n` chunks of about equal size: just after a `;` outside strings
+// and comments (as skip_ws and resync read them). In a script that parses, every such `;` ends
+// a statement, so the chunks parse to the statements the whole would.
+std::vector<It> cut_points(It p, It end, unsigned n) {
+  std::vector<It> cuts{p};
+  const auto size = static_cast<size_t>(end - p);
+  for (unsigned k = 1; k < n; ++k) {
+    const It target = p + size * k / n;
+    while (p != end && (p < target || *p != ';')) {
+      if (*p == '\'') {
+        ++p;
+        while (p != end && *p != '\'' && *p != '\n') ++p;
+        if (p != end && *p == '\'') ++p;
+      } else if (end - p >= 2 && p[0] == '-' && p[1] == '-') {
+        while (p != end && *p != '\n') ++p;
+      } else {
+        ++p;
+      }
+    }
+    if (p == end) break;
+    cuts.push_back(++p);
+  }
+  cuts.push_back(end);
+  return cuts;
+}
+
+// Parses the chunks on threads; false if any chunk had an error (or threw).
+bool parse_chunks(const std::vector<It>& cuts, It begin, const std::vector<uint32_t>& line_starts,
+                  ast::Script& script) {
+  const size_t n = cuts.size() - 1;
+  std::vector<std::vector<ast::Statement>> parts(n);
+  std::vector<char> ok(n, 0);
+  auto run = [&](size_t k) {
+    try {
+      State st(begin, cuts[k + 1], line_starts);
+      Diagnostics errors;
+      parse_statements(st, cuts[k], parts[k], errors);
+      ok[k] = errors.empty();
+    } catch (...) {
+      ok[k] = 0;
+    }
+  };
+  {
+    std::vector<std::jthread> threads;
+    for (size_t k = 1; k < n; ++k) threads.emplace_back(run, k);
+    run(0);
+  }
+  if (std::find(ok.begin(), ok.end(), 0) != ok.end()) return false;
+  size_t total = 0;
+  for (const auto& part : parts) total += part.size();
+  script.statements = std::move(parts[0]);
+  script.statements.reserve(total);
+  for (size_t k = 1; k < n; ++k) {
+    std::move(parts[k].begin(), parts[k].end(), std::back_inserter(script.statements));
+    parts[k] = {};
+  }
+  return true;
+}
+
+}  // namespace
+
+ParseResult parse_script(std::string_view text, const ParseOptions& options) {
   ParseResult result;
   try {
     if (text.size() >= UINT32_MAX) {
       result.errors.push_back(Diagnostic{1, 1, "script too large (4 GiB or more)"});
       return result;
     }
-    State st(text);
-    ast::Script script;
-    // Room for a statement per ';' at once, so that a large script's statements are not copied
-    // at every doubling nor left with up to half their array unused (at a million queries, a
-    // few hundred megabytes). No more than twice the text: semicolons in strings and comments
-    // could otherwise ask for far more than the statements need.
-    const size_t semicolons = static_cast<size_t>(std::count(text.begin(), text.end(), ';'));
-    script.statements.reserve(std::min(semicolons + 1, 2 * text.size() / sizeof(ast::Statement)));
-    It p = st.begin;
+    const std::vector<uint32_t> line_starts = line_starts_of(text);
+    const It begin = text.data();
+    const It end = begin + text.size();
+    It p = begin;
     if (text.substr(0, 3) == "\xEF\xBB\xBF") p += 3;  // a UTF-8 byte order mark
-    for (;;) {
-      p = skip_ws(p, st.end);
-      if (p == st.end) break;
-      if (*p == ';') {
-        ++p;
-        continue;
+    ast::Script script;
+    // A large script is parsed in chunks on threads. A chunk with an error sends the whole
+    // script through the one-thread parse below, which reports the errors as it always does.
+    const auto chunks = static_cast<unsigned>(std::min<size_t>(
+        options.threads, static_cast<size_t>(end - p) / std::max<size_t>(1, options.min_chunk)));
+    if (chunks > 1) {
+      const std::vector<It> cuts = cut_points(p, end, chunks);
+      if (cuts.size() > 2 && parse_chunks(cuts, begin, line_starts, script)) {
+        result.script = std::move(script);
+        return result;
       }
-      std::optional<SyntaxError> err;
-      try {
-        ast::Statement stmt = parse_statement(st, p);
-        p = skip_ws(p, st.end);
-        if (p != st.end && *p != ';') {
-          throw SyntaxError{p, "unexpected " + describe(p, st.end) +
-                                   " after the end of the statement (missing ';'?)"};
-        }
-        script.statements.push_back(std::move(stmt));
-        continue;
-      } catch (x3::expectation_failure<It> const& e) {
-        err = to_error(e, st.begin, st.end);
-      } catch (SyntaxError const& e) {
-        err = e;
-      }
-      err->where = error_point(err->where, st.begin, st.end);
-      result.errors.push_back(make_diagnostic(st.pos(err->where), err->message));
-      st.nesting = 0;
-      p = resync(err->where, st.end);
+      script = {};
     }
+    State st(begin, end, line_starts);
+    parse_statements(st, p, script.statements, result.errors);
     if (result.errors.empty()) result.script = std::move(script);
   } catch (std::exception const& e) {
     result.script.reset();

@@ -5,6 +5,7 @@
 // diagnostics with line, column and what would have been valid at that point.
 #pragma once
 
+#include <cstddef>
 #include <optional>
 #include <string_view>
 
@@ -18,6 +19,15 @@ struct ParseResult {
   Diagnostics errors;
 };
 
-ParseResult parse_script(std::string_view text);
+struct ParseOptions {
+  // Threads that may parse a large script: it is cut at `;`s outside strings and comments into
+  // this many chunks of at least min_chunk bytes, parsed at once. The statements and errors are
+  // those of a one-thread parse: a chunk with an error has the whole script parsed again on one
+  // thread, which reports the errors.
+  unsigned threads = 1;
+  size_t min_chunk = size_t{1} << 20;
+};
+
+ParseResult parse_script(std::string_view text, const ParseOptions& options = {});
 
 }  // namespace cayuga

@@ -59,6 +59,8 @@ EngineOptions EngineOptions::from_env() {
     if (auto mode = parse_jit_mode(j)) o.jit = *mode;
   if (const char* t = std::getenv("CAYUGA_THREADS"); t && *t)
     o.threads = static_cast<unsigned>(std::strtoul(t, nullptr, 10));
+  if (const char* t = std::getenv("CAYUGA_COMPILE_THREADS"); t && *t)
+    o.compile_threads = static_cast<unsigned>(std::strtoul(t, nullptr, 10));
   if (const char* w = std::getenv("CAYUGA_PARALLEL_MIN_WORK"); w && *w)
     o.parallel_min_work = std::max<size_t>(1, std::strtoull(w, nullptr, 10));
   return o;
@@ -80,7 +82,11 @@ Diagnostics Engine::add_script(std::string_view text) {
     if (s.kind == nfa::StreamKind::Internal) continue;
     existing.streams[s.name] = StreamInfo{s.schema, s.kind == nfa::StreamKind::Input, {}};
   }
-  AnalyzeResult analyzed = compile_script(text, AnalyzeOptions{options_.unit, &existing});
+  const unsigned parse_threads = options_.compile_threads
+                                     ? options_.compile_threads
+                                     : static_cast<unsigned>(tbb::info::default_concurrency());
+  AnalyzeResult analyzed =
+      compile_script(text, AnalyzeOptions{options_.unit, &existing, parse_threads});
   if (!analyzed.script) return std::move(analyzed.errors);
   run_batch();  // buffered events see the queries that were there when they were pushed
   if (jit_) jit_->pause();  // the build may move programs the JIT worker is reading

@@ -76,13 +76,16 @@ struct EngineOptions {
   // Worker threads for an epoch's work (0 = one per core). Small epochs run inline whatever
   // the setting; outputs and state are identical for every thread count.
   unsigned threads = 0;
+  // Threads that may parse a large script in add_script (0 = one per core); the queries and
+  // any errors are the same for every count.
+  unsigned compile_threads = 0;
   // Work items (an event × a candidate edge, or × an instance of a candidate node) below which
   // a batch runs inline on the calling thread; an epoch's first parallel_min_work / 8 events
   // are not buffered at all. Tests set it to 1 to force the parallel path.
   size_t parallel_min_work = 256;
 
   // Defaults, with CAYUGA_NO_MERGE=1, CAYUGA_NO_INDEX=1, CAYUGA_NO_INSTANCE_INDEX=1,
-  // CAYUGA_JIT=off|on|auto, CAYUGA_THREADS=N and
+  // CAYUGA_JIT=off|on|auto, CAYUGA_THREADS=N, CAYUGA_COMPILE_THREADS=N and
   // CAYUGA_PARALLEL_MIN_WORK=N honoured.
   static EngineOptions from_env();
 };

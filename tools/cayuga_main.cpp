@@ -139,7 +139,9 @@ int cmd_check(std::vector<std::string> args) {
   Common c;
   if (auto err = take_common(args, c); !err.empty()) return usage_error(err, kCheckUsage);
   if (!args.empty()) return usage_error("unknown option " + args[0], kCheckUsage);
-  AnalyzeResult r = compile_script(c.script, AnalyzeOptions{c.unit, nullptr});
+  AnalyzeResult r = compile_script(
+      c.script,
+      AnalyzeOptions{c.unit, nullptr, static_cast<unsigned>(tbb::info::default_concurrency())});
   if (!r.script) {
     std::cerr << render_all(r.errors, c.script_path, c.script);
     std::cerr << r.errors.size() << (r.errors.size() == 1 ? " error\n" : " errors\n");

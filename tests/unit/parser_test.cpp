@@ -5,6 +5,7 @@
 
 #include <gtest/gtest.h>
 
+#include <algorithm>
 #include <string>
 #include <vector>
 
@@ -394,6 +395,87 @@ TEST(Parser, PositionsOfTokens) {
   expect_pos(items[2].value.pos, 1, 29, "duration");
   expect_pos(items[3].value.pos, 1, 42, "DUR");
   expect_pos(items[4].value.pos, 1, 52, "$2.q");
+}
+
+// Every position in a parsed script, in order: with the dump, what a parse is.
+void positions(const ast::Expr& e, std::string& out) {
+  out += std::to_string(e.pos.offset) + ":" + std::to_string(e.pos.line) + ":" +
+         std::to_string(e.pos.column) + " ";
+  for (const auto& a : e.args) positions(a, out);
+}
+void positions(const ast::StreamExpr& s, std::string& out) {
+  out += "s" + std::to_string(s.pos.offset) + ":" + std::to_string(s.pos.line) + " ";
+  if (s.pred) positions(*s.pred, out);
+  if (s.pred2) positions(*s.pred2, out);
+  for (const auto& a : s.aggregates) positions(a.value, out);
+  for (const auto& in : s.inputs) positions(in, out);
+}
+std::string parse_of(std::string_view text, ParseOptions options) {
+  ParseResult r = parse_script(text, options);
+  if (!r.script) return "ERROR: " + render_all(r.errors, "t", text);
+  std::string out = ast::dump(*r.script) + "\n";
+  for (const auto& st : r.script->statements) {
+    if (const auto* q = std::get_if<ast::Query>(&st)) {
+      out += "q" + std::to_string(q->pos.offset) + " ";
+      for (const auto& item : q->items) positions(item.value, out);
+      positions(q->from, out);
+    } else {
+      out += "c" + std::to_string(std::get<ast::CreateStream>(st).pos.offset) + " ";
+    }
+  }
+  return out;
+}
+
+// A script whose `;`s are not all statement ends: in strings (with '' escapes), in comments,
+// and a comment whose `;` is followed by what would parse as a query.
+std::string tricky_script(int queries, const char* head) {
+  std::string text = head;
+  for (int i = 0; i < queries; ++i) {
+    switch (i % 5) {
+      case 0:
+        text += "SELECT a FROM FILTER{b = 'x;y" + std::to_string(i) + "'}(S);\n";
+        break;
+      case 1:
+        text += "FILTER{b = 'it''s; -- not a comment'}(S) -- a comment; FILTER{a = 1}(S)\n;";
+        break;
+      case 2:
+        text += "S NEXT{$2.a > $1.a + " + std::to_string(i) + "} S;;\n";
+        break;
+      case 3:
+        text +=
+            "SELECT a, b AS c\n  FROM S FOLD{$2.a = $.a, $2.b != ';', sum($2.a) AS t} S\n  "
+            "PUBLISH T" +
+            std::to_string(i) + ";  -- ';'\n";
+        break;
+      default:
+        text += "-- ' an unmatched quote in a comment;\nS;";
+        break;
+    }
+  }
+  return text;
+}
+
+TEST(Parser, ChunkedParseIsTheOneThreadParse) {
+  const std::string text = tricky_script(
+      400, "\xEF\xBB\xBF-- a header; SELECT * FROM Nope\nCREATE STREAM S (a INT, b STRING);\n");
+  const std::string one = parse_of(text, {});
+  ASSERT_EQ(one.rfind("ERROR", 0), std::string::npos) << one;
+  // Chunks from a few statements to a few bytes: cuts fall everywhere, strings and comments too.
+  for (unsigned threads : {2u, 3u, 7u, 64u}) {
+    for (size_t min_chunk : {1u, 100u, 5000u}) {
+      EXPECT_EQ(parse_of(text, {threads, min_chunk}), one) << threads << " " << min_chunk;
+    }
+  }
+}
+
+TEST(Parser, ChunkedParseReportsTheOneThreadErrors) {
+  std::string text = tricky_script(100, "CREATE STREAM S (a INT, b STRING);\n");
+  text += "SELECT a FROM FILTER{a >}(S);\n";
+  text += tricky_script(100, "");
+  text += "SELECT FROM S;\nS NEXT S;\n";
+  const std::string one = parse_of(text, {});
+  EXPECT_EQ(std::count(one.begin(), one.end(), '^'), 3) << one;  // each error has its caret
+  for (unsigned threads : {2u, 4u}) EXPECT_EQ(parse_of(text, {threads, 1}), one);
 }
 
 TEST(Parser, DumpOfEveryOperatorName) {
