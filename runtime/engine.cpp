@@ -1,5 +1,7 @@
 #include "runtime/engine.h"
 
+#include <malloc.h>
+
 #include <algorithm>
 #include <atomic>
 #include <climits>
@@ -76,6 +78,10 @@ Engine::Engine(EngineOptions options)
 
 Engine::~Engine() = default;
 
+namespace {
+constexpr size_t kTrimAfter = size_t{1} << 20;  // script bytes
+}  // namespace
+
 Diagnostics Engine::add_script(std::string_view text) {
   Catalog existing;
   for (const auto& s : automaton_.streams) {
@@ -108,6 +114,11 @@ Diagnostics Engine::add_script(std::string_view text) {
   rebuild_routes();
   if (jit_) jit_->submit(automaton_);
   else release_sources(automaton_);  // no JIT will ever read them
+#if defined(__GLIBC__)
+  // A large script's tree and plans are freed by now, much of them in the arenas of the threads
+  // that parsed it, where this thread's allocations never reuse them: give them back.
+  if (text.size() >= kTrimAfter) malloc_trim(0);
+#endif
   return {};
 }
 
