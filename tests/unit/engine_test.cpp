@@ -647,5 +647,37 @@ TEST(Engine, CandidatesOfAnOldGenerationAreNotUsed) {
   EXPECT_EQ(h.outputs, (std::vector<std::string>{"OnlyB[1,1] B 2 2", "OnlyB[2,2] B 2 2"}));
 }
 
+// A script large enough to be parsed in chunks compiles to the automaton a one-thread parse
+// gives, and its errors are the same.
+TEST(Engine, ChunkedParseCompilesTheSameAutomaton) {
+  std::string script = "CREATE STREAM Stock (Name STRING, Price FLOAT, Volume INT);\n";
+  for (int i = 0; script.size() < (size_t{2} << 20) + 4096; ++i) {
+    script += "SELECT Name, Price_1 AS First, Price AS Second FROM FILTER{DUR < " +
+              std::to_string(i % 50 + 1) + " MIN}(FILTER{Name = 'S" + std::to_string(i % 997) +
+              "; -- x' AND Volume > " + std::to_string(i) +
+              "}(Stock) NEXT{$1.Name = $2.Name AND $2.Price > $1.Price * 1.01} Stock); -- ;q\n";
+  }
+  // The errors, then the automaton.
+  auto compile = [&](const std::string& text, unsigned threads) {
+    EngineOptions opts = options(JitMode::Off, 1);
+    opts.compile_threads = threads;
+    Engine engine(opts);
+    std::string out;
+    for (const Diagnostic& d : engine.add_script(text))
+      out += std::to_string(d.line) + ":" + std::to_string(d.column) + ": " + d.message + "\n";
+    return out + "--\n" + nfa::to_text(engine.automaton());
+  };
+  const std::string one = compile(script, 1);
+  ASSERT_EQ(one.rfind("--\nstreams:\n  0 Stock", 0), 0u) << one.substr(0, 300);
+  EXPECT_EQ(compile(script, 2), one);
+  const auto lines = std::count(script.begin(), script.end(), '\n');
+  const std::string bad = script + "SELECT Name FROM FILTER{Price >}(Stock);\n" + script;
+  const std::string one_bad = compile(bad, 1);
+  EXPECT_EQ(one_bad, std::to_string(lines + 1) +
+                         ":32: expected a term after the comparison operator, found '}'\n"
+                         "--\nstreams:\nnodes:\n");
+  EXPECT_EQ(compile(bad, 2), one_bad);
+}
+
 }  // namespace
 }  // namespace cayuga
