@@ -1272,19 +1272,25 @@ ast::Statement parse_statement(State& st, It& p) {
   return std::move(q.q);
 }
 
+// Past a string, a comment (to its newline) or else one character at p (p != end).
+It skip_lexeme(It p, It end) {
+  if (*p == '\'') {
+    ++p;
+    while (p != end && *p != '\'' && *p != '\n') ++p;
+    if (p != end && *p == '\'') ++p;
+  } else if (end - p >= 2 && p[0] == '-' && p[1] == '-') {
+    while (p != end && *p != '\n') ++p;
+  } else {
+    ++p;
+  }
+  return p;
+}
+
 // After an error: continue after the next `;` outside strings and comments.
 It resync(It p, It end) {
   while (p != end) {
     if (*p == ';') return p + 1;
-    if (*p == '\'') {
-      ++p;
-      while (p != end && *p != '\'' && *p != '\n') ++p;
-      if (p != end && *p == '\'') ++p;
-    } else if (end - p >= 2 && p[0] == '-' && p[1] == '-') {
-      while (p != end && *p != '\n') ++p;
-    } else {
-      ++p;
-    }
+    p = skip_lexeme(p, end);
   }
   return end;
 }
@@ -1345,20 +1351,11 @@ void parse_statements(State& st, It p, std::vector<ast::Statement>& out, Diagnos
 // a statement, so the chunks parse to the statements the whole would.
 std::vector<It> cut_points(It p, It end, unsigned n) {
   std::vector<It> cuts{p};
+  const It start = p;
   const auto size = static_cast<size_t>(end - p);
   for (unsigned k = 1; k < n; ++k) {
-    const It target = p + size * k / n;
-    while (p != end && (p < target || *p != ';')) {
-      if (*p == '\'') {
-        ++p;
-        while (p != end && *p != '\'' && *p != '\n') ++p;
-        if (p != end && *p == '\'') ++p;
-      } else if (end - p >= 2 && p[0] == '-' && p[1] == '-') {
-        while (p != end && *p != '\n') ++p;
-      } else {
-        ++p;
-      }
-    }
+    const It target = start + size * k / n;
+    while (p != end && (p < target || *p != ';')) p = skip_lexeme(p, end);
     if (p == end) break;
     cuts.push_back(++p);
   }
