@@ -1295,10 +1295,6 @@ It resync(It p, It end) {
   return end;
 }
 
-}  // namespace
-
-namespace {
-
 std::vector<uint32_t> line_starts_of(std::string_view text) {
   std::vector<uint32_t> starts{0};
   for (size_t i = 0; i < text.size(); ++i) {
