@@ -70,8 +70,9 @@ constexpr const char* kRunUsage =
     "                            exit 1 (default), or report it, count it and go on\n"
     "  --stats                   print run statistics as one JSON object on stderr at the end\n"
     "  --quiet                   no progress line\n"
-    "  --threads N               threads for the run (default 0 = one per core): parsing input\n"
-    "                            and formatting output run beside the engine, and the engine\n"
+    "  --threads N               threads for the run (default 0 = one per core): a large\n"
+    "                            script is parsed in chunks at once, parsing input and\n"
+    "                            formatting output run beside the engine, and the engine\n"
     "                            spreads large epochs; 1 = everything on one thread\n"
     "                            (also CAYUGA_THREADS=N); results do not change\n"
     "\n"
@@ -240,7 +241,7 @@ int cmd_run(std::vector<std::string> args) {
     } else if (a == "--threads") {
       auto n = parse_count(value(), 1024);
       if (!n) return usage_error("--threads must be a number from 0 to 1024", kRunUsage);
-      engine_options.threads = *n;
+      engine_options.threads = engine_options.compile_threads = *n;
     } else if (a == "--jit") {
       auto v = value();
       auto m = v ? parse_jit_mode(*v) : std::nullopt;
