@@ -743,25 +743,34 @@ BlockGen block(BlockSpec spec) {
   return {spec};
 }
 
+// Past a string, a comment (to its newline) or else one character at p (p != end).
+It skip_lexeme(It p, It end) {
+  if (*p == '\'') {
+    ++p;
+    while (p != end && *p != '\'' && *p != '\n') ++p;
+    if (p != end && *p == '\'') ++p;
+  } else if (end - p >= 2 && p[0] == '-' && p[1] == '-') {
+    while (p != end && *p != '\n') ++p;
+  } else {
+    ++p;
+  }
+  return p;
+}
+
 // The ')' matching the '(' at p, skipping strings and comments; nullptr if there is none.
 It matching_paren(It p, It end) {
   int open = 0;
   while (p != end) {
-    if (*p == '\'') {
-      ++p;
-      while (p != end && *p != '\'' && *p != '\n') ++p;
-      if (p == end || *p == '\n') return nullptr;
-    } else if (end - p >= 2 && p[0] == '-' && p[1] == '-') {
-      while (p != end && *p != '\n') ++p;
-      continue;
-    } else if (*p == '(') {
+    if (*p == '(') {
       ++open;
     } else if (*p == ')') {
       if (--open == 0) return p;
     } else if (*p == ';') {
       return nullptr;
     }
-    ++p;
+    const It next = skip_lexeme(p, end);
+    if (*p == '\'' && (next - p < 2 || next[-1] != '\'')) return nullptr;  // unterminated string
+    p = next;
   }
   return nullptr;
 }
@@ -1270,20 +1279,6 @@ ast::Statement parse_statement(State& st, It& p) {
                              "expression)"};
   }
   return std::move(q.q);
-}
-
-// Past a string, a comment (to its newline) or else one character at p (p != end).
-It skip_lexeme(It p, It end) {
-  if (*p == '\'') {
-    ++p;
-    while (p != end && *p != '\'' && *p != '\n') ++p;
-    if (p != end && *p == '\'') ++p;
-  } else if (end - p >= 2 && p[0] == '-' && p[1] == '-') {
-    while (p != end && *p != '\n') ++p;
-  } else {
-    ++p;
-  }
-  return p;
 }
 
 // After an error: continue after the next `;` outside strings and comments.

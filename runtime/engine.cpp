@@ -68,11 +68,14 @@ EngineOptions EngineOptions::from_env() {
   return o;
 }
 
+unsigned resolve_threads(unsigned threads) {
+  return threads ? threads : static_cast<unsigned>(tbb::info::default_concurrency());
+}
+
 Engine::Engine(EngineOptions options)
     : options_(options),
       jit_(options.jit == JitMode::Off ? nullptr : std::make_unique<JitManager>(options.jit)) {
-  const unsigned threads = options_.threads ? options_.threads
-                                            : static_cast<unsigned>(tbb::info::default_concurrency());
+  const unsigned threads = resolve_threads(options_.threads);
   if (threads > 1) par_ = std::make_unique<Parallel>(threads);
 }
 
@@ -88,11 +91,8 @@ Diagnostics Engine::add_script(std::string_view text) {
     if (s.kind == nfa::StreamKind::Internal) continue;
     existing.streams[s.name] = StreamInfo{s.schema, s.kind == nfa::StreamKind::Input, {}};
   }
-  const unsigned parse_threads = options_.compile_threads
-                                     ? options_.compile_threads
-                                     : static_cast<unsigned>(tbb::info::default_concurrency());
-  AnalyzeResult analyzed =
-      compile_script(text, AnalyzeOptions{options_.unit, &existing, parse_threads});
+  AnalyzeResult analyzed = compile_script(
+      text, AnalyzeOptions{options_.unit, &existing, resolve_threads(options_.compile_threads)});
   if (!analyzed.script) return std::move(analyzed.errors);
   run_batch();  // buffered events see the queries that were there when they were pushed
   if (jit_) jit_->pause();  // the build may move programs the JIT worker is reading

@@ -90,6 +90,9 @@ struct EngineOptions {
   static EngineOptions from_env();
 };
 
+// A thread count as EngineOptions gives it: 0 means one per core.
+unsigned resolve_threads(unsigned threads);
+
 class Engine {
  public:
   // Called for every row published on a Published (user-visible) stream, with a view of the

@@ -1,6 +1,5 @@
 // The `cayuga` command line: check, explain and run CEL scripts.
 #include <sys/resource.h>
-#include <tbb/info.h>
 #include <unistd.h>
 
 #include <algorithm>
@@ -140,9 +139,7 @@ int cmd_check(std::vector<std::string> args) {
   Common c;
   if (auto err = take_common(args, c); !err.empty()) return usage_error(err, kCheckUsage);
   if (!args.empty()) return usage_error("unknown option " + args[0], kCheckUsage);
-  AnalyzeResult r = compile_script(
-      c.script,
-      AnalyzeOptions{c.unit, nullptr, static_cast<unsigned>(tbb::info::default_concurrency())});
+  AnalyzeResult r = compile_script(c.script, AnalyzeOptions{c.unit, nullptr, resolve_threads(0)});
   if (!r.script) {
     std::cerr << render_all(r.errors, c.script_path, c.script);
     std::cerr << r.errors.size() << (r.errors.size() == 1 ? " error\n" : " errors\n");
@@ -284,9 +281,7 @@ int cmd_run(std::vector<std::string> args) {
   // BatchReader per input, merged the same way. One thread: the loop parses files a batch at a
   // time itself (so it can look ahead), and reads other inputs (stdin, pipes) line by line, so
   // that an event is handled as soon as its line arrives.
-  const unsigned threads = engine_options.threads
-                               ? engine_options.threads
-                               : static_cast<unsigned>(tbb::info::default_concurrency());
+  const unsigned threads = resolve_threads(engine_options.threads);
   const bool pipeline = threads > 1;
   // (CAYUGA_READ_AHEAD=0: line by line on one thread whatever the input, for tests.)
   const char* read_ahead = std::getenv("CAYUGA_READ_AHEAD");
