@@ -3,14 +3,12 @@
 // without a heap.
 //
 // The fine level has narrow slots (128 time units) and holds the deadlines of the current and
-// the next coarse period; the coarse level has wide slots (one period, 131,072 units) and holds
+// the next coarse period; the coarse level has wide slots (one period, 32,768 units) and holds
 // the later ones. A deadline lands in its level's slot (deadline >> bits) % slots, whatever
 // its round, so adding is O(1). Deadlines are mostly a DUR bound past the current time, so
-// the adds of a run fall into the few coarse slots that its bounds reach (about 14 of them for
+// the adds of a run fall into the few coarse slots that its bounds reach (about 55 of them for
 // bounds of up to 30 minutes in milliseconds) rather than thousands of fine ones: the slots'
-// headers and the lines their next adds write stay cached, where one fine slot per add was a
-// cache miss per add. (With 33-second periods, 55 slots: cachegrind counted 1.4 more L1 misses
-// per event at 100k queries, docs/benchmarks.md.) When time
+// headers stay cached, where one fine slot per add was a cache miss per add. When time
 // reaches a period, its coarse slot's entries move to the fine level in one pass (their fine
 // slots are few and get many entries each).
 //
@@ -89,12 +87,12 @@ class ExpiryWheel {
   size_t size() const { return size_; }
 
  private:
-  // Fine: 128 time units per slot, 2,048 slots (a round of 262,144 units, which covers the two
-  // coarse periods the level holds). Coarse: 131,072 units per slot (131 seconds in
-  // milliseconds), 4,096 slots (a round of 149 hours in milliseconds).
+  // Fine: 128 time units per slot, 1,024 slots (a round of 131,072 units, which covers the two
+  // coarse periods the level holds). Coarse: 32,768 units per slot (33 seconds in
+  // milliseconds), 4,096 slots (a round of 37 hours in milliseconds).
   static constexpr int kFineBits = 7;
-  static constexpr size_t kFineSlots = size_t{1} << 11;
-  static constexpr int kCoarseBits = 17;
+  static constexpr size_t kFineSlots = size_t{1} << 10;
+  static constexpr int kCoarseBits = 15;
   static constexpr size_t kCoarseSlots = size_t{1} << 12;
   static constexpr int64_t kFineRound = kFineSlots, kCoarseRound = kCoarseSlots;  // (signed)
   static constexpr int64_t kNone = INT64_MIN;
