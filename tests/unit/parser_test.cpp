@@ -183,6 +183,7 @@ const Case kPredicates[] = {
     {"((a + 1) * 2 > 3 AND (b) = 1)",
      "(and (cmp > (* (+ (ref a) (int 1)) (int 2)) (int 3)) (cmp = (ref b) (int 1)))"},
     {"(a = ')') AND (b = '(')", "(and (cmp = (ref a) (str ')')) (cmp = (ref b) (str '(')))"},
+    {"(a = '') OR (b) = 2", "(or (cmp = (ref a) (str '')) (cmp = (ref b) (int 2)))"},
     {"(a = 1 -- ) a comment\n) OR (b) -- (\n = 2",
      "(or (cmp = (ref a) (int 1)) (cmp = (ref b) (int 2)))"},
     // DUR and durations.
