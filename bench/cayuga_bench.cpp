@@ -28,6 +28,11 @@ namespace {
 using namespace cayuga;
 using Clock = std::chrono::steady_clock;
 
+// --scaled: queries per symbol, and the epochs' spacing times the symbols (ms), as in the
+// 100,000-query run over 20,000 symbols with an epoch every 100 ms.
+constexpr size_t kScaledQueriesPerSymbol = 5;
+constexpr int64_t kScaledSpanMs = 2000000;
+
 // After writing `path` through `out`: false, with a message, if any write failed.
 bool write_file_ok(std::ofstream& out, const std::string& path) {
   out.flush();
@@ -45,6 +50,12 @@ constexpr const char* kUsage =
     "  --copies N         relabelled copies of each real ticker (default 100)\n"
     "  --per-epoch N      simultaneous events per epoch in the random walk (default 4)\n"
     "  --tick-ms N        time between epochs of the random walk (default 100)\n"
+    "  --scaled           walk only: the cost of more queries at constant work per event. Each\n"
+    "                     query count Q gets its own walk over Q/5 symbols, an epoch every\n"
+    "                     2,000,000/(Q/5) ms (printed before its rows), so that every symbol has\n"
+    "                     five queries and one event per 500 s of event time, as in the\n"
+    "                     100,000-query, 20,000-symbol run: candidates, matches and live\n"
+    "                     instances per event stay the same. Replaces --symbols and --tick-ms\n"
     "  --jit LIST         off, on and/or auto (default on,off): one run per mode\n"
     "  --threads LIST     engine worker threads, one run per value (default 1; 0 = all cores).\n"
     "                     With more than one, a big epoch's events are buffered until it closes,\n"
@@ -162,7 +173,7 @@ int main(int argc, char** argv) {
   std::vector<size_t> thread_counts = {1};
   EngineOptions base;
   double overlap = 0;
-  bool hints = true;
+  bool hints = true, scaled = false, walk_set = false, workloads_set = false;
   size_t repeat = 1;
   std::string write_dir;
   std::string data = std::string(CAYUGA_SOURCE_DIR) + "/tests/data/stocks/bars_1min_2024_head5000.csv.gz";
@@ -179,19 +190,24 @@ int main(int argc, char** argv) {
     if (a == "--queries")
       queries = parse_list(a, value());
     else if (a == "--workload") {
+      workloads_set = true;
       workloads.clear();
       std::stringstream ss(value());
       for (std::string w; std::getline(ss, w, ',');) workloads.push_back(w);
     } else if (a == "--events")
       events = number<size_t>(a, value());
-    else if (a == "--symbols")
+    else if (a == "--symbols") {
       symbols = number<size_t>(a, value());
-    else if (a == "--copies")
+      walk_set = true;
+    } else if (a == "--copies")
       copies = number<size_t>(a, value());
     else if (a == "--per-epoch")
       per_epoch = number<size_t>(a, value());
-    else if (a == "--tick-ms")
+    else if (a == "--tick-ms") {
       tick_ms = number<int64_t>(a, value());
+      walk_set = true;
+    } else if (a == "--scaled")
+      scaled = true;
     else if (a == "--no-merge")
       base.merge = false;
     else if (a == "--no-index")
@@ -237,6 +253,18 @@ int main(int argc, char** argv) {
     }
   }
 
+  if (scaled) {
+    if (!workloads_set) workloads = {"walk"};
+    const char* error = walk_set             ? "--scaled sets --symbols and --tick-ms itself"
+                        : !write_dir.empty() ? "--scaled does not combine with --write"
+                        : workloads != std::vector<std::string>{"walk"}
+                            ? "--scaled applies to the walk workload only"
+                            : nullptr;
+    if (error) {
+      std::cerr << error << "\n";
+      return 2;
+    }
+  }
   if (write_dir.empty()) {
     std::printf("%-7s %9s %-4s %3s %10s %8s %12s %9s %9s %8s %10s %10s %9s\n", "load", "queries",
                 "jit", "thr", "compile_ms", "B/query", "events/s", "p50_ns", "p99_ns", "cand/ev",
@@ -248,9 +276,12 @@ int main(int argc, char** argv) {
   for (const auto& w : workloads) {
     std::vector<std::string> universe;
     std::vector<bench::StockEvent> stream;
+    const auto walk = [&](size_t n, int64_t tick) {
+      universe = bench::synthetic_symbols(n);
+      stream = bench::random_walk(events, universe, per_epoch, tick, 7);
+    };
     if (w == "walk") {
-      universe = bench::synthetic_symbols(symbols);
-      stream = bench::random_walk(events, universe, per_epoch, tick_ms, 7);
+      if (!scaled) walk(symbols, tick_ms);  // (else per query count, below)
     } else if (w == "stock") {
       std::string error;
       stream = bench::replay_bars(data, events, copies, universe, error);
@@ -271,6 +302,13 @@ int main(int argc, char** argv) {
       std::printf("wrote %s/%s.txt (%zu events)\n", write_dir.c_str(), w.c_str(), stream.size());
     }
     for (size_t q : queries) {
+      if (scaled) {
+        const size_t n = std::max<size_t>(1, q / kScaledQueriesPerSymbol);
+        const int64_t tick = std::max<int64_t>(1, kScaledSpanMs / static_cast<int64_t>(n));
+        walk(n, tick);
+        std::printf("(%zu queries: --symbols %zu --tick-ms %lld)\n", q, n,
+                    static_cast<long long>(tick));
+      }
       bench::QueryMix mix;
       mix.queries = q;
       mix.overlap = overlap;

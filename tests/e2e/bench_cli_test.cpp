@@ -66,6 +66,7 @@ TEST_F(BenchCli, HelpAndBadOptions) {
   EXPECT_EQ(help.exit, 0);
   EXPECT_NE(help.out.find("--repeat N"), std::string::npos) << help.out;
   EXPECT_NE(help.out.find("--write DIR"), std::string::npos) << help.out;
+  EXPECT_NE(help.out.find("--scaled"), std::string::npos) << help.out;
 
   Result bad = bench("--events many");
   EXPECT_EQ(bad.exit, 2);
@@ -100,6 +101,35 @@ TEST_F(BenchCli, RowsDoNotDependOnTheOptimizations) {
   };
   for (const auto& [options, row] : variants)
     EXPECT_EQ(exact_columns(last_row(bench(run + " " + options).out)), row) << options;
+}
+
+// --scaled gives each query count the walk that keeps the work per event constant, and says
+// which: its rows are those of the equivalent explicit options.
+TEST_F(BenchCli, ScaledSweepKeepsTheWorkPerEventConstant) {
+  Result r = bench("--scaled --queries 50,100 --events 4000 --jit off");
+  ASSERT_EQ(r.exit, 0) << r.err;
+  const size_t fifty = r.out.find("(50 queries: --symbols 10 --tick-ms 200000)\nwalk ");
+  const size_t hundred = r.out.find("(100 queries: --symbols 20 --tick-ms 100000)\nwalk ");
+  ASSERT_NE(fifty, std::string::npos) << r.out;
+  ASSERT_NE(hundred, std::string::npos) << r.out;
+  EXPECT_LT(fifty, hundred) << r.out;
+  EXPECT_EQ(exact_columns(last_row(r.out)), "walk 100 off 1 6.9 5185 137");
+  Result same = bench(
+      "--queries 100 --symbols 20 --tick-ms 100000 --workload walk --events 4000 "
+      "--jit off");
+  EXPECT_EQ(exact_columns(last_row(same.out)), "walk 100 off 1 6.9 5185 137");
+
+  const std::pair<const char*, const char*> errors[] = {
+      {"--scaled --symbols 10", "--scaled sets --symbols and --tick-ms itself\n"},
+      {"--scaled --tick-ms 10", "--scaled sets --symbols and --tick-ms itself\n"},
+      {"--scaled --workload walk,stock", "--scaled applies to the walk workload only\n"},
+      {"--scaled --write out", "--scaled does not combine with --write\n"},
+  };
+  for (const auto& [options, message] : errors) {
+    Result bad = bench(options);
+    EXPECT_EQ(bad.exit, 2) << options;
+    EXPECT_EQ(bad.err, message) << options;
+  }
 }
 
 TEST_F(BenchCli, WrittenWorkloadRunsTheSameThroughCayugaRun) {
