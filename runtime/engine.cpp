@@ -221,11 +221,47 @@ void Engine::rebuild_routes() {
     }
   }
   outs_.clear();
+  // The first live node of each visit signature (see visit_node()).
+  struct Signature {
+    const void* filter;
+    const void* rebind;
+    const void* output;
+    size_t outputs;
+    uint32_t width, last_base;
+    uint8_t kind;
+    bool filter_true;
+    bool operator==(const Signature&) const = default;
+  };
+  struct SignatureHash {
+    size_t operator()(const Signature& g) const {
+      return std::hash<const void*>()(g.filter) ^ std::hash<const void*>()(g.rebind) * 31 ^
+             std::hash<const void*>()(g.output) * 131 ^ g.width * 8191 ^ g.kind;
+    }
+  };
+  std::unordered_map<Signature, uint32_t, SignatureHash> visits;
+  const auto visit_of = [&](uint32_t n) -> uint32_t {
+    const Node& node = automaton_.nodes[n];
+    // (Aggregates are rare: a FOLD with any visits its own node.)
+    if (!node.aggregates.empty()) return n;
+    const Signature g{node.filter.code_identity(),
+                      node.rebind.code_identity(),
+                      node.output.data(),
+                      node.output.size(),
+                      node.width,
+                      node.last_base,
+                      static_cast<uint8_t>(node.kind),
+                      node.filter_true};
+    return visits.try_emplace(g, n).first->second;
+  };
+  first_out_.resize(routes_.size());
   for (size_t k = 0; k < routes_.size(); ++k) {
     Route& r = routes_[k];
     const auto [list, skip] = emits[k];
-    r.outs = static_cast<uint32_t>(outs_.size());
-    if (list.empty()) continue;
+    r.outs = first_out_[k] = static_cast<uint32_t>(outs_.size());
+    if (list.empty()) {
+      if (!r.edge) r.visit = visit_of(r.node);  // (no emits: does not spill)
+      continue;
+    }
     for (const Emit& e : list) outs_.push_back(flatten(e, skip));
     outs_.back().last = true;
     const Out& first = outs_[r.outs];
@@ -244,6 +280,7 @@ void Engine::rebuild_routes() {
     if (r.edge) r.node = r.to_node ? r.target : 0;  // the state the edge's firing reads
     r.staged = first.stage_count > 0;
     r.spills = r.more || (!r.direct && !r.publish_only);
+    if (!r.spills && !r.edge) r.visit = visit_of(r.node);
   }
 }
 
@@ -739,7 +776,9 @@ void Engine::prefetch_nodes(It first, It last, RouteOf route_of) const {
   for (It it = first; it != last; ++it) {
     const Route& r = routes_[route_of(*it)];
     const void* self = &r;
-    __builtin_prefetch(pick(r.spills, &outs_[r.outs], self), 0, Locality);
+    // (outs_ is only indexed when the route spills: otherwise `outs` is `visit`.)
+    __builtin_prefetch(pick(r.spills, outs_.data() + (r.outs & -uint32_t{r.spills}), self), 0,
+                       Locality);
     // A node's state's first line (it says whether there is anything to visit); a START edge's
     // node and state, if it adds an instance (nodes and states are line-aligned). An edge to a
     // stream reads state 0's line, which is cached.
@@ -765,7 +804,7 @@ void Engine::prefetch_instances(It first, It last, RouteOf route_of) const {
     const Bucket& b = ns.single;
     // A visit reads the node and the rest of the state, if there is anything to visit.
     const bool visit = (!r.edge) & (keyed | (b.count() != 0));
-    const char* node = reinterpret_cast<const char*>(&automaton_.nodes[r.node]);
+    const char* node = reinterpret_cast<const char*>(&visit_node(r));
     const char* state = reinterpret_cast<const char*>(&ns);
     __builtin_prefetch(pick(visit, node, self), 0, Locality);
     __builtin_prefetch(pick(visit & r.fold, node + 64, self), 0, Locality);
@@ -843,7 +882,7 @@ void Engine::announce(uint32_t stream, const Slot* values, const std::span<const
                                                    size_t begin, size_t end, const Slot* event,
                                                    int64_t t0, int64_t t1) {
   const uint32_t n = r.node;
-  const Node& node = automaton_.nodes[n];
+  const Node& node = visit_node(r);  // (its DUR bound is not n's: state_[n].max_dur is)
   Bucket& b = bucket(n, bucket_id);
   const uint32_t width = node.width;
   const uint32_t stride = kHeader + width;
@@ -891,7 +930,7 @@ void Engine::announce(uint32_t stream, const Slot* values, const std::span<const
       if (cx.deferred) {
         dst = cx.defer(false, n, width, inst_t0, t1);
       } else if (here) {
-        dst = b.add(node, inst_t0, t1);  // (which may move the records, `inst` with them)
+        dst = b.add(width, state_[n].max_dur, inst_t0, t1);  // (may move the records)
         inst = b.rows.data() + k * stride + kHeader;
         in.rows[0] = inst;
       }
@@ -920,7 +959,7 @@ void Engine::announce(uint32_t stream, const Slot* values, const std::span<const
   if (!r.any) return;
   // The first emit, from the route's copy.
   fire_out(
-      cx, r, [&]() -> const Out& { return outs_[r.outs]; }, row, t0, t1);
+      cx, r, [&]() -> const Out& { return first_out(r); }, row, t0, t1);
   if (!r.more) return;
   for (const Out* o = &outs_[r.outs + 1];; ++o) {
     fire_out(

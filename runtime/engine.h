@@ -323,7 +323,8 @@ class Engine {
     bool last = false;                     // the last emit of its route
   };
   // What the index hands an event to: one START edge, or a whole NEXT/FOLD node. Its emits
-  // are outs_[outs], outs_[outs + 1], ..., the last flagged `last`. The route keeps a copy of
+  // are outs_[k], outs_[k + 1], ..., the last flagged `last`, from k = first_out(). The route
+  // keeps a copy of
   // what the inline cases of fire_out() read of the first emit (its DUR bound, and a direct
   // instance or a projected publish): a START edge has one emit and most nodes too, and these
   // are the usual ones, so an event reads one 32-byte route per candidate (an event's
@@ -336,7 +337,11 @@ class Engine {
     // The NEXT/FOLD node; for a START edge, the node its first emit adds instances to (0: it
     // adds none), whose state prefetching reads.
     uint32_t node = 0;
-    uint32_t outs = 0;                       // the first emit, in full, in outs_
+    union {
+      uint32_t outs = 0;  // spills: the first emit, in full, in outs_ (else first_out_ has it)
+      // Otherwise, of a NEXT/FOLD node: the node whose fields a visit reads (see visit_node()).
+      uint32_t visit;
+    };
     uint8_t period = 0;                      // the first emit's
     union {  // the first emit's: publish_only's, or (a node's width) direct's
       uint8_t project_count = 0;
@@ -356,6 +361,13 @@ class Engine {
     bool spills : 1 = false;
   };
   static_assert(sizeof(Route) == 32);
+  // The node a visit of route `r`'s node reads its kind, width, programs and produced row from
+  // (never its DUR bound, which is in its state). Nodes that visit alike share the first of
+  // them (rebuild_routes): thousands of queries that differ only in their START filters and DUR
+  // bounds then read one node's lines, which stay cached, instead of each its own cold ones.
+  const nfa::Node& visit_node(const Route& r) const {
+    return automaton_.nodes[r.spills ? r.node : r.visit];
+  }
   // One unit of a batch: a buffered event and one of its candidates (for a node: a range of
   // the instances of the bucket the event selects, so a large bucket spreads over tasks).
   struct Work {
@@ -552,6 +564,12 @@ class Engine {
   std::vector<std::unique_ptr<Keyed>> keyed_;  // by node: a node with a key's buckets
   std::vector<Route> routes_;
   std::vector<Out> outs_;  // the emits after each route's first, in route order
+  // Per route, where in outs_ its emits begin: what Route::outs says when the route spills,
+  // kept here for those that do not (a worker of a parallel batch runs every emit in full).
+  std::vector<uint32_t> first_out_;
+  const Out& first_out(const Route& r) const {
+    return outs_[r.spills ? r.outs : first_out_[static_cast<size_t>(&r - routes_.data())]];
+  }
   // Per stream, what running an edge to it needs (a compact copy of automaton_.streams).
   struct StreamUse {
     uint32_t width;  // attributes

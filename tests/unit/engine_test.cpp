@@ -24,6 +24,13 @@ EngineOptions options(JitMode jit, unsigned threads = 0) {
   return opts;
 }
 
+// JIT off and `threads` threads; with more than one, every event goes through a parallel batch.
+EngineOptions batched(unsigned threads) {
+  EngineOptions opts = options(JitMode::Off, threads);
+  opts.parallel_min_work = 1;
+  return opts;
+}
+
 // Renders outputs as "Stream[t0,t1] v1 v2 ..." for exact comparison.
 class Harness {
  public:
@@ -175,17 +182,53 @@ TEST(Engine, SharedNodeEmitsKeepTheirOwnDurBounds) {
                        }));
 }
 
+// FOLD nodes that differ only in their START filter and DUR bound visit through one of them
+// (Engine::visit_node), but each keeps its own bound: B's rebound instance, begun at 1000, is not
+// freed by A's 2-second bound at 3001, and extends its run at 4000. C's FOLD differs in its
+// rebind (a falling run) and visits through its own node.
+TEST(Engine, NodesThatVisitAlikeKeepTheirOwnDurBounds) {
+  const std::string script =
+      std::string(kStock) +
+      "SELECT Name, Price_1 AS Start, Price AS Last FROM FILTER{DUR <= 2 SEC}("
+      "FILTER{Name = 'A'}(Stock) FOLD{$2.Name = $.Name, $2.Price > $.Price,} Stock) PUBLISH "
+      "Short;\n"
+      "SELECT Name, Price_1 AS Start, Price AS Last FROM FILTER{DUR <= 10 SEC}("
+      "FILTER{Name = 'B'}(Stock) FOLD{$2.Name = $.Name, $2.Price > $.Price,} Stock) PUBLISH Long;\n"
+      "SELECT Name, Price_1 AS Start, Price AS Last FROM FILTER{DUR <= 10 SEC}("
+      "FILTER{Name = 'C'}(Stock) FOLD{$2.Name = $.Name, $2.Price < $.Price,} Stock) PUBLISH Fall;";
+  for (unsigned threads : {1u, 4u}) {
+    Harness h(script, batched(threads));
+    h.stock("A", 1, 1, 1000);
+    h.stock("B", 1, 1, 1000);
+    h.stock("C", 3, 1, 1000);
+    h.stock("A", 2, 1, 2000);
+    h.stock("B", 2, 1, 2000);
+    h.stock("C", 2, 1, 2000);
+    h.engine.advance_to(3001);
+    EXPECT_EQ(h.engine.stats().expired, 1u) << threads << " threads";
+    EXPECT_EQ(h.engine.stats().instances, 5u) << threads << " threads";
+    h.stock("B", 3, 1, 4000);
+    h.engine.finish();
+    EXPECT_EQ(h.outputs, (std::vector<std::string>{
+                             "Short[1000,2000] A 1 2",
+                             "Long[1000,2000] B 1 2",
+                             "Fall[1000,2000] C 3 2",
+                             "Long[1000,4000] B 1 3",
+                             "Long[2000,4000] B 2 3",
+                         }))
+        << threads << " threads";
+  }
+}
+
 // peak_instances is the most instances stored at once, counted when an epoch closes, before it
 // drops anything: the same whether the epoch ran on one thread or as a parallel batch (whose
 // new instances reach their buckets only after the batch). Here the instance of t=1 is due at the
 // close of epoch 10 (10 + 1 - 1 > 9), into whose bucket epoch 10 adds one.
 TEST(Engine, PeakInstancesCountsWhatAnEpochStored) {
   for (unsigned threads : {1u, 4u}) {
-    EngineOptions opts = options(JitMode::Off, threads);
-    opts.parallel_min_work = 1;  // with 4 threads: every event through a parallel batch
     Harness h(
         std::string(kStock) + "SELECT * FROM FILTER{DUR < 10}(Stock NEXT{$2.Price > 100} Stock);",
-        opts);
+        batched(threads));
     h.stock("A", 1, 1, 1);
     h.stock("B", 2, 1, 10);
     h.engine.flush();  // (runs a buffered batch)
@@ -222,9 +265,7 @@ TEST(Engine, ExpiryIsExactAtEveryClose) {
                              "$2.Volume < 0} Stock);\n"
                              "SELECT * FROM FILTER{DUR <= 9}(Stock NEXT{$2.Volume < -1} Stock);";
   for (unsigned threads : {1u, 4u}) {
-    EngineOptions opts = options(JitMode::Off, threads);
-    opts.parallel_min_work = 1;
-    Harness h(script, opts);
+    Harness h(script, batched(threads));
     std::mt19937_64 rng(5);
     std::vector<std::pair<int64_t, int64_t>> live;  // (t0, bound) of every query's instances
     uint64_t expired = 0;
