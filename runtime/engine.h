@@ -323,12 +323,12 @@ class Engine {
     bool last = false;                     // the last emit of its route
   };
   // What the index hands an event to: one START edge, or a whole NEXT/FOLD node. Its emits
-  // are outs_[k], outs_[k + 1], ..., the last flagged `last`, from k = first_out(). The route
-  // keeps a copy of
-  // what the inline cases of fire_out() read of the first emit (its DUR bound, and a direct
-  // instance or a projected publish): a START edge has one emit and most nodes too, and these
-  // are the usual ones, so an event reads one 32-byte route per candidate (an event's
-  // candidates have neighbouring routes: two to a cache line) and outs_ only for the rest.
+  // are outs_[k], outs_[k + 1], ..., the last flagged `last`, from k = first_out_[route]. The
+  // route keeps a copy of what the inline cases of fire_out() read of the first emit (its DUR
+  // bound, and a direct instance or a projected publish): a START edge has one emit and most
+  // nodes too, and these are the usual ones, so an event reads one 32-byte route per candidate
+  // (an event's candidates have neighbouring routes: two to a cache line) and outs_ only for
+  // the rest.
   // Pointers into automaton_, rebuilt (rebuild_routes) whenever the automaton changes.
   struct alignas(32) Route {
     int64_t max_dur = nfa::kNoDurBound;      // the first emit's
@@ -563,7 +563,7 @@ class Engine {
   std::vector<NodeState> state_;
   std::vector<std::unique_ptr<Keyed>> keyed_;  // by node: a node with a key's buckets
   std::vector<Route> routes_;
-  std::vector<Out> outs_;  // the emits after each route's first, in route order
+  std::vector<Out> outs_;  // every route's emits, in route order
   // Per route, where in outs_ its emits begin: what Route::outs says when the route spills,
   // kept here for those that do not (a worker of a parallel batch runs every emit in full).
   std::vector<uint32_t> first_out_;
