@@ -258,10 +258,7 @@ void Engine::rebuild_routes() {
     Route& r = routes_[k];
     const auto [list, skip] = emits[k];
     r.outs = first_out_[k] = static_cast<uint32_t>(outs_.size());
-    if (list.empty()) {
-      if (!r.edge) r.visit = visit_of(r.node);  // (no emits: does not spill)
-      continue;
-    }
+    if (list.empty()) continue;
     for (const Emit& e : list) outs_.push_back(flatten(e, skip));
     outs_.back().last = true;
     const Out& first = outs_[r.outs];
@@ -280,8 +277,10 @@ void Engine::rebuild_routes() {
     if (r.edge) r.node = r.to_node ? r.target : 0;  // the state the edge's firing reads
     r.staged = first.stage_count > 0;
     r.spills = r.more || (!r.direct && !r.publish_only);
-    if (!r.spills && !r.edge) r.visit = visit_of(r.node);
   }
+  // (Once every route knows whether it spills: one that does keeps `outs`.)
+  for (Route& r : routes_)
+    if (!r.edge && !r.spills) r.visit = visit_of(r.node);
 }
 
 Engine::Out Engine::flatten(const Emit& e, size_t skip) const {
