@@ -2,9 +2,11 @@
 // depend on timing (the same with every optimization switched off, and the same as `cayuga run`
 // over the files --write produces).
 //
-// Also bench/ab.sh, which compares two builds of it in alternating pairs.
+// Also bench/ab.sh, which compares two builds of it in alternating pairs, and bench/ceiling,
+// the kernel written for the walk's one query mix, whose outputs must be the engine's.
 //
-// CAYUGA_BENCH and CAYUGA_BIN are the executables, CAYUGA_SOURCE_DIR the repository.
+// CAYUGA_BENCH, CAYUGA_CEILING and CAYUGA_BIN are the executables, CAYUGA_SOURCE_DIR the
+// repository.
 #include <gtest/gtest.h>
 #include <unistd.h>
 
@@ -127,6 +129,36 @@ TEST_F(BenchCli, ScaledSweepKeepsTheWorkPerEventConstant) {
   };
   for (const auto& [options, message] : errors) {
     Result bad = bench(options);
+    EXPECT_EQ(bad.exit, 2) << options;
+    EXPECT_EQ(bad.err, message) << options;
+  }
+}
+
+// The kernel of bench/ceiling runs the walk's queries and events as the engine does: the same
+// outputs. With 200 symbols and four events per epoch, epochs often hold two events of one
+// symbol (both see the instances the epoch began with), and instances pile up to thousands.
+TEST_F(BenchCli, CeilingKernelHasTheEnginesOutputs) {
+  const std::string sizes = "--queries 1000 --symbols 200 --events 20000";
+  Result engine = bench(sizes + " --workload walk --jit off");
+  ASSERT_EQ(engine.exit, 0) << engine.err;
+  EXPECT_EQ(exact_columns(last_row(engine.out)), "walk 1000 off 1 6.7 49479 14235");
+  Result kernel = run(CAYUGA_CEILING, sizes);
+  ASSERT_EQ(kernel.exit, 0) << kernel.err;
+  EXPECT_TRUE(std::regex_match(
+      kernel.out,
+      std::regex("queries 1000 symbols 200 events 20000: [0-9]+ events/s, outputs 49479\n")))
+      << kernel.out;
+
+  Result help = run(CAYUGA_CEILING, "--help");
+  EXPECT_EQ(help.exit, 0);
+  EXPECT_EQ(help.out.rfind("usage: ceiling [--queries N]", 0), 0u) << help.out;
+  const std::pair<const char*, const char*> errors[] = {
+      {"--events 0", "ceiling: --events wants a positive number, not '0'\n"},
+      {"--events", "ceiling: --events needs a value (--help for usage)\n"},
+      {"--fast 1", "ceiling: unknown option --fast (--help for usage)\n"},
+  };
+  for (const auto& [options, message] : errors) {
+    Result bad = run(CAYUGA_CEILING, options);
     EXPECT_EQ(bad.exit, 2) << options;
     EXPECT_EQ(bad.err, message) << options;
   }
