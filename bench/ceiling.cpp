@@ -4,7 +4,10 @@
 // work itself can go on this VM when the data an event needs is laid out for it: one block per
 // symbol that holds the symbol's queries and all their instances, so that an event reads its
 // block, its queries and its instances (a few neighbouring lines) instead of a node, a state
-// and a route per candidate.
+// and a route per candidate. With --per-query it keeps a block per query instead, as the engine
+// keeps a node state per query: the difference between the two layouts is what the layout
+// costs, with the engine's generic machinery (index, routes, predicates, emits) left out of
+// both.
 //
 // Same results as the engine: it prints the number of outputs, which must equal cayuga-bench's
 // `outputs` column for the same options (checked by tests/e2e/bench_cli_test.cpp). Semantics
@@ -15,12 +18,13 @@
 // instances are freed at the first epoch close past their bound (as the engine's expiry), or
 // when consumed.
 //
-//   ./build/bench/ceiling [--queries N] [--symbols N] [--events N] [--repeat N]
+//   ./build/bench/ceiling [--queries N] [--symbols N] [--events N] [--repeat N] [--per-query]
 #include <algorithm>
 #include <chrono>
 #include <cstdio>
 #include <cstdlib>
 #include <cstring>
+#include <span>
 #include <string>
 #include <string_view>
 #include <vector>
@@ -48,7 +52,9 @@ struct Instance {
   uint32_t consumed;
 };
 
-// One symbol: its queries (a contiguous run of `queries`) and all their instances.
+// Some queries of one symbol (a contiguous run of `queries`) and all their instances: all of
+// the symbol's (the kernel's layout), or one query's (--per-query: the engine's, one node state
+// per query).
 struct Block {
   uint32_t q_begin = 0, q_count = 0;
   std::vector<Instance> instances;
@@ -85,13 +91,15 @@ bool parse_query(const char* line, std::string& symbol, Query& q) {
 
 class Kernel {
  public:
-  Kernel(const std::string& script, const std::vector<std::string>& symbols) {
-    std::vector<std::vector<Query>> by_symbol(symbols.size());
+  Kernel(const std::string& script, const std::vector<std::string>& symbols, bool per_query) {
+    std::vector<uint32_t> symbol_of_id;
     for (size_t s = 0; s < symbols.size(); ++s) {
       const uint64_t id = intern(symbols[s]);
-      if (id >= block_of_id_.size()) block_of_id_.resize(id + 1, UINT32_MAX);
-      block_of_id_[id] = static_cast<uint32_t>(s);
+      if (id >= symbol_of_id.size()) symbol_of_id.resize(id + 1, UINT32_MAX);
+      symbol_of_id[id] = static_cast<uint32_t>(s);
     }
+    std::vector<Query> in_order;        // the script's
+    std::vector<uint32_t> symbol_of;    // of each query
     size_t at = script.find('\n') + 1;  // (after CREATE STREAM)
     std::string symbol;
     while (at < script.size()) {
@@ -103,28 +111,55 @@ class Kernel {
         std::fprintf(stderr, "ceiling: not a query of the generated mix: %s\n", line.c_str());
         std::exit(1);
       }
-      by_symbol[block_of_id_[intern(symbol)]].push_back(q);
+      in_order.push_back(q);
+      symbol_of.push_back(symbol_of_id[intern(symbol)]);
     }
-    blocks_.resize(symbols.size());
+    // Per symbol, its blocks: [first_[s], first_[s + 1]) in members_. One block of all its
+    // queries; or (per_query) a block per query, numbered as the script orders the queries,
+    // so that a symbol's blocks lie apart as the engine's node states do.
+    std::vector<std::vector<uint32_t>> by_symbol(symbols.size());
+    for (uint32_t q = 0; q < in_order.size(); ++q) by_symbol[symbol_of[q]].push_back(q);
+    if (per_query) {
+      queries_ = in_order;
+      blocks_.resize(queries_.size());
+      for (uint32_t q = 0; q < queries_.size(); ++q) blocks_[q].q_begin = q, blocks_[q].q_count = 1;
+    } else {
+      blocks_.resize(symbols.size());
+    }
     for (size_t s = 0; s < symbols.size(); ++s) {
+      first_.push_back(static_cast<uint32_t>(members_.size()));
+      if (per_query) {
+        members_.insert(members_.end(), by_symbol[s].begin(), by_symbol[s].end());
+        continue;
+      }
       blocks_[s].q_begin = static_cast<uint32_t>(queries_.size());
       blocks_[s].q_count = static_cast<uint32_t>(by_symbol[s].size());
-      queries_.insert(queries_.end(), by_symbol[s].begin(), by_symbol[s].end());
+      for (uint32_t q : by_symbol[s]) queries_.push_back(in_order[q]);
+      members_.push_back(static_cast<uint32_t>(s));
     }
+    first_.push_back(static_cast<uint32_t>(members_.size()));
+    for (size_t id = 0; id < symbol_of_id.size(); ++id)
+      if (symbol_of_id[id] != UINT32_MAX) {
+        if (id >= members_of_id_.size()) members_of_id_.resize(id + 1);
+        const uint32_t s = symbol_of_id[id];
+        members_of_id_[id] = {first_[s], first_[s + 1]};
+      }
   }
 
   uint64_t run(const std::vector<StockEvent>& events) {
+    // Lookahead: an event's blocks eight events ahead, their queries and instances four ahead.
     constexpr size_t kAhead = 8, kHalf = 4;
     for (size_t i = 0; i < events.size(); ++i) {
-      if (i + kAhead < events.size()) __builtin_prefetch(block_of(events[i + kAhead]));
+      if (i + kAhead < events.size())
+        for (uint32_t m : members_of(events[i + kAhead])) __builtin_prefetch(&blocks_[m]);
       if (i + kHalf < events.size()) {
-        const Block* b = block_of(events[i + kHalf]);
-        if (b) {
-          __builtin_prefetch(queries_.data() + b->q_begin);
-          __builtin_prefetch(reinterpret_cast<const char*>(queries_.data() + b->q_begin) + 64);
-          if (!b->instances.empty()) {
-            __builtin_prefetch(b->instances.data());
-            __builtin_prefetch(reinterpret_cast<const char*>(b->instances.data()) + 64);
+        for (uint32_t m : members_of(events[i + kHalf])) {
+          const Block& b = blocks_[m];
+          __builtin_prefetch(queries_.data() + b.q_begin);
+          __builtin_prefetch(reinterpret_cast<const char*>(queries_.data() + b.q_begin) + 64);
+          if (!b.instances.empty()) {
+            __builtin_prefetch(b.instances.data());
+            __builtin_prefetch(reinterpret_cast<const char*>(b.instances.data()) + 64);
           }
         }
       }
@@ -135,10 +170,12 @@ class Kernel {
   }
 
  private:
-  Block* block_of(const StockEvent& e) {
+  // The blocks of the event's symbol.
+  std::span<const uint32_t> members_of(const StockEvent& e) const {
     const uint64_t id = e.values[0].s;
-    if (id >= block_of_id_.size() || block_of_id_[id] == UINT32_MAX) return nullptr;
-    return &blocks_[block_of_id_[id]];
+    if (id >= members_of_id_.size()) return {};
+    const auto [first, last] = members_of_id_[id];
+    return {members_.data() + first, last - first};
   }
 
   void push(const StockEvent& e) {
@@ -151,8 +188,12 @@ class Kernel {
       wheel_.take_until(epoch_ + 1, due_);
       for (const ExpiryWheel::Entry& d : due_) __builtin_prefetch(&blocks_[d.node]);
     }
-    Block* b = block_of(e);
-    if (!b) return;
+    for (uint32_t m : members_of(e)) visit(blocks_[m], e);
+  }
+
+  // One block's part of an event: its instances, then its START edges.
+  void visit(Block& block, const StockEvent& e) {
+    Block* b = &block;
     const double price = e.values[1].f;
     const int64_t volume = e.values[2].i, t = e.t;
     const Query* qs = queries_.data() + b->q_begin;
@@ -238,8 +279,9 @@ class Kernel {
     due_.clear();
   }
 
-  std::vector<uint32_t> block_of_id_;
   std::vector<Block> blocks_;
+  std::vector<uint32_t> members_, first_;  // a symbol's blocks: members_[first_[s], first_[s + 1])
+  std::vector<std::pair<uint32_t, uint32_t>> members_of_id_;  // by interned id: [first, last)
   std::vector<Query> queries_;
   std::vector<uint32_t> dirty_;
   std::vector<ExpiryWheel::Entry> due_;
@@ -251,16 +293,24 @@ class Kernel {
 
 int main_impl(int argc, char** argv) {
   size_t queries = 100000, symbols = 20000, events = 3000000, repeat = 1;
+  bool per_query = false;
   for (int i = 1; i < argc; ++i) {
     const std::string_view a = argv[i];
     if (a == "-h" || a == "--help") {
       std::printf(
-          "usage: ceiling [--queries N] [--symbols N] [--events N] [--repeat N]\n"
+          "usage: ceiling [--queries N] [--symbols N] [--events N] [--repeat N] [--per-query]\n"
           "Runs cayuga-bench's walk workload (same queries, same events) through a kernel\n"
           "written for that one query mix, and prints events/s and the outputs, which equal\n"
           "cayuga-bench's for the same options. Defaults: 100000 queries, 20000 symbols,\n"
-          "3000000 events, 1 repeat (the median of N runs with more).\n");
+          "3000000 events, 1 repeat (the median of N runs with more). The kernel keeps one\n"
+          "block per symbol with its queries and all their instances; --per-query keeps a\n"
+          "block per query instead (numbered in script order), as the engine keeps a node\n"
+          "state per query.\n");
       return 0;
+    }
+    if (a == "--per-query") {
+      per_query = true;
+      continue;
     }
     if (i + 1 >= argc) {
       std::fprintf(stderr, "ceiling: %s needs a value (--help for usage)\n", argv[i]);
@@ -296,7 +346,7 @@ int main_impl(int argc, char** argv) {
   std::vector<double> rates;
   uint64_t outputs = 0;
   for (size_t r = 0; r < repeat; ++r) {
-    Kernel kernel(script, universe);
+    Kernel kernel(script, universe, per_query);
     const auto start = std::chrono::steady_clock::now();
     outputs = kernel.run(stream);
     const double secs =
@@ -304,8 +354,9 @@ int main_impl(int argc, char** argv) {
     rates.push_back(static_cast<double>(events) / secs);
   }
   std::sort(rates.begin(), rates.end());
-  std::printf("queries %zu symbols %zu events %zu: %.0f events/s, outputs %llu\n", queries, symbols,
-              events, rates[rates.size() / 2], static_cast<unsigned long long>(outputs));
+  std::printf("queries %zu symbols %zu events %zu%s: %.0f events/s, outputs %llu\n", queries,
+              symbols, events, per_query ? " per query" : "", rates[rates.size() / 2],
+              static_cast<unsigned long long>(outputs));
   return 0;
 }
 

@@ -135,23 +135,28 @@ TEST_F(BenchCli, ScaledSweepKeepsTheWorkPerEventConstant) {
 }
 
 // The kernel of bench/ceiling runs the walk's queries and events as the engine does: the same
-// outputs. With 200 symbols and four events per epoch, epochs often hold two events of one
-// symbol (both see the instances the epoch began with), and instances pile up to thousands.
+// outputs, with either layout. With 200 symbols and four events per epoch, epochs often hold two
+// events of one symbol (both see the instances the epoch began with), and instances pile up to
+// thousands.
 TEST_F(BenchCli, CeilingKernelHasTheEnginesOutputs) {
   const std::string sizes = "--queries 1000 --symbols 200 --events 20000";
   Result engine = bench(sizes + " --workload walk --jit off");
   ASSERT_EQ(engine.exit, 0) << engine.err;
   EXPECT_EQ(exact_columns(last_row(engine.out)), "walk 1000 off 1 6.7 49479 14235");
-  Result kernel = run(CAYUGA_CEILING, sizes);
-  ASSERT_EQ(kernel.exit, 0) << kernel.err;
-  EXPECT_TRUE(std::regex_match(
-      kernel.out,
-      std::regex("queries 1000 symbols 200 events 20000: [0-9]+ events/s, outputs 49479\n")))
-      << kernel.out;
+  for (const char* layout : {"", " --per-query"}) {
+    Result kernel = run(CAYUGA_CEILING, sizes + layout);
+    ASSERT_EQ(kernel.exit, 0) << kernel.err;
+    const std::string which = *layout ? " per query" : "";
+    EXPECT_TRUE(
+        std::regex_match(kernel.out, std::regex("queries 1000 symbols 200 events 20000" + which +
+                                                ": [0-9]+ events/s, outputs 49479\n")))
+        << kernel.out;
+  }
 
   Result help = run(CAYUGA_CEILING, "--help");
   EXPECT_EQ(help.exit, 0);
   EXPECT_EQ(help.out.rfind("usage: ceiling [--queries N]", 0), 0u) << help.out;
+  EXPECT_NE(help.out.find("--per-query"), std::string::npos) << help.out;
   const std::pair<const char*, const char*> errors[] = {
       {"--events 0", "ceiling: --events wants a positive number, not '0'\n"},
       {"--events", "ceiling: --events needs a value (--help for usage)\n"},
