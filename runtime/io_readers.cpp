@@ -21,6 +21,29 @@ std::string join(const std::vector<std::string_view>& v) {
   return out;
 }
 
+// The quoted field whose opening quote is data[i]: unquoted in place (a doubled quote stands for
+// one) and appended to `fields`, with `i` moved past its closing quote. False when the data ends
+// before the closing quote.
+bool take_quoted(char* data, size_t size, size_t& i, char quote,
+                 std::vector<std::string_view>& fields) {
+  size_t start = ++i, w = i;
+  for (;;) {
+    if (i >= size) return false;
+    if (data[i] == quote) {
+      if (i + 1 < size && data[i + 1] == quote) {
+        data[w++] = quote;
+        i += 2;
+        continue;
+      }
+      ++i;
+      break;
+    }
+    data[w++] = data[i++];
+  }
+  fields.emplace_back(data + start, w - start);
+  return true;
+}
+
 // ---------------------------------------------------------------------------------------------
 // Cayuga format: v1,...,vn,StreamName,t0,t1
 
@@ -92,21 +115,8 @@ class CayugaReader final : public LineBasedReader {
     for (;;) {
       while (i < size && is_blank(data[i])) ++i;
       if (i < size && data[i] == '\'') {
-        size_t start = ++i, w = i;
-        for (;;) {
-          if (i >= size) return "unterminated quote in field " + std::to_string(fields.size() + 1);
-          if (data[i] == '\'') {
-            if (i + 1 < size && data[i + 1] == '\'') {
-              data[w++] = '\'';
-              i += 2;
-              continue;
-            }
-            ++i;
-            break;
-          }
-          data[w++] = data[i++];
-        }
-        fields.emplace_back(data + start, w - start);
+        if (!take_quoted(data, size, i, '\'', fields))
+          return "unterminated quote in field " + std::to_string(fields.size() + 1);
         while (i < size && is_blank(data[i])) ++i;
         if (i < size && data[i] != ',')
           return "text after the closing quote of field " + std::to_string(fields.size());
@@ -133,21 +143,8 @@ std::string split_csv(char* data, size_t size, std::vector<std::string_view>& fi
   size_t i = 0;
   for (;;) {
     if (i < size && data[i] == '"') {
-      size_t start = ++i, w = i;
-      for (;;) {
-        if (i >= size) return "unterminated quoted field " + std::to_string(fields.size() + 1);
-        if (data[i] == '"') {
-          if (i + 1 < size && data[i + 1] == '"') {
-            data[w++] = '"';
-            i += 2;
-            continue;
-          }
-          ++i;
-          break;
-        }
-        data[w++] = data[i++];
-      }
-      fields.emplace_back(data + start, w - start);
+      if (!take_quoted(data, size, i, '"', fields))
+        return "unterminated quoted field " + std::to_string(fields.size() + 1);
       if (i < size && data[i] != ',')
         return "text after the closing quote of field " + std::to_string(fields.size());
     } else {

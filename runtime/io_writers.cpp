@@ -128,17 +128,21 @@ void append_int(std::string& out, int64_t v) {
   out.append(buf, r.ptr);
 }
 
-void append_csv_field(std::string& out, std::string_view s) {
-  if (s.find_first_of(",\"\r\n") == std::string_view::npos) {
-    out.append(s);
-    return;
-  }
-  out += '"';
+// `s` between two `quote`s, each `quote` in it doubled.
+void append_quoted(std::string& out, std::string_view s, char quote) {
+  out += quote;
   for (char c : s) {
-    if (c == '"') out += '"';
+    if (c == quote) out += quote;
     out += c;
   }
-  out += '"';
+  out += quote;
+}
+
+void append_csv_field(std::string& out, std::string_view s) {
+  if (s.find_first_of(",\"\r\n") == std::string_view::npos)
+    out.append(s);
+  else
+    append_quoted(out, s, '"');
 }
 
 // A header whenever the stream differs from the previous row's (the stream of the last header).
@@ -181,16 +185,10 @@ void append_cayuga_field(std::string& out, std::string_view s) {
   bool quote = s.find_first_of(",'\r\n") != std::string_view::npos ||
                (!s.empty() &&
                 (s.front() == ' ' || s.front() == '\t' || s.back() == ' ' || s.back() == '\t'));
-  if (!quote) {
+  if (quote)
+    append_quoted(out, s, '\'');
+  else
     out.append(s);
-    return;
-  }
-  out += '\'';
-  for (char c : s) {
-    if (c == '\'') out += '\'';
-    out += c;
-  }
-  out += '\'';
 }
 
 void append_cayuga_value(std::string& out, Type type, Slot v) {

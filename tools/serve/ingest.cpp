@@ -134,23 +134,24 @@ int64_t now_units(EngineUnit unit) {
   return 0;
 }
 
-void EventQueue::stamp(Batch& b) {
-  if (b.arrival.empty()) return;
-  const int64_t t = std::max(now_units(unit_), last_stamp_);
-  last_stamp_ = t;
-  saw_arrival_ = true;
-  for (uint32_t i : b.arrival) b.events[i].t0 = b.events[i].t1 = t;
+void EventQueue::enqueue(Batch&& b) {
+  if (!b.arrival.empty()) {
+    const int64_t t = std::max(now_units(unit_), last_stamp_);
+    last_stamp_ = t;
+    saw_arrival_ = true;
+    for (uint32_t i : b.arrival) b.events[i].t0 = b.events[i].t1 = t;
+  }
+  accepted_ += b.size();
+  depth_ += b.size();
+  q_.push_back(std::move(b));
+  not_empty_.notify_one();
 }
 
 bool EventQueue::try_push(Batch&& b) {
   std::lock_guard lock(mu_);
   if (closed_) return false;
   if (depth_ > 0 && depth_ + b.size() > capacity_) return false;
-  stamp(b);
-  accepted_ += b.size();
-  depth_ += b.size();
-  q_.push_back(std::move(b));
-  not_empty_.notify_one();
+  enqueue(std::move(b));
   return true;
 }
 
@@ -158,11 +159,7 @@ bool EventQueue::push_wait(Batch&& b) {
   std::unique_lock lock(mu_);
   not_full_.wait(lock, [&] { return closed_ || depth_ == 0 || depth_ + b.size() <= capacity_; });
   if (closed_) return false;
-  stamp(b);
-  accepted_ += b.size();
-  depth_ += b.size();
-  q_.push_back(std::move(b));
-  not_empty_.notify_one();
+  enqueue(std::move(b));
   return true;
 }
 

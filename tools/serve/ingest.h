@@ -76,7 +76,8 @@ class EventQueue {
   bool saw_arrival() const;   // some accepted event used its arrival time
 
  private:
-  void stamp(Batch& b);  // mu_ held
+  // Stamps `b`'s events that use their arrival time, queues it and wakes a reader (mu_ held).
+  void enqueue(Batch&& b);
 
   mutable std::mutex mu_;
   std::condition_variable not_empty_, not_full_;
