@@ -188,12 +188,11 @@ class Kernel {
       wheel_.take_until(epoch_ + 1, due_);
       for (const ExpiryWheel::Entry& d : due_) __builtin_prefetch(&blocks_[d.node]);
     }
-    for (uint32_t m : members_of(e)) visit(blocks_[m], e);
+    for (uint32_t m : members_of(e)) visit(&blocks_[m], e);
   }
 
   // One block's part of an event: its instances, then its START edges.
-  void visit(Block& block, const StockEvent& e) {
-    Block* b = &block;
+  void visit(Block* b, const StockEvent& e) {
     const double price = e.values[1].f;
     const int64_t volume = e.values[2].i, t = e.t;
     const Query* qs = queries_.data() + b->q_begin;
