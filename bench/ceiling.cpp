@@ -31,6 +31,7 @@
 
 #include "bench/workload.h"
 #include "runtime/expiry_wheel.h"
+#include "runtime/huge_pages.h"
 
 namespace cayuga::bench {
 namespace {
@@ -363,5 +364,6 @@ int main_impl(int argc, char** argv) {
 }  // namespace cayuga::bench
 
 int main(int argc, char** argv) {
+  cayuga::use_huge_pages(argv);  // as cayuga-bench does
   return cayuga::bench::main_impl(argc, argv);
 }
