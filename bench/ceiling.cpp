@@ -90,6 +90,12 @@ bool parse_query(const char* line, std::string& symbol, Query& q) {
   return true;
 }
 
+// The first two lines from `p`: a symbol's queries, or its first instances.
+void prefetch_two_lines(const void* p) {
+  __builtin_prefetch(p);
+  __builtin_prefetch(static_cast<const char*>(p) + 64);
+}
+
 class Kernel {
  public:
   Kernel(const std::string& script, const std::vector<std::string>& symbols, bool per_query) {
@@ -115,10 +121,11 @@ class Kernel {
       in_order.push_back(q);
       symbol_of.push_back(symbol_of_id[intern(symbol)]);
     }
-    // Per symbol, its blocks: [first_[s], first_[s + 1]) in members_. One block of all its
+    // Per symbol, its blocks: [first[s], first[s + 1]) in members_. One block of all its
     // queries; or (per_query) a block per query, numbered as the script orders the queries,
     // so that a symbol's blocks lie apart as the engine's node states do.
     std::vector<std::vector<uint32_t>> by_symbol(symbols.size());
+    std::vector<uint32_t> first;
     for (uint32_t q = 0; q < in_order.size(); ++q) by_symbol[symbol_of[q]].push_back(q);
     if (per_query) {
       queries_ = in_order;
@@ -128,7 +135,7 @@ class Kernel {
       blocks_.resize(symbols.size());
     }
     for (size_t s = 0; s < symbols.size(); ++s) {
-      first_.push_back(static_cast<uint32_t>(members_.size()));
+      first.push_back(static_cast<uint32_t>(members_.size()));
       if (per_query) {
         members_.insert(members_.end(), by_symbol[s].begin(), by_symbol[s].end());
         continue;
@@ -138,12 +145,12 @@ class Kernel {
       for (uint32_t q : by_symbol[s]) queries_.push_back(in_order[q]);
       members_.push_back(static_cast<uint32_t>(s));
     }
-    first_.push_back(static_cast<uint32_t>(members_.size()));
+    first.push_back(static_cast<uint32_t>(members_.size()));
     for (size_t id = 0; id < symbol_of_id.size(); ++id)
       if (symbol_of_id[id] != UINT32_MAX) {
         if (id >= members_of_id_.size()) members_of_id_.resize(id + 1);
         const uint32_t s = symbol_of_id[id];
-        members_of_id_[id] = {first_[s], first_[s + 1]};
+        members_of_id_[id] = {first[s], first[s + 1]};
       }
   }
 
@@ -156,12 +163,8 @@ class Kernel {
       if (i + kHalf < events.size()) {
         for (uint32_t m : members_of(events[i + kHalf])) {
           const Block& b = blocks_[m];
-          __builtin_prefetch(queries_.data() + b.q_begin);
-          __builtin_prefetch(reinterpret_cast<const char*>(queries_.data() + b.q_begin) + 64);
-          if (!b.instances.empty()) {
-            __builtin_prefetch(b.instances.data());
-            __builtin_prefetch(reinterpret_cast<const char*>(b.instances.data()) + 64);
-          }
+          prefetch_two_lines(queries_.data() + b.q_begin);
+          if (!b.instances.empty()) prefetch_two_lines(b.instances.data());
         }
       }
       push(events[i]);
@@ -266,9 +269,7 @@ class Kernel {
       if (i + 2 * kDueAhead < due_.size())
         __builtin_prefetch(&blocks_[due_[i + 2 * kDueAhead].node]);
       if (i + kDueAhead < due_.size()) {
-        const Block& later = blocks_[due_[i + kDueAhead].node];
-        __builtin_prefetch(later.instances.data());
-        __builtin_prefetch(reinterpret_cast<const char*>(later.instances.data()) + 64);
+        prefetch_two_lines(blocks_[due_[i + kDueAhead].node].instances.data());
       }
       const ExpiryWheel::Entry& d = due_[i];
       Block& b = blocks_[d.node];
@@ -280,7 +281,7 @@ class Kernel {
   }
 
   std::vector<Block> blocks_;
-  std::vector<uint32_t> members_, first_;  // a symbol's blocks: members_[first_[s], first_[s + 1])
+  std::vector<uint32_t> members_;  // every symbol's blocks, symbol after symbol
   std::vector<std::pair<uint32_t, uint32_t>> members_of_id_;  // by interned id: [first, last)
   std::vector<Query> queries_;
   std::vector<uint32_t> dirty_;
