@@ -63,6 +63,10 @@ constexpr const char* kUsage =
     "  --no-merge, --no-index, --no-instance-index   switch an optimization off\n"
     "  --no-hint          push without announcing events ahead (Engine::hint)\n"
     "  --overlap F        fraction of queries sharing an earlier START filter (default 0)\n"
+    "  --keyed N          of each query count, the last N queries name no symbol: their\n"
+    "                     START filter is `Volume > v` (about 1% of events each), and their\n"
+    "                     NEXT/FOLD node keeps instances of every symbol in buckets by Name\n"
+    "                     (default 0)\n"
     "  --repeat N         run each configuration N times and print the run with the median\n"
     "                     events/s (default 1; on a shared host, 5 makes numbers repeatable)\n"
     "  --write DIR        instead of running: write DIR/<load>_<queries>.cel and DIR/<load>.txt\n"
@@ -173,6 +177,7 @@ int main(int argc, char** argv) {
   std::vector<size_t> thread_counts = {1};
   EngineOptions base;
   double overlap = 0;
+  size_t keyed = 0;
   bool hints = true, scaled = false, walk_set = false, workloads_set = false;
   size_t repeat = 1;
   std::string write_dir;
@@ -231,6 +236,8 @@ int main(int argc, char** argv) {
       thread_counts = parse_list(a, value());
     else if (a == "--overlap")
       overlap = number<double>(a, value());
+    else if (a == "--keyed")
+      keyed = number<size_t>(a, value());
     else if (a == "--repeat") {
       repeat = number<size_t>(a, value());
       if (repeat == 0) {
@@ -312,6 +319,7 @@ int main(int argc, char** argv) {
       bench::QueryMix mix;
       mix.queries = q;
       mix.overlap = overlap;
+      mix.keyed = keyed;
       std::string script = bench::generate_queries(mix, universe);
       if (!write_dir.empty()) {
         const std::string path = write_dir + "/" + w + "_" + std::to_string(q) + ".cel";

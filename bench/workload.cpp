@@ -21,7 +21,28 @@ std::string generate_queries(const QueryMix& mix, const std::vector<std::string>
   out.reserve(mix.queries * 160);
   std::vector<std::string> starts;  // START filters used so far, for prefix overlap
   char buf[512];
+  const size_t keyed = std::min(mix.keyed, mix.queries);
+  // (Their own generator: the other queries are those of the mix without them.)
+  std::mt19937_64 keyed_rng(mix.seed + 1);
+  std::uniform_int_distribution<int> high_volume(2950, 2998);
   for (size_t q = 0; q < mix.queries; ++q) {
+    if (q >= mix.queries - keyed) {
+      std::snprintf(buf, sizeof buf, "FILTER{Volume > %d}(Stock)", high_volume(keyed_rng));
+      const std::string start = buf;
+      const int dur = minutes(keyed_rng);
+      if (q % 2 == 0)
+        std::snprintf(buf, sizeof buf,
+                      "SELECT Name, Price_1 AS First, Price AS Second FROM FILTER{DUR < %d MIN}("
+                      "%s NEXT{$1.Name = $2.Name AND $2.Price > $1.Price * %.3f} Stock);\n",
+                      dur, start.c_str(), 1.0 + rise(keyed_rng) / 1000.0);
+      else
+        std::snprintf(buf, sizeof buf,
+                      "SELECT Name, Price_1 AS Start, Price AS Last FROM FILTER{DUR < %d MIN}("
+                      "%s FOLD{$2.Name = $.Name, $2.Price > $.Price,} Stock);\n",
+                      dur, start.c_str());
+      out += buf;
+      continue;
+    }
     std::string start;
     if (!starts.empty() && unit(rng) < mix.overlap) {
       start = starts[rng() % starts.size()];

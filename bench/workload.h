@@ -5,7 +5,8 @@
 // `$1.Name = $2.Name` joins plus random price/volume conditions and DUR bounds. Each query picks
 // its symbol from the symbol universe, so with thousands of symbols an event matches few queries
 // (a pub/sub workload). `overlap` is the fraction of queries that reuse an earlier query's
-// prefix (same START filter), for state-merging experiments.
+// prefix (same START filter), for state-merging experiments; `keyed` queries watch every
+// symbol, for the instance index.
 #pragma once
 
 #include <cstdint>
@@ -21,6 +22,10 @@ struct QueryMix {
   size_t queries = 1000;
   size_t symbols = 1000;   // symbol universe the queries pick from
   double overlap = 0.0;    // fraction of queries sharing an earlier query's START filter
+  // How many of the queries (the last ones) name no symbol: `FILTER{Volume > v}(Stock)` with v
+  // in [2950, 2998] (about 1% of events each) followed by the NEXT or FOLD of the mix. Their
+  // nodes keep instances of every symbol, in buckets by Name (the instance index).
+  size_t keyed = 0;
   uint64_t seed = 42;
 };
 

@@ -144,7 +144,8 @@ bool Engine::remove_query(uint32_t id) {
     NodeState& st = state_[n];
     stats_.instances -= st.single.count();
     if (st.keyed())
-      for (const auto& b : keyed_[n]->buckets) stats_.instances -= b->count();
+      for (uint32_t id = 0; id < keyed_[n]->size(); ++id)
+        stats_.instances -= keyed_[n]->at(id).count();
     st = NodeState{};  // the node is unreachable: nothing will touch its state again
     keyed_[n].reset();
   }
@@ -164,6 +165,7 @@ void Engine::rebuild_routes() {
                                  s.kind == nfa::StreamKind::Published, !s.readers.empty()});
   routes_.clear();
   index_.assign(automaton_.streams.size(), index::StreamIndex());
+  keyed_readers_.assign(automaton_.streams.size(), {});
   // Per route, its emits and how many leading stages of them the index decides.
   struct Emits {
     std::span<const Emit> emits;
@@ -212,6 +214,10 @@ void Engine::rebuild_routes() {
       }
     }
     index_[s].prepare();
+    std::vector<uint32_t>& keyed = keyed_readers_[s];
+    for (uint32_t n : automaton_.streams[s].readers)
+      if (!automaton_.nodes[n].dead && state_[n].keyed()) keyed.push_back(n);
+    if (keyed.size() > kMaxKeyedReaders) keyed.clear();
     // An event's candidates are then neighbours in routes_.
     const std::vector<Route> before(routes_.begin() + first, routes_.end());
     const std::vector<Emits> emits_before(emits.begin() + first, emits.end());
@@ -686,10 +692,8 @@ void Engine::apply_effects(size_t workers) {
     const Node& node = automaton_.nodes[n];
     uint64_t key;
     if (!index::equality_key(event[node.key_attr], node.key_type, key)) return false;
-    const Keyed& keyed = *keyed_[n];
-    auto it = keyed.by_key.find(key);
-    if (it == keyed.by_key.end()) return false;
-    *bucket = it->second;
+    *bucket = keyed_[n]->find(key);
+    if (*bucket == Keyed::kEmpty) return false;
   }
   return this->bucket(n, *bucket).count() != 0;
 }
@@ -821,6 +825,34 @@ void Engine::prefetch_instances(It first, It last, RouteOf route_of) const {
   asm volatile("" ::: "memory");
 }
 
+void Engine::prefetch_keyed(uint32_t stream, const Slot* values, int step) const {
+  for (uint32_t n : keyed_readers_[stream]) {
+    const Node& node = automaton_.nodes[n];  // (a few nodes, which stay cached)
+    uint64_t key;
+    if (!index::equality_key(values[node.key_attr], node.key_type, key)) continue;
+    const Keyed& keyed = *keyed_[n];
+    if (step == 0) {
+      __builtin_prefetch(keyed.slot_of(key), 0, kToL2);
+      continue;
+    }
+    const uint32_t id = keyed.find(key);
+    if (id == Keyed::kEmpty) continue;
+    const Bucket& b = keyed.at(id);
+    const char* head = reinterpret_cast<const char*>(&b);
+    if (step == 1) {  // the bucket, with its inline records
+      __builtin_prefetch(head, 0, kToL2);
+      __builtin_prefetch(head + 64, 0, kToL2);
+      __builtin_prefetch(head + 128, 0, kToL2);
+      __builtin_prefetch(head + sizeof(Bucket) - 1, 0, kToL2);
+    } else if (b.rows.on_heap()) {
+      const char* data = reinterpret_cast<const char*>(b.rows.data());
+      __builtin_prefetch(data, 0, kToL2);
+      prefetch_record_lines<kToL2>(true, data, b.rows.size() * sizeof(Slot), data);
+    }
+  }
+  asm volatile("" ::: "memory");
+}
+
 void Engine::hint(uint32_t stream, const Slot* values) {
   announce(stream, values, nullptr);
 }
@@ -842,6 +874,8 @@ void Engine::announce(uint32_t stream, const Slot* values, const std::span<const
     return ahead_[ahead_next_ >= k ? ahead_next_ - k : ahead_next_ + kAheadSlots - k];
   };
   static_assert(kHintDistance == 5, "one step per call below");
+  if (ahead_count_ >= 2) prefetch_keyed(ago(2).stream, ago(2).values.data(), 2);
+  if (ahead_count_ >= 1) prefetch_keyed(ago(1).stream, ago(1).values.data(), 1);
   if (ahead_count_ >= 4) {
     const Ahead& a = ago(4);
     prefetch_instances<kToL2>(a.candidates.begin(), a.candidates.end(), id);
@@ -868,6 +902,7 @@ void Engine::announce(uint32_t stream, const Slot* values, const std::span<const
   a.values.resize(width);  // (copied in a loop: a memmove call costs more for a few slots)
   for (uint32_t i = 0; i < width; ++i) a.values[i] = values[i];
   a.given = given != nullptr;
+  prefetch_keyed(stream, values, 0);
   if (given)
     a.candidates.assign(given->begin(), given->end());
   else
@@ -1034,12 +1069,33 @@ Engine::Bucket* Engine::bucket_for(uint32_t n, const Slot* instance, uint32_t* i
   uint64_t key;
   // A NaN key equals nothing: such an instance can never be affected, so it is never stored.
   if (!index::equality_key(instance[node.key_slot], node.key_type, key)) return nullptr;
-  Keyed& keyed = *keyed_[n];
-  auto& buckets = keyed.buckets;
-  auto [it, fresh] = keyed.by_key.try_emplace(key, static_cast<uint32_t>(buckets.size()));
-  if (fresh) buckets.push_back(std::make_unique<Bucket>());
-  *id = it->second;
-  return buckets[it->second].get();
+  *id = keyed_[n]->find_or_add(key);
+  return &keyed_[n]->at(*id);
+}
+
+uint32_t Engine::Keyed::find_or_add(uint64_t key) {
+  size_t i = home(key);
+  for (;; i = (i + 1) & (table_.size() - 1)) {
+    const Entry& e = table_[i];
+    if (e.id == kEmpty) break;
+    if (e.key == key) return e.id;
+  }
+  const uint32_t id = size_++;
+  if ((id >> kChunkBits) == chunks_.size())
+    chunks_.push_back(std::make_unique<Bucket[]>(size_t{1} << kChunkBits));
+  at(id).in_table = true;
+  table_[i] = Entry{key, id};
+  if (2 * size_ <= table_.size()) return id;
+  // Over half full: twice the slots, every entry placed again.
+  std::vector<Entry> old =
+      std::exchange(table_, std::vector<Entry>(2 * table_.size(), Entry{0, kEmpty}));
+  for (const Entry& e : old) {
+    if (e.id == kEmpty) continue;
+    size_t j = home(e.key);
+    while (table_[j].id != kEmpty) j = (j + 1) & (table_.size() - 1);
+    table_[j] = e;
+  }
+  return id;
 }
 
 bool Engine::add_instance(uint32_t n, const Slot* instance, int64_t t0, int64_t t1,
@@ -1207,7 +1263,7 @@ uint64_t Engine::compact_slow(Bucket& b, int64_t max_dur, int64_t next_time) {
 [[gnu::always_inline]] inline void Engine::schedule(Bucket& b, uint32_t n, uint32_t bucket) {
   if (b.expires < b.scheduled) {  // (INT64_MAX: nothing to expire)
     b.scheduled = b.expires;
-    deadlines_.add(b.expires, n, bucket);
+    deadlines_.add(b.expires, n, bucket | (b.in_table ? kInTable : 0));
   }
 }
 
@@ -1254,7 +1310,7 @@ void Engine::take_due(int64_t next_time) {
   // prefetch_nodes does). Those lines say how much more a bucket's compaction reads. (Of a
   // long list, the first ones: expire_due() asks for the rest as it goes.)
   for (size_t i = before; i < std::min(due_entries_.size(), 2 * kDueAhead); ++i)
-    __builtin_prefetch(&state_[due_entries_[i].node]);
+    __builtin_prefetch(due_line(due_entries_[i]));
 }
 
 void Engine::prefetch_due(size_t first, size_t last) const {
@@ -1263,6 +1319,14 @@ void Engine::prefetch_due(size_t first, size_t last) const {
   // in prefetch_instances(); the state itself stands for nothing to fetch.)
   for (size_t i = first; i < std::min(last, due_entries_.size()); ++i) {
     const ExpiryWheel::Entry& d = due_entries_[i];
+    if (d.bucket & kInTable) {  // a Keyed's bucket: its records, inline or on the heap
+      const Bucket& b = keyed_[d.node]->at(d.bucket & ~kInTable);
+      const bool records = (b.records != 1) | b.consumed;
+      const char* data = reinterpret_cast<const char*>(b.rows.data());
+      __builtin_prefetch(pick(records, data, &b));
+      prefetch_record_lines<3>(records, data, b.rows.size() * sizeof(Slot), &b);
+      continue;
+    }
     const NodeState& ns = state_[d.node];
     const Bucket& b = ns.single;
     const char* state = reinterpret_cast<const char*>(&ns);
@@ -1284,7 +1348,7 @@ void Engine::expire_due(int64_t next_time) {
   // state was reset: its `scheduled` matches no entry), and not compacted at this epoch's end
   // anyway (dirty).
   const auto due = [&](const ExpiryWheel::Entry& d) -> Bucket* {
-    Bucket& b = bucket(d.node, d.bucket);
+    Bucket& b = bucket(d.node, d.bucket & ~kInTable);
     if (b.scheduled != d.deadline) return nullptr;  // superseded
     b.scheduled = INT64_MAX;
     return b.dirty ? nullptr : &b;
@@ -1292,7 +1356,7 @@ void Engine::expire_due(int64_t next_time) {
   if (par_ && due_entries_.size() > options_.parallel_min_work / 2) {  // (may go parallel)
     due_.clear();
     for (const ExpiryWheel::Entry& d : due_entries_)
-      if (due(d)) due_.emplace_back(d.node, d.bucket);
+      if (due(d)) due_.emplace_back(d.node, d.bucket & ~kInTable);
     due_entries_.clear();
     compact_all(due_, next_time);
     return;
@@ -1302,14 +1366,13 @@ void Engine::expire_due(int64_t next_time) {
   const size_t count = due_entries_.size();
   for (size_t i = 0; i < count; ++i) {
     // A long list's states and records are asked for as the loop goes.
-    if (i + 2 * kDueAhead < count)
-      __builtin_prefetch(&state_[due_entries_[i + 2 * kDueAhead].node]);
+    if (i + 2 * kDueAhead < count) __builtin_prefetch(due_line(due_entries_[i + 2 * kDueAhead]));
     if (i + kDueAhead < count) prefetch_due(i + kDueAhead, i + kDueAhead + 1);
     const ExpiryWheel::Entry& d = due_entries_[i];
     Bucket* b = due(d);
     if (!b) continue;
     compact(*b, state_[d.node].max_dur, next_time, delta, expired);
-    schedule(*b, d.node, d.bucket);
+    schedule(*b, d.node, d.bucket & ~kInTable);
   }
   due_entries_.clear();
   stats_.instances += delta;

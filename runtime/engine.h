@@ -37,6 +37,7 @@
 
 #include <algorithm>
 #include <array>
+#include <bit>
 #include <cstdint>
 #include <cstdlib>
 #include <deque>
@@ -237,6 +238,7 @@ class Engine {
     // NodeState::single only: the node has an instance-index key, and its buckets are
     // keyed_[node] (this one is unused).
     bool keyed = false;
+    bool in_table = false;  // one of a Keyed's buckets (its expiry entries say so: kInTable)
     // When its oldest instance is past the node's DUR bound: expiry_of(the least t0), or
     // INT64_MAX (no instance, or no bound). Kept here so that neither expiring a lone instance
     // nor queueing the deadline reads the node or the records.
@@ -261,11 +263,45 @@ class Engine {
     return last == INT64_MAX ? INT64_MAX : last + 1;
   }
   static constexpr uint32_t kHeader = 3;
-  // The buckets of a node with an instance-index key, by key value.
-  struct Keyed {
-    // unique_ptr: a Bucket stays put while buckets are added.
-    std::vector<std::unique_ptr<Bucket>> buckets;
-    std::unordered_map<uint64_t, uint32_t> by_key;
+  // The buckets of a node with an instance-index key, by key value (index::equality_key):
+  // an open-addressing table of (key, bucket id), at most half full, and the buckets, by id,
+  // in chunks that never move (a visit holds its bucket while what it fires may add another).
+  // A lookup reads one table line, then the bucket: hint() asks for both ahead (slot_of(),
+  // then at(); see prefetch_keyed()).
+  class Keyed {
+   public:
+    struct Entry {
+      uint64_t key;
+      uint32_t id;  // kEmpty: a free slot
+    };
+    static constexpr uint32_t kEmpty = UINT32_MAX;
+    Keyed() : table_(kMinSlots, Entry{0, kEmpty}) {}
+    // Where the lookup of `key` begins.
+    const Entry* slot_of(uint64_t key) const { return &table_[home(key)]; }
+    // The bucket id of `key`, or kEmpty.
+    uint32_t find(uint64_t key) const {
+      for (size_t i = home(key);; i = (i + 1) & (table_.size() - 1)) {
+        const Entry& e = table_[i];
+        if (e.id == kEmpty || e.key == key) return e.id;
+      }
+    }
+    // The bucket id of `key`, with a new empty bucket if it had none.
+    uint32_t find_or_add(uint64_t key);
+    Bucket& at(uint32_t id) { return chunks_[id >> kChunkBits][id & kChunkMask]; }
+    const Bucket& at(uint32_t id) const { return chunks_[id >> kChunkBits][id & kChunkMask]; }
+    uint32_t size() const { return size_; }
+
+   private:
+    static constexpr size_t kMinSlots = 16;
+    static constexpr uint32_t kChunkBits = 6;
+    static constexpr uint32_t kChunkMask = (1u << kChunkBits) - 1;
+    // Fibonacci hashing: the top bits of key * 2^64/phi (string keys are small dense ids).
+    size_t home(uint64_t key) const {
+      return (key * 0x9E3779B97F4A7C15ull) >> (64 - std::countr_zero(table_.size()));
+    }
+    std::vector<Entry> table_;
+    std::vector<std::unique_ptr<Bucket[]>> chunks_;
+    uint32_t size_ = 0;
   };
   struct alignas(64) NodeState {  // three cache lines
     // The node's DUR bound (nfa::Node::max_dur, copied whenever the automaton changes): all
@@ -288,10 +324,10 @@ class Engine {
   static_assert(sizeof(NodeState) == 3 * 64, "third_line() is the last line of a state");
   // Bucket `id` of node `n`.
   Bucket& bucket(uint32_t n, uint32_t id) {
-    return state_[n].keyed() ? *keyed_[n]->buckets[id] : state_[n].single;
+    return state_[n].keyed() ? keyed_[n]->at(id) : state_[n].single;
   }
   const Bucket& bucket(uint32_t n, uint32_t id) const {
-    return state_[n].keyed() ? *keyed_[n]->buckets[id] : state_[n].single;
+    return state_[n].keyed() ? keyed_[n]->at(id) : state_[n].single;
   }
   // One emit as the runtime fires it, flattened (rebuild_routes) so that a cold output reads
   // one record: FILTERs that only bound DUR become `max_dur`, a trailing projection of plain
@@ -469,6 +505,12 @@ class Engine {
   void prefetch_nodes(It first, It last, RouteOf route_of) const;
   template <int Locality, class It, class RouteOf>
   void prefetch_instances(It first, It last, RouteOf route_of) const;
+  // Step `step` (0, 1, 2) of asking for the bucket an event of `stream` will visit at each
+  // keyed node that reads the stream (keyed_readers_): the table slot of its key, then the
+  // bucket, then its records if they are on the heap. One step per hint(), into L2, as the
+  // steps above; they need no index, so they begin as the event is announced.
+  void prefetch_keyed(uint32_t stream, const Slot* values, int step) const;
+  static constexpr size_t kMaxKeyedReaders = 256;
   void deliver(Context& cx, uint32_t stream, const Slot* row, int64_t t0, int64_t t1);
   // Runs an event over the instances [begin, end) of a bucket of route `r`'s node.
   void process(Context& cx, const Route& r, uint32_t bucket, size_t begin, size_t end,
@@ -554,6 +596,15 @@ class Engine {
   // first kDueAhead are asked for ahead (the others would push them out of the cache);
   // expire_due asks for the rest kDueAhead entries ahead of its compaction.
   static constexpr size_t kDueAhead = 16;
+  // A bucket id as an expiry entry has it: with kInTable when the bucket is a Keyed's, so that
+  // prefetching a due bucket need not read its node's state to find it.
+  static constexpr uint32_t kInTable = 1u << 31;
+  // The first line a due bucket's expiry reads: the bucket, if it is a Keyed's (whose node's
+  // state stays cached: keyed nodes are few), else its node's state.
+  const void* due_line(const ExpiryWheel::Entry& d) const {
+    if (d.bucket & kInTable) return &keyed_[d.node]->at(d.bucket & ~kInTable);
+    return &state_[d.node];
+  }
   void take_due(int64_t next_time);
   void prefetch_due(size_t first, size_t last) const;
   void expire_due(int64_t next_time);
@@ -578,6 +629,9 @@ class Engine {
   };
   std::vector<StreamUse> streams_;
   std::vector<index::StreamIndex> index_;  // per stream
+  // Per stream, the keyed nodes that read it, if there are at most kMaxKeyedReaders (hint()
+  // fetches a bucket of each for every event).
+  std::vector<std::vector<uint32_t>> keyed_readers_;
   std::vector<std::pair<uint32_t, uint32_t>> dirty_;  // (node, bucket) touched this epoch
   std::vector<ExpiryWheel::Entry> due_entries_;       // taken by take_due, not expired yet
   std::vector<std::pair<uint32_t, uint32_t>> due_;    // scratch of expire_due

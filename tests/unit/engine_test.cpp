@@ -5,6 +5,8 @@
 #include <gtest/gtest.h>
 
 #include <algorithm>
+#include <array>
+#include <cmath>
 #include <functional>
 #include <random>
 #include <sstream>
@@ -301,6 +303,55 @@ TEST(Engine, ExpiryIsExactAtEveryClose) {
     }
     EXPECT_GT(expired, 3000u);
     EXPECT_TRUE(h.outputs.empty());
+  }
+}
+
+// A node's buckets by key (`$1.K = $2.K`) through the growth of their table: 3,000 keys, each
+// met again once in the reverse order, pair exactly once; 0.0 finds -0.0's bucket, NaN none (its
+// instances are never stored), and keys no bucket has find nothing. Hints announce every event,
+// as a reader would. The same with the instance index off.
+TEST(Engine, KeyedBucketsFindEveryKeyAsTheirTableGrows) {
+  for (bool instance_index : {true, false}) {
+    EngineOptions opts = options(JitMode::Off, 1);
+    opts.instance_index = instance_index;
+    Harness h(
+        "CREATE STREAM R (K FLOAT, V INT);\n"
+        "SELECT * FROM R NEXT{$1.K = $2.K} R PUBLISH Pairs;",
+        opts);
+    const uint32_t r = h.stream("R");
+    std::vector<std::pair<double, int64_t>> events;
+    const int n = 3000;
+    for (int i = 1; i <= n; ++i) events.emplace_back(i, i);
+    events.emplace_back(-0.0, -1);
+    events.emplace_back(std::nan(""), -2);
+    for (int i = n; i >= 1; --i) events.emplace_back(i + 0.5, -3);  // no bucket has these
+    for (int i = n; i >= 1; --i) events.emplace_back(i, -i);
+    events.emplace_back(0.0, -4);
+    events.emplace_back(std::nan(""), -5);
+    std::vector<std::array<Slot, 2>> rows;
+    for (const auto& [k, v] : events) rows.push_back({float_slot(k), int_slot(v)});
+    for (size_t i = 0; i < rows.size(); ++i) {
+      if (i + Engine::kHintDistance < rows.size())
+        h.engine.hint(r, rows[i + Engine::kHintDistance].data());
+      const int64_t t = static_cast<int64_t>(i) + 1;
+      ASSERT_EQ(h.engine.push(r, t, t, rows[i].data()), Engine::PushResult::Ok);
+    }
+    h.engine.finish();
+    std::vector<std::string> want;
+    const int64_t second = 2 * n + 3;  // the time of the first event of the second pass
+    for (int i = n; i >= 1; --i) {
+      const int64_t t = second + (n - i);
+      want.push_back("Pairs[" + std::to_string(i) + "," + std::to_string(t) + "] " +
+                     std::to_string(i) + " " + std::to_string(i) + " " + std::to_string(i) + " " +
+                     std::to_string(-i));
+    }
+    want.push_back("Pairs[" + std::to_string(n + 1) + "," + std::to_string(second + n) +
+                   "] -0 -1 0 -4");
+    EXPECT_EQ(h.outputs, want) << "instance index " << instance_index;
+    // Every event stored an instance, every pair consumed one, and the instance index stores
+    // none with a NaN key (without it, they are stored and never match).
+    EXPECT_EQ(h.engine.stats().instances, events.size() - (n + 1) - (instance_index ? 2 : 0))
+        << "instance index " << instance_index;
   }
 }
 
