@@ -105,6 +105,24 @@ TEST_F(BenchCli, RowsDoNotDependOnTheOptimizations) {
     EXPECT_EQ(exact_columns(last_row(bench(run + " " + options).out)), row) << options;
 }
 
+// --keyed: the last queries watch every symbol (keyed NEXT and FOLD nodes, whose buckets hint()
+// fetches ahead); their rows do not depend on the optimizations either, nor on the hints.
+TEST_F(BenchCli, KeyedQueriesDoNotDependOnTheOptimizations) {
+  const std::string run = "--queries 100 --keyed 10 --workload walk --events 20000";
+  const std::pair<const char*, const char*> variants[] = {
+      {"--jit off", "walk 100 off 1 10.2 1329 1180"},
+      {"--jit off --no-merge", "walk 100 off 1 10.2 1329 1180"},
+      {"--jit off --no-instance-index", "walk 100 off 1 10.2 1329 1180"},
+      {"--jit off --no-hint", "walk 100 off 1 10.2 1329 1180"},
+      {"--jit off --threads 2", "walk 100 off 2 10.2 1329 1180"},
+      {"--jit on", "walk 100 on 1 10.2 1329 1180"},
+      {"--jit off --no-index", "walk 100 off 1 174.0 1329 1180"},
+  };
+  for (const auto& [options, row] : variants)
+    EXPECT_EQ(exact_columns(last_row(bench(run + " " + options).out)), row) << options;
+  EXPECT_NE(bench("--help").out.find("--keyed N"), std::string::npos);
+}
+
 // --scaled gives each query count the walk that keeps the work per event constant, and says
 // which: its rows are those of the equivalent explicit options.
 TEST_F(BenchCli, ScaledSweepKeepsTheWorkPerEventConstant) {
