@@ -1074,6 +1074,7 @@ Engine::Bucket* Engine::bucket_for(uint32_t n, const Slot* instance, uint32_t* i
 }
 
 uint32_t Engine::Keyed::find_or_add(uint64_t key) {
+  if (table_.empty()) table_.assign(kMinSlots, Entry{0, kEmpty});
   size_t i = home(key);
   for (;; i = (i + 1) & (table_.size() - 1)) {
     const Entry& e = table_[i];
@@ -1081,8 +1082,8 @@ uint32_t Engine::Keyed::find_or_add(uint64_t key) {
     if (e.key == key) return e.id;
   }
   const uint32_t id = size_++;
-  if ((id >> kChunkBits) == chunks_.size())
-    chunks_.push_back(std::make_unique<Bucket[]>(size_t{1} << kChunkBits));
+  if (std::has_single_bit(size_))  // id 2^c - 1 begins chunk c
+    chunks_.push_back(std::make_unique<Bucket[]>(size_));
   at(id).in_table = true;
   table_[i] = Entry{key, id};
   if (2 * size_ <= table_.size()) return id;

@@ -265,9 +265,10 @@ class Engine {
   static constexpr uint32_t kHeader = 3;
   // The buckets of a node with an instance-index key, by key value (index::equality_key):
   // an open-addressing table of (key, bucket id), at most half full, and the buckets, by id,
-  // in chunks that never move (a visit holds its bucket while what it fires may add another).
-  // A lookup reads one table line, then the bucket: hint() asks for both ahead (slot_of(),
-  // then at(); see prefetch_keyed()).
+  // in chunks of 1, 2, 4, ... buckets that never move (a visit holds its bucket while what it
+  // fires may add another; and a node with few keys allocates little). A lookup reads one
+  // table line, then the bucket: hint() asks for both ahead (slot_of(), then at(); see
+  // prefetch_keyed()). Nothing is allocated before the first bucket.
   class Keyed {
    public:
     struct Entry {
@@ -275,11 +276,13 @@ class Engine {
       uint32_t id;  // kEmpty: a free slot
     };
     static constexpr uint32_t kEmpty = UINT32_MAX;
-    Keyed() : table_(kMinSlots, Entry{0, kEmpty}) {}
-    // Where the lookup of `key` begins.
-    const Entry* slot_of(uint64_t key) const { return &table_[home(key)]; }
+    // Where the lookup of `key` begins (null before the first bucket).
+    const Entry* slot_of(uint64_t key) const {
+      return table_.empty() ? nullptr : &table_[home(key)];
+    }
     // The bucket id of `key`, or kEmpty.
     uint32_t find(uint64_t key) const {
+      if (table_.empty()) return kEmpty;
       for (size_t i = home(key);; i = (i + 1) & (table_.size() - 1)) {
         const Entry& e = table_[i];
         if (e.id == kEmpty || e.key == key) return e.id;
@@ -287,14 +290,16 @@ class Engine {
     }
     // The bucket id of `key`, with a new empty bucket if it had none.
     uint32_t find_or_add(uint64_t key);
-    Bucket& at(uint32_t id) { return chunks_[id >> kChunkBits][id & kChunkMask]; }
-    const Bucket& at(uint32_t id) const { return chunks_[id >> kChunkBits][id & kChunkMask]; }
+    // Chunk c holds ids [2^c - 1, 2^(c+1) - 1).
+    Bucket& at(uint32_t id) {
+      const uint32_t c = std::bit_width(id + 1) - 1;
+      return chunks_[c][id + 1 - (1u << c)];
+    }
+    const Bucket& at(uint32_t id) const { return const_cast<Keyed*>(this)->at(id); }
     uint32_t size() const { return size_; }
 
    private:
-    static constexpr size_t kMinSlots = 16;
-    static constexpr uint32_t kChunkBits = 6;
-    static constexpr uint32_t kChunkMask = (1u << kChunkBits) - 1;
+    static constexpr size_t kMinSlots = 4;
     // Fibonacci hashing: the top bits of key * 2^64/phi (string keys are small dense ids).
     size_t home(uint64_t key) const {
       return (key * 0x9E3779B97F4A7C15ull) >> (64 - std::countr_zero(table_.size()));
