@@ -166,6 +166,7 @@ void Engine::rebuild_routes() {
   routes_.clear();
   index_.assign(automaton_.streams.size(), index::StreamIndex());
   keyed_readers_.assign(automaton_.streams.size(), {});
+  any_keyed_readers_ = false;
   // Per route, its emits and how many leading stages of them the index decides.
   struct Emits {
     std::span<const Emit> emits;
@@ -218,6 +219,7 @@ void Engine::rebuild_routes() {
     for (uint32_t n : automaton_.streams[s].readers)
       if (!automaton_.nodes[n].dead && state_[n].keyed()) keyed.push_back(n);
     if (keyed.size() > kMaxKeyedReaders) keyed.clear();
+    any_keyed_readers_ |= !keyed.empty();
     // An event's candidates are then neighbours in routes_.
     const std::vector<Route> before(routes_.begin() + first, routes_.end());
     const std::vector<Emits> emits_before(emits.begin() + first, emits.end());
@@ -874,8 +876,10 @@ void Engine::announce(uint32_t stream, const Slot* values, const std::span<const
     return ahead_[ahead_next_ >= k ? ahead_next_ - k : ahead_next_ + kAheadSlots - k];
   };
   static_assert(kHintDistance == 5, "one step per call below");
-  if (ahead_count_ >= 2) prefetch_keyed(ago(2).stream, ago(2).values.data(), 2);
-  if (ahead_count_ >= 1) prefetch_keyed(ago(1).stream, ago(1).values.data(), 1);
+  if (any_keyed_readers_) {
+    if (ahead_count_ >= 2) prefetch_keyed(ago(2).stream, ago(2).values.data(), 2);
+    if (ahead_count_ >= 1) prefetch_keyed(ago(1).stream, ago(1).values.data(), 1);
+  }
   if (ahead_count_ >= 4) {
     const Ahead& a = ago(4);
     prefetch_instances<kToL2>(a.candidates.begin(), a.candidates.end(), id);
@@ -902,7 +906,7 @@ void Engine::announce(uint32_t stream, const Slot* values, const std::span<const
   a.values.resize(width);  // (copied in a loop: a memmove call costs more for a few slots)
   for (uint32_t i = 0; i < width; ++i) a.values[i] = values[i];
   a.given = given != nullptr;
-  prefetch_keyed(stream, values, 0);
+  if (any_keyed_readers_) prefetch_keyed(stream, values, 0);
   if (given)
     a.candidates.assign(given->begin(), given->end());
   else

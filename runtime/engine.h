@@ -640,6 +640,7 @@ class Engine {
   // Per stream, the keyed nodes that read it, if there are at most kMaxKeyedReaders (hint()
   // fetches a bucket of each for every event).
   std::vector<std::vector<uint32_t>> keyed_readers_;
+  bool any_keyed_readers_ = false;                    // (else hint() skips the keyed steps)
   std::vector<std::pair<uint32_t, uint32_t>> dirty_;  // (node, bucket) touched this epoch
   std::vector<ExpiryWheel::Entry> due_entries_;       // taken by take_due, not expired yet
   std::vector<std::pair<uint32_t, uint32_t>> due_;    // scratch of expire_due
