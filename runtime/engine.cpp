@@ -1325,8 +1325,8 @@ void Engine::prefetch_due(size_t first, size_t last) const {
   // in prefetch_instances(); the state itself stands for nothing to fetch.)
   for (size_t i = first; i < std::min(last, due_entries_.size()); ++i) {
     const ExpiryWheel::Entry& d = due_entries_[i];
-    if (d.bucket & kInTable) {  // a Keyed's bucket: its records, inline or on the heap
-      const Bucket& b = keyed_[d.node]->at(d.bucket & ~kInTable);
+    if (const Bucket* keyed = due_keyed(d)) {  // its records, inline or on the heap
+      const Bucket& b = *keyed;
       const bool records = (b.records != 1) | b.consumed;
       const char* data = reinterpret_cast<const char*>(b.rows.data());
       __builtin_prefetch(pick(records, data, &b));

@@ -607,11 +607,16 @@ class Engine {
   // A bucket id as an expiry entry has it: with kInTable when the bucket is a Keyed's, so that
   // prefetching a due bucket need not read its node's state to find it.
   static constexpr uint32_t kInTable = 1u << 31;
+  // A due entry's keyed bucket, or null: not a Keyed's, or its node was removed since.
+  const Bucket* due_keyed(const ExpiryWheel::Entry& d) const {
+    const Keyed* keyed = d.bucket & kInTable ? keyed_[d.node].get() : nullptr;
+    return keyed ? &keyed->at(d.bucket & ~kInTable) : nullptr;
+  }
   // The first line a due bucket's expiry reads: the bucket, if it is a Keyed's (whose node's
   // state stays cached: keyed nodes are few), else its node's state.
   const void* due_line(const ExpiryWheel::Entry& d) const {
-    if (d.bucket & kInTable) return &keyed_[d.node]->at(d.bucket & ~kInTable);
-    return &state_[d.node];
+    const Bucket* b = due_keyed(d);
+    return b ? static_cast<const void*>(b) : &state_[d.node];
   }
   void take_due(int64_t next_time);
   void prefetch_due(size_t first, size_t last) const;

@@ -380,6 +380,33 @@ TEST(Engine, ExpiryAtTheEndsOfTime) {
   EXPECT_TRUE(h.outputs.empty());
 }
 
+// A keyed node removed while its buckets' expiries are queued: the wheel still names them, and
+// the epochs that reach those deadlines (opening, closing, a heartbeat) skip them; the other
+// query's instances still expire. With hints, whose keyed steps must not read the removed node.
+TEST(Engine, RemovedKeyedNodesExpiriesAreSkipped) {
+  Harness h(std::string(kStock) +
+                "SELECT * FROM FILTER{DUR < 100}(Stock NEXT{$1.Name = $2.Name AND $2.Volume < 0} "
+                "Stock) PUBLISH Gone;\n"
+                "SELECT * FROM FILTER{DUR < 50}(Stock NEXT{$1.Name = $2.Name AND $2.Volume < -1} "
+                "Stock) PUBLISH Kept;",
+            options(JitMode::Off, 1));
+  const uint32_t stock = h.stream("Stock");
+  const char* names[] = {"A", "B", "C", "D", "E", "F", "G", "H"};
+  for (int64_t t = 1; t <= 8; ++t) h.stock(names[t - 1], 1, 1, t);
+  EXPECT_EQ(h.engine.stats().instances, 16u);
+  ASSERT_TRUE(h.engine.remove_query(0));
+  EXPECT_EQ(h.engine.stats().instances, 8u);
+  for (int64_t t = 9; t <= 200; ++t) {
+    Slot next[3] = {string_slot(intern(names[(t + 1) % 8])), float_slot(1), int_slot(1)};
+    h.engine.hint(stock, next);
+    h.stock(names[t % 8], 1, 1, t);
+  }
+  h.engine.advance_to(1000);
+  EXPECT_EQ(h.engine.stats().instances, 0u);
+  EXPECT_EQ(h.engine.stats().expired, 8u + 192u);
+  EXPECT_TRUE(h.outputs.empty());
+}
+
 TEST(Engine, ScriptErrorsAddNothing) {
   Engine engine;
   Diagnostics ds = engine.add_script(std::string(kStock) + "SELECT Prize FROM Stock;");
