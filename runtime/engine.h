@@ -266,11 +266,11 @@ class Engine {
   // The buckets of a node with an instance-index key, by key value (index::equality_key):
   // an open-addressing table of (key, bucket id), at most half full, and the buckets, by id,
   // in chunks that never move (a visit holds its bucket while what it fires may add another):
-  // of 4, 4, 8, 16 and 32 buckets, then of 64, so that a node with few keys holds little. (Chunks
-  // of 16 throughout were 7% slower on the --keyed walk, chunks of 1, 2, 4, ... a fifth.) A
-  // lookup reads one
-  // table line, then the bucket: hint() asks for both ahead (slot_of(), then at(); see
-  // prefetch_keyed()). Nothing is allocated before the first bucket.
+  // of 4, 4, 8, 16 and 32 buckets, then of 64, so that a node with few keys holds little.
+  // (Chunks of 16 throughout were 7% slower on the --keyed walk, chunks of 1, 2, 4, ... a
+  // fifth.) A lookup reads one table line, then the bucket: hint() asks for both ahead
+  // (slot_of(), then at(); see prefetch_keyed()). Nothing is allocated before the first bucket.
+  // Bucket ids stay below kInTable (2^31).
   class Keyed {
    public:
     struct Entry {
