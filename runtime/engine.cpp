@@ -9,6 +9,7 @@
 #include <cstring>
 #include <new>
 #include <optional>
+#include <unordered_map>
 
 // Debian's libtbb is not built with ThreadSanitizer, so TSan cannot see that handing a task to
 // a TBB worker orders it after what the caller did before, and reports races inside TBB. Under
