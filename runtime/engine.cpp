@@ -166,8 +166,7 @@ void Engine::rebuild_routes() {
                                  s.kind == nfa::StreamKind::Published, !s.readers.empty()});
   routes_.clear();
   index_.assign(automaton_.streams.size(), index::StreamIndex());
-  keyed_readers_.assign(automaton_.streams.size(), {});
-  any_keyed_readers_ = false;
+  keyed_readers_.clear();
   // Per route, its emits and how many leading stages of them the index decides.
   struct Emits {
     std::span<const Emit> emits;
@@ -216,11 +215,13 @@ void Engine::rebuild_routes() {
       }
     }
     index_[s].prepare();
-    std::vector<uint32_t>& keyed = keyed_readers_[s];
+    std::vector<uint32_t> keyed;
     for (uint32_t n : automaton_.streams[s].readers)
       if (!automaton_.nodes[n].dead && state_[n].keyed()) keyed.push_back(n);
-    if (keyed.size() > kMaxKeyedReaders) keyed.clear();
-    any_keyed_readers_ |= !keyed.empty();
+    if (!keyed.empty() && keyed.size() <= kMaxKeyedReaders) {
+      if (keyed_readers_.size() <= s) keyed_readers_.resize(s + 1);
+      keyed_readers_[s] = std::move(keyed);
+    }
     // An event's candidates are then neighbours in routes_.
     const std::vector<Route> before(routes_.begin() + first, routes_.end());
     const std::vector<Emits> emits_before(emits.begin() + first, emits.end());
@@ -829,6 +830,7 @@ void Engine::prefetch_instances(It first, It last, RouteOf route_of) const {
 }
 
 void Engine::prefetch_keyed(uint32_t stream, const Slot* values, int step) const {
+  if (stream >= keyed_readers_.size()) return;
   for (uint32_t n : keyed_readers_[stream]) {
     const Node& node = automaton_.nodes[n];  // (a few nodes, which stay cached)
     uint64_t key;
@@ -877,7 +879,7 @@ void Engine::announce(uint32_t stream, const Slot* values, const std::span<const
     return ahead_[ahead_next_ >= k ? ahead_next_ - k : ahead_next_ + kAheadSlots - k];
   };
   static_assert(kHintDistance == 5, "one step per call below");
-  if (any_keyed_readers_) {
+  if (!keyed_readers_.empty()) {
     if (ahead_count_ >= 2) prefetch_keyed(ago(2).stream, ago(2).values.data(), 2);
     if (ahead_count_ >= 1) prefetch_keyed(ago(1).stream, ago(1).values.data(), 1);
   }
@@ -907,7 +909,7 @@ void Engine::announce(uint32_t stream, const Slot* values, const std::span<const
   a.values.resize(width);  // (copied in a loop: a memmove call costs more for a few slots)
   for (uint32_t i = 0; i < width; ++i) a.values[i] = values[i];
   a.given = given != nullptr;
-  if (any_keyed_readers_) prefetch_keyed(stream, values, 0);
+  if (!keyed_readers_.empty()) prefetch_keyed(stream, values, 0);
   if (given)
     a.candidates.assign(given->begin(), given->end());
   else

@@ -641,10 +641,10 @@ class Engine {
   };
   std::vector<StreamUse> streams_;
   std::vector<index::StreamIndex> index_;  // per stream
-  // Per stream, the keyed nodes that read it, if there are at most kMaxKeyedReaders (hint()
-  // fetches a bucket of each for every event).
+  // By stream, the keyed nodes that read it, if there are at most kMaxKeyedReaders (hint()
+  // fetches a bucket of each for every event); only up to the last stream that has some, since
+  // most streams are queries' outputs (empty: hint() skips the keyed steps).
   std::vector<std::vector<uint32_t>> keyed_readers_;
-  bool any_keyed_readers_ = false;                    // (else hint() skips the keyed steps)
   std::vector<std::pair<uint32_t, uint32_t>> dirty_;  // (node, bucket) touched this epoch
   std::vector<ExpiryWheel::Entry> due_entries_;       // taken by take_due, not expired yet
   std::vector<std::pair<uint32_t, uint32_t>> due_;    // scratch of expire_due
