@@ -8,6 +8,19 @@
 
 namespace cayuga::bench {
 
+namespace {
+
+// A query's NEXT and FOLD steps after its START filter (%s): DUR bound in minutes (%d), and the
+// NEXT's rise factor (%.3f).
+constexpr const char* kNext =
+    "SELECT Name, Price_1 AS First, Price AS Second FROM FILTER{DUR < %d MIN}("
+    "%s NEXT{$1.Name = $2.Name AND $2.Price > $1.Price * %.3f} Stock);\n";
+constexpr const char* kFold =
+    "SELECT Name, Price_1 AS Start, Price AS Last FROM FILTER{DUR < %d MIN}("
+    "%s FOLD{$2.Name = $.Name, $2.Price > $.Price,} Stock);\n";
+
+}  // namespace
+
 std::string generate_queries(const QueryMix& mix, const std::vector<std::string>& symbols) {
   std::mt19937_64 rng(mix.seed);
   std::uniform_int_distribution<size_t> pick_symbol(0, symbols.size() - 1);
@@ -31,15 +44,9 @@ std::string generate_queries(const QueryMix& mix, const std::vector<std::string>
       const std::string start = buf;
       const int dur = minutes(keyed_rng);
       if (q % 2 == 0)
-        std::snprintf(buf, sizeof buf,
-                      "SELECT Name, Price_1 AS First, Price AS Second FROM FILTER{DUR < %d MIN}("
-                      "%s NEXT{$1.Name = $2.Name AND $2.Price > $1.Price * %.3f} Stock);\n",
-                      dur, start.c_str(), 1.0 + rise(keyed_rng) / 1000.0);
+        std::snprintf(buf, sizeof buf, kNext, dur, start.c_str(), 1.0 + rise(keyed_rng) / 1000.0);
       else
-        std::snprintf(buf, sizeof buf,
-                      "SELECT Name, Price_1 AS Start, Price AS Last FROM FILTER{DUR < %d MIN}("
-                      "%s FOLD{$2.Name = $.Name, $2.Price > $.Price,} Stock);\n",
-                      dur, start.c_str());
+        std::snprintf(buf, sizeof buf, kFold, dur, start.c_str());
       out += buf;
       continue;
     }
@@ -57,16 +64,11 @@ std::string generate_queries(const QueryMix& mix, const std::vector<std::string>
         std::snprintf(buf, sizeof buf, "SELECT Name, Price FROM %s;\n", start.c_str());
         break;
       case 1:
-        std::snprintf(buf, sizeof buf,
-                      "SELECT Name, Price_1 AS First, Price AS Second FROM FILTER{DUR < %d MIN}("
-                      "%s NEXT{$1.Name = $2.Name AND $2.Price > $1.Price * %.3f} Stock);\n",
-                      minutes(rng), start.c_str(), 1.0 + rise(rng) / 1000.0);
+        std::snprintf(buf, sizeof buf, kNext, minutes(rng), start.c_str(),
+                      1.0 + rise(rng) / 1000.0);
         break;
       default:
-        std::snprintf(buf, sizeof buf,
-                      "SELECT Name, Price_1 AS Start, Price AS Last FROM FILTER{DUR < %d MIN}("
-                      "%s FOLD{$2.Name = $.Name, $2.Price > $.Price,} Stock);\n",
-                      minutes(rng), start.c_str());
+        std::snprintf(buf, sizeof buf, kFold, minutes(rng), start.c_str());
         break;
     }
     out += buf;

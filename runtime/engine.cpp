@@ -1082,12 +1082,8 @@ Engine::Bucket* Engine::bucket_for(uint32_t n, const Slot* instance, uint32_t* i
 
 uint32_t Engine::Keyed::find_or_add(uint64_t key) {
   if (table_.empty()) table_.assign(kMinSlots, Entry{0, kEmpty});
-  size_t i = home(key);
-  for (;; i = (i + 1) & (table_.size() - 1)) {
-    const Entry& e = table_[i];
-    if (e.id == kEmpty) break;
-    if (e.key == key) return e.id;
-  }
+  const size_t i = probe(key);
+  if (table_[i].id != kEmpty) return table_[i].id;
   const uint32_t id = size_++;
   // A new chunk at ids 0, 4, 8, 16, 32, then every 64th.
   const bool begins = id < kSmall ? id == 0 || (id >= 4 && std::has_single_bit(id)) : id % 64 == 0;
@@ -1098,12 +1094,8 @@ uint32_t Engine::Keyed::find_or_add(uint64_t key) {
   // Over half full: twice the slots, every entry placed again.
   std::vector<Entry> old =
       std::exchange(table_, std::vector<Entry>(2 * table_.size(), Entry{0, kEmpty}));
-  for (const Entry& e : old) {
-    if (e.id == kEmpty) continue;
-    size_t j = home(e.key);
-    while (table_[j].id != kEmpty) j = (j + 1) & (table_.size() - 1);
-    table_[j] = e;
-  }
+  for (const Entry& e : old)
+    if (e.id != kEmpty) table_[probe(e.key)] = e;  // (keys are distinct: probe finds a free slot)
   return id;
 }
 

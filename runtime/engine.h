@@ -282,13 +282,7 @@ class Engine {
       return table_.empty() ? nullptr : &table_[home(key)];
     }
     // The bucket id of `key`, or kEmpty.
-    uint32_t find(uint64_t key) const {
-      if (table_.empty()) return kEmpty;
-      for (size_t i = home(key);; i = (i + 1) & (table_.size() - 1)) {
-        const Entry& e = table_[i];
-        if (e.id == kEmpty || e.key == key) return e.id;
-      }
-    }
+    uint32_t find(uint64_t key) const { return table_.empty() ? kEmpty : table_[probe(key)].id; }
     // The bucket id of `key`, with a new empty bucket if it had none.
     uint32_t find_or_add(uint64_t key);
     Bucket& at(uint32_t id) {
@@ -305,6 +299,12 @@ class Engine {
     // Fibonacci hashing: the top bits of key * 2^64/phi (string keys are small dense ids).
     size_t home(uint64_t key) const {
       return (key * 0x9E3779B97F4A7C15ull) >> (64 - std::countr_zero(table_.size()));
+    }
+    // The slot that holds `key`, or the free one where it would go (the table is not empty).
+    size_t probe(uint64_t key) const {
+      size_t i = home(key);
+      while (table_[i].id != kEmpty && table_[i].key != key) i = (i + 1) & (table_.size() - 1);
+      return i;
     }
     std::vector<Entry> table_;
     std::vector<std::unique_ptr<Bucket[]>> chunks_;
