@@ -1085,9 +1085,8 @@ uint32_t Engine::Keyed::find_or_add(uint64_t key) {
   const size_t i = probe(key);
   if (table_[i].id != kEmpty) return table_[i].id;
   const uint32_t id = size_++;
-  // A new chunk at ids 0, 4, 8, 16, 32, then every 64th.
-  const bool begins = id < kSmall ? id == 0 || (id >= 4 && std::has_single_bit(id)) : id % 64 == 0;
-  if (begins) chunks_.push_back(std::make_unique<Bucket[]>(id < kSmall ? std::max(id, 4u) : 64));
+  if (const auto [chunk, offset] = place(id); offset == 0)
+    chunks_.push_back(std::make_unique<Bucket[]>(chunk_size(chunk)));
   at(id).in_table = true;
   table_[i] = Entry{key, id};
   if (2 * size_ <= table_.size()) return id;

@@ -45,6 +45,7 @@
 #include <memory>
 #include <span>
 #include <string_view>
+#include <utility>
 #include <vector>
 
 #include "compiler/analyzer.h"
@@ -286,9 +287,8 @@ class Engine {
     // The bucket id of `key`, with a new empty bucket if it had none.
     uint32_t find_or_add(uint64_t key);
     Bucket& at(uint32_t id) {
-      if (id >= kSmall) return chunks_[(id >> 6) + 4][id & 63];
-      const uint32_t c = std::bit_width(id >> 2);  // chunk c > 0 begins at id 2^(c+1)
-      return chunks_[c][c == 0 ? id : id - (2u << c)];
+      const auto [chunk, offset] = place(id);
+      return chunks_[chunk][offset];
     }
     const Bucket& at(uint32_t id) const { return const_cast<Keyed*>(this)->at(id); }
     uint32_t size() const { return size_; }
@@ -296,6 +296,14 @@ class Engine {
    private:
     static constexpr size_t kMinSlots = 4;
     static constexpr uint32_t kSmall = 64;  // buckets in the chunks of 4 to 32
+    // Where bucket `id` lives: its chunk and its offset in it. The layout is stated here only.
+    static std::pair<uint32_t, uint32_t> place(uint32_t id) {
+      if (id >= kSmall) return {(id >> 6) + 4, id & 63};
+      const uint32_t c = std::bit_width(id >> 2);  // chunk c > 0 begins at id 2^(c+1)
+      return {c, c == 0 ? id : id - (2u << c)};
+    }
+    // The number of buckets of chunk `c`.
+    static uint32_t chunk_size(uint32_t c) { return c == 0 ? 4 : c < 5 ? 2u << c : 64; }
     // Fibonacci hashing: the top bits of key * 2^64/phi (string keys are small dense ids).
     size_t home(uint64_t key) const {
       return (key * 0x9E3779B97F4A7C15ull) >> (64 - std::countr_zero(table_.size()));
