@@ -105,6 +105,25 @@ TEST_F(BenchCli, RowsDoNotDependOnTheOptimizations) {
     EXPECT_EQ(exact_columns(last_row(bench(run + " " + options).out)), row) << options;
 }
 
+// peak_MiB is each row's own peak: a small run after a big one reports less than the big one
+// (the process's peak, which only grows, would report at least as much).
+TEST_F(BenchCli, PeakResidentSetIsEachRowsOwn) {
+  Result r = bench("--queries 10000,10 --workload walk --events 2000 --jit off");
+  ASSERT_EQ(r.exit, 0) << r.err;
+  EXPECT_NE(r.out.find(" peak_inst  peak_MiB\n"), std::string::npos) << r.out;
+  std::vector<double> peaks;
+  std::istringstream in(r.out);
+  for (std::string line; std::getline(in, line);) {
+    std::istringstream fields(line);
+    std::vector<std::string> f;
+    for (std::string x; fields >> x;) f.push_back(x);
+    if (f.size() == 13 && f[0] == "walk") peaks.push_back(std::stod(f[12]));
+  }
+  ASSERT_EQ(peaks.size(), 2u) << r.out;
+  EXPECT_GT(peaks[1], 0) << r.out;
+  EXPECT_LT(peaks[1], peaks[0]) << r.out;
+}
+
 // --keyed: the last queries watch every symbol (keyed NEXT and FOLD nodes, whose buckets hint()
 // fetches ahead); their rows do not depend on the optimizations either, nor on the hints.
 TEST_F(BenchCli, KeyedQueriesDoNotDependOnTheOptimizations) {
