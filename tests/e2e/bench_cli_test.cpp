@@ -2,8 +2,9 @@
 // depend on timing (the same with every optimization switched off, and the same as `cayuga run`
 // over the files --write produces).
 //
-// Also bench/ab.sh, which compares two builds of it in alternating pairs, and bench/ceiling,
-// the kernel written for the walk's one query mix, whose outputs must be the engine's.
+// Also bench/ab.sh, which compares two builds of it in alternating pairs, bench/targets.sh,
+// which measures issue 4's targets with it, and bench/ceiling, the kernel written for the
+// walk's one query mix, whose outputs must be the engine's.
 //
 // CAYUGA_BENCH, CAYUGA_CEILING and CAYUGA_BIN are the executables, CAYUGA_SOURCE_DIR the
 // repository.
@@ -273,6 +274,66 @@ TEST_F(BenchCli, AbScriptRunsAlternatingPairs) {
   Result failed = cayuga::test::run_shell(ab + two + "1 --events x", dir_);
   EXPECT_EQ(failed.exit, 1);
   EXPECT_NE(failed.err.find("bad value 'x' for --events"), std::string::npos) << failed.err;
+}
+
+// bench/targets.sh: issue 4's targets as one table. The numbers are timing, so each row is
+// checked for its form, its sizes, and its ratio and "met" column against the numbers it shows.
+TEST_F(BenchCli, TargetsScriptPrintsOneRowPerTarget) {
+  const fs::path build = fs::path(CAYUGA_BENCH).parent_path();
+  ASSERT_EQ(fs::path(CAYUGA_BIN).parent_path(), build);
+  const std::string targets = std::string("'") + CAYUGA_SOURCE_DIR + "/bench/targets.sh' ";
+  Result r = cayuga::test::run_shell(targets + "--build '" + build.string() +
+                                         "' --queries 100 --small 10 --million 200 "
+                                         "--events 2000 --repeat 1",
+                                     dir_);
+  ASSERT_EQ(r.exit, 0) << r.err;
+  std::istringstream lines(r.out);
+  std::string line;
+  std::smatch m;
+  const auto next = [&](const char* pattern) {
+    EXPECT_TRUE(std::getline(lines, line)) << r.out;
+    const bool ok = std::regex_match(line, m, std::regex(pattern));
+    EXPECT_TRUE(ok) << line;
+    return ok;
+  };
+  const auto met = [](bool c) { return std::string(c ? "yes" : "no"); };
+  next(R"(\| target \| measured \| met \|)");
+  next(R"(\|---\|---\|---\|)");
+  if (next(
+          R"(\| 100 queries in memory, one thread: >= 2,000,000 events/s \| ([0-9]+) \(JIT off\), )"
+          R"(([0-9]+) \(JIT on\) \| (yes|no) \|)"))
+    EXPECT_EQ(m[3], met(std::stod(m[1]) >= 2e6 || std::stod(m[2]) >= 2e6)) << line;
+  if (next(
+          R"(\| 100 queries through `cayuga run`: >= 1,000,000 events/s \| ([0-9]+) \| (yes|no) \|)"))
+    EXPECT_EQ(m[2], met(std::stod(m[1]) >= 1e6)) << line;
+  if (next(R"(\| 10 -> 100 queries at constant work per event: < 2x the cost per event \| )"
+           R"(([0-9]+) -> ([0-9]+) events/s: ([0-9]+\.[0-9]{2})x \| (yes|no) \|)")) {
+    EXPECT_NEAR(std::stod(m[3]), std::stod(m[1]) / std::stod(m[2]), 0.006) << line;
+    EXPECT_EQ(m[4], met(std::stod(m[3]) < 2)) << line;
+  }
+  if (next(R"(\| 200 queries register and compile: < 60 s, < 8 GiB \| ([0-9]+\.[0-9]) s, peak )"
+           R"(([0-9]+) MiB \| (yes|no) \|)"))
+    EXPECT_EQ(m[3], met(std::stod(m[1]) < 60 && std::stod(m[2]) < 8192)) << line;
+  if (next(R"(\| an idle query: < 2,048 B \| ([0-9]+) B at 200 queries, ([0-9]+) B at 100 \| )"
+           R"((yes|no) \|)"))
+    EXPECT_EQ(m[3], met(std::stod(m[1]) < 2048 && std::stod(m[2]) < 2048)) << line;
+  next(R"(\| native code against the interpreter, in memory \| JIT on / JIT off: )"
+       R"([0-9]+\.[0-9]{2} \| \(a comparison\) \|)");
+  EXPECT_FALSE(std::getline(lines, line)) << r.out;
+
+  Result help = cayuga::test::run_shell(targets + "--help", dir_);
+  EXPECT_EQ(help.exit, 0);
+  EXPECT_EQ(help.out.rfind("Measures the targets of issue 4", 0), 0u) << help.out;
+  Result bad = cayuga::test::run_shell(targets + "--repeat x", dir_);
+  EXPECT_EQ(bad.exit, 2);
+  EXPECT_EQ(bad.err, "bad value 'x' for --repeat\n");
+  Result unknown = cayuga::test::run_shell(targets + "--fast 1", dir_);
+  EXPECT_EQ(unknown.exit, 2);
+  EXPECT_EQ(unknown.err.rfind("unknown option --fast\nusage: bench/targets.sh", 0), 0u)
+      << unknown.err;
+  Result missing = cayuga::test::run_shell(targets + "--build nope", dir_);
+  EXPECT_EQ(missing.exit, 2);
+  EXPECT_EQ(missing.err.rfind("not an executable: nope/cayuga-bench", 0), 0u) << missing.err;
 }
 
 }  // namespace
