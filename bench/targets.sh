@@ -13,7 +13,7 @@
 #   bench/targets.sh [--build DIR] [--queries Q] [--small S] [--million M] [--events E]
 #                    [--repeat R]
 #
-# Defaults: --build build, Q 100000, S 1000, M 1000000, E 3000000, R 3; about ten minutes on
+# Defaults: --build build, Q 100000, S 1000, M 1000000, E 3000000, R 3; two to three minutes on
 # the development VM. --million 0 leaves the registration target out. The thresholds are the
 # issue's whatever the sizes.
 set -euo pipefail
