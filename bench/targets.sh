@@ -17,6 +17,7 @@
 # the development VM. --million 0 leaves the registration target out. The thresholds are the
 # issue's whatever the sizes.
 set -euo pipefail
+shopt -s inherit_errexit  # a failed run inside $(...) stops the script too
 if [[ "${1:-}" == -h || "${1:-}" == --help ]]; then sed -n '2,/^set /{/^#/s/^# \{0,1\}//p}' "$0"; exit 0; fi
 usage="usage: bench/targets.sh [--build DIR] [--queries Q] [--small S] [--million M] [--events E] [--repeat R] (--help for more)"
 
@@ -57,6 +58,8 @@ rows() { awk 'NF == 13 && $1 != "load"'; }
 median() { sort -n | awk '{v[NR] = $1} END {print NR % 2 ? v[(NR + 1) / 2] : (v[NR / 2] + v[NR / 2 + 1]) / 2}'; }
 # "yes" or "no": whether the awk condition $1 (over the numbers measured) holds.
 yes_no() { awk "BEGIN {print ($1) ? \"yes\" : \"no\"}"; }
+# The walk of Q queries as the docs run it: five queries per symbol.
+walk_of() { echo --queries "$1" --workload walk --symbols $(($1 / 5 > 0 ? $1 / 5 : 1)); }
 # Stops if a measurement came out empty (a table not in the form expected).
 need() {
   for name in "$@"; do
@@ -65,15 +68,14 @@ need() {
 }
 
 echo "measuring (--repeat $repeat each) ..." >&2
-walk=(--workload walk --symbols $((queries / 5 > 0 ? queries / 5 : 1)))
-memory=$(run "$bench" --queries "$queries" "${walk[@]}" --jit off,on --events "$events" \
-  --repeat "$repeat" | rows)
+read -r -a walk <<< "$(walk_of "$queries")"
+memory=$(run "$bench" "${walk[@]}" --jit off,on --events "$events" --repeat "$repeat" | rows)
 off=$(awk '$3 == "off" {print $7}' <<< "$memory")
 on=$(awk '$3 == "on" {print $7}' <<< "$memory")
 idle=$(awk '$3 == "off" {print $6}' <<< "$memory")
 need off on idle
 
-run "$bench" --queries "$queries" "${walk[@]}" --events $((2 * events)) --write "$tmp" > /dev/null
+run "$bench" "${walk[@]}" --events $((2 * events)) --write "$tmp" > /dev/null
 e2e=$(for ((i = 0; i < repeat; i++)); do
   run "$cayuga" run "$tmp/walk_$queries.cel" --events "$tmp/walk.txt" --stats -o /dev/null \
     --quiet | sed -n 's/.*"events_per_s":\([0-9.]*\).*/\1/p'
@@ -88,8 +90,8 @@ many=$(awk -v q="$queries" '$2 == q {print $7}' <<< "$scaled")
 need few many
 
 if [ "$million" -gt 0 ]; then
-  big=$(run "$bench" --queries "$million" --workload walk --symbols $((million / 5 > 0 ? million / 5 : 1)) \
-    --events 10000 --jit off | rows)
+  read -r -a big_walk <<< "$(walk_of "$million")"
+  big=$(run "$bench" "${big_walk[@]}" --events 10000 --jit off | rows)
   read -r compile_ms big_idle peak_mib < <(awk '{print $5, $6, $13}' <<< "$big")
   need compile_ms big_idle peak_mib
 fi
