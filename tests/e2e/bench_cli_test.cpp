@@ -43,16 +43,20 @@ class BenchCli : public ::testing::Test {
   }
   Result bench(const std::string& args) { return run(CAYUGA_BENCH, args); }
 
+  // The whitespace-separated fields of a line.
+  static std::vector<std::string> fields(const std::string& line) {
+    std::istringstream in(line);
+    std::vector<std::string> f;
+    for (std::string x; in >> x;) f.push_back(x);
+    return f;
+  }
   // The fields of the last line of the table.
   static std::vector<std::string> last_row(const std::string& out) {
     std::string line;
     std::istringstream in(out);
     for (std::string l; std::getline(in, l);)
       if (!l.empty()) line = l;
-    std::istringstream fields(line);
-    std::vector<std::string> f;
-    for (std::string x; fields >> x;) f.push_back(x);
-    return f;
+    return fields(line);
   }
   // load, queries, jit, threads, then candidates per event, outputs and peak instances: the
   // columns that do not depend on timing or the allocator.
@@ -119,9 +123,7 @@ TEST_F(BenchCli, PeakResidentSetIsEachRowsOwn) {
   std::vector<double> peaks;
   std::istringstream in(r.out);
   for (std::string line; std::getline(in, line);) {
-    std::istringstream fields(line);
-    std::vector<std::string> f;
-    for (std::string x; fields >> x;) f.push_back(x);
+    const std::vector<std::string> f = fields(line);
     if (f.size() == 13 && f[0] == "walk") peaks.push_back(std::stod(f[12]));
   }
   ASSERT_EQ(peaks.size(), 2u) << r.out;
