@@ -14,6 +14,7 @@
 #include <algorithm>
 #include <cstdio>
 #include <filesystem>
+#include <fstream>
 #include <regex>
 #include <sstream>
 #include <string>
@@ -340,6 +341,33 @@ TEST_F(BenchCli, TargetsScriptPrintsOneRowPerTarget) {
   Result missing = cayuga::test::run_shell(targets + "--build nope", dir_);
   EXPECT_EQ(missing.exit, 2);
   EXPECT_EQ(missing.err.rfind("not an executable: nope/cayuga-bench", 0), 0u) << missing.err;
+
+  // A `cayuga run` that fails once, in the middle of --repeat 3, stops the script: no median
+  // of the runs that did not fail.
+  const fs::path flaky = dir_ / "flaky";
+  fs::create_directories(flaky);
+  fs::create_symlink(CAYUGA_BENCH, flaky / "cayuga-bench");
+  {
+    // Its first and third calls run cayuga; its second fails.
+    const std::string first = (flaky / "first").string(), second = (flaky / "second").string();
+    std::ofstream cayuga(flaky / "cayuga");
+    cayuga << "#!/bin/sh\n"
+           << "if [ -e '" << first << "' ] && [ ! -e '" << second << "' ]; then\n"
+           << "  touch '" << second << "'; echo broken >&2; exit 3\n"
+           << "fi\n"
+           << "touch '" << first << "'\n"
+           << "exec '" << CAYUGA_BIN << "' \"$@\"\n";
+  }
+  fs::permissions(flaky / "cayuga", fs::perms::owner_all);
+  Result failed = cayuga::test::run_shell(targets + "--build '" + flaky.string() +
+                                              "' --queries 100 --small 10 --million 0 "
+                                              "--events 2000 --repeat 3",
+                                          dir_);
+  EXPECT_EQ(failed.exit, 1);
+  EXPECT_EQ(failed.out, "");
+  EXPECT_NE(failed.err.find("broken\nfailed: " + flaky.string() + "/cayuga run "),
+            std::string::npos)
+      << failed.err;
 }
 
 }  // namespace
