@@ -173,6 +173,7 @@ void Engine::rebuild_routes() {
     size_t skip;
   };
   std::vector<Emits> emits;
+  std::vector<std::pair<size_t, size_t>> stream_routes;  // per stream, its routes [first, last)
   static const std::vector<nfa::Atom> kNoGuard;
   for (uint32_t s = 0; s < automaton_.streams.size(); ++s) {
     const size_t first = routes_.size();
@@ -229,6 +230,7 @@ void Engine::rebuild_routes() {
       routes_[to] = before[from - first];
       emits[to] = emits_before[from - first];
     }
+    stream_routes.emplace_back(first, routes_.size());
   }
   outs_.clear();
   // The first live node of each visit signature (see visit_node()).
@@ -287,6 +289,33 @@ void Engine::rebuild_routes() {
     if (r.edge) r.node = r.to_node ? r.target : 0;  // the state the edge's firing reads
     r.staged = first.stage_count > 0;
     r.spills = r.more || (!r.direct && !r.publish_only);
+    // (An edge that only publishes its row reads nothing but the route.)
+    r.bare = r.edge && !r.to_node && !r.spills && !r.staged;
+  }
+  // A START edge that adds an instance to a node without a key, reading no node, is bare too
+  // when the node's own route is a candidate whenever the edge is (the node's guard is part of
+  // the edge's, or there is no index): the node's route then asks for the lines the edge
+  // writes (`fed`). Nearly every START edge of a NEXT or FOLD query is such an edge.
+  const auto part_of = [](const std::vector<nfa::Atom>& part, const std::vector<nfa::Atom>& all) {
+    return std::all_of(part.begin(), part.end(), [&](const nfa::Atom& a) {
+      return std::find(all.begin(), all.end(), a) != all.end();
+    });
+  };
+  std::unordered_map<uint32_t, size_t> node_route;
+  for (const auto [first, last] : stream_routes) {
+    node_route.clear();
+    for (size_t k = first; k < last; ++k)
+      if (!routes_[k].edge) node_route.emplace(routes_[k].node, k);
+    for (size_t k = first; k < last; ++k) {
+      Route& r = routes_[k];
+      if (!r.to_node || r.reads_node || r.spills || r.staged || state_[r.node].keyed()) continue;
+      const auto it = node_route.find(r.node);
+      if (it == node_route.end()) continue;
+      if (options_.index && !part_of(automaton_.nodes[r.node].guard, emits[k].emits[0].guard))
+        continue;
+      r.bare = true;
+      routes_[it->second].fed = true;
+    }
   }
   // (Once every route knows whether it spills: one that does keeps `outs`.)
   for (Route& r : routes_)
@@ -782,6 +811,7 @@ template <int Locality, class It, class RouteOf>
 void Engine::prefetch_nodes(It first, It last, RouteOf route_of) const {
   for (It it = first; it != last; ++it) {
     const Route& r = routes_[route_of(*it)];
+    if (r.bare) continue;
     const void* self = &r;
     // (outs_ is only indexed when the route spills: otherwise `outs` is `visit`.)
     __builtin_prefetch(pick(r.spills, outs_.data() + (r.outs & -uint32_t{r.spills}), self), 0,
@@ -791,7 +821,7 @@ void Engine::prefetch_nodes(It first, It last, RouteOf route_of) const {
     // stream reads state 0's line, which is cached.
     const char* state = reinterpret_cast<const char*>(&state_[r.node]);
     __builtin_prefetch(state, 0, Locality);
-    __builtin_prefetch(pick(r.to_node, state + 64, self), 0, Locality);
+    __builtin_prefetch(pick(r.to_node | r.fed, state + 64, self), 0, Locality);
     __builtin_prefetch(pick(r.reads_node, &automaton_.nodes[r.node], self), 0, Locality);
   }
   // Prefetches are no side effect to GCC, which would otherwise find these functions pure and
@@ -803,6 +833,7 @@ template <int Locality, class It, class RouteOf>
 void Engine::prefetch_instances(It first, It last, RouteOf route_of) const {
   for (It it = first; it != last; ++it) {
     const Route& r = routes_[route_of(*it)];
+    if (r.bare) continue;
     // The stages left in the first emit (an edge has one emit; most nodes too).
     if (r.staged) __builtin_prefetch(outs_[r.outs].stages, 0, Locality);
     const NodeState& ns = state_[r.node];
@@ -818,10 +849,10 @@ void Engine::prefetch_instances(It first, It last, RouteOf route_of) const {
     __builtin_prefetch(pick(visit & !keyed, state + 64, self), 0, Locality);
     // The records, read by a visit or added to by an edge (a keyed node's bucket is found by
     // key at the visit): on the heap, or inline in the state's third line.
-    const bool records = (visit | r.to_node) & !keyed;
+    const bool records = (visit | r.to_node | r.fed) & !keyed;
     const bool heap = b.rows.on_heap();
     const char* data = reinterpret_cast<const char*>(b.rows.data());
-    const bool third = ns.third_line_used(r.edge);
+    const bool third = ns.third_line_used(r.edge | r.fed);
     __builtin_prefetch(pick(records & heap, data, pick(records & third, ns.third_line(), self)), 0,
                        Locality);
     prefetch_record_lines<Locality>(records & heap, data, b.rows.size() * sizeof(Slot), self);

@@ -410,6 +410,12 @@ class Engine {
     // Firing reads outs_ on the calling thread: more than one emit, or a first one that is
     // neither direct nor publish_only.
     bool spills : 1 = false;
+    // The lookahead (prefetch_nodes/instances) skips the route: a START edge that reads
+    // nothing cold (it publishes its row, or its node's route is `fed` and fetches for it).
+    bool bare : 1 = false;
+    // A node route that fetches what a bare START edge into its node writes (the state's
+    // second and third lines): the edge is a candidate only when the node is one too.
+    bool fed : 1 = false;
   };
   static_assert(sizeof(Route) == 32);
   // The node a visit of route `r`'s node reads its kind, width, programs and produced row from
