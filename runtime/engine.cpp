@@ -301,21 +301,25 @@ void Engine::rebuild_routes() {
       return std::find(all.begin(), all.end(), a) != all.end();
     });
   };
-  std::unordered_map<uint32_t, size_t> node_route;
-  for (const auto [first, last] : stream_routes) {
-    node_route.clear();
+  // By node, its route on the stream at hand (kNone: none there). Most streams (queries'
+  // outputs) have few routes or none: the table is set and reset per stream, not cleared.
+  constexpr size_t kNone = SIZE_MAX;
+  std::vector<size_t> node_route(state_.size(), kNone);
+  for (const auto& [first, last] : stream_routes) {
     for (size_t k = first; k < last; ++k)
-      if (!routes_[k].edge) node_route.emplace(routes_[k].node, k);
+      if (!routes_[k].edge) node_route[routes_[k].node] = k;
     for (size_t k = first; k < last; ++k) {
       Route& r = routes_[k];
       if (!r.to_node || r.reads_node || r.spills || r.staged || state_[r.node].keyed()) continue;
-      const auto it = node_route.find(r.node);
-      if (it == node_route.end()) continue;
+      const size_t own = node_route[r.node];
+      if (own == kNone) continue;
       if (options_.index && !part_of(automaton_.nodes[r.node].guard, emits[k].emits[0].guard))
         continue;
       r.bare = true;
-      routes_[it->second].fed = true;
+      routes_[own].fed = true;
     }
+    for (size_t k = first; k < last; ++k)
+      if (!routes_[k].edge) node_route[routes_[k].node] = kNone;
   }
   // (Once every route knows whether it spills: one that does keeps `outs`.)
   for (Route& r : routes_)
