@@ -289,8 +289,9 @@ void Engine::rebuild_routes() {
     if (r.edge) r.node = r.to_node ? r.target : 0;  // the state the edge's firing reads
     r.staged = first.stage_count > 0;
     r.spills = r.more || (!r.direct && !r.publish_only);
-    // (An edge that only publishes its row reads nothing but the route.)
-    r.bare = r.edge && !r.to_node && !r.spills && !r.staged;
+    // An edge that only publishes its row reads nothing but the route. (Not spilling, its
+    // one emit is publish_only, which has no stages left.)
+    r.bare = r.edge && !r.to_node && !r.spills;
   }
   // A START edge that adds an instance to a node without a key, reading no node, is bare too
   // when the node's own route is a candidate whenever the edge is (the node's guard is part of
@@ -303,15 +304,17 @@ void Engine::rebuild_routes() {
   };
   // By node, its route on the stream at hand (kNone: none there). Most streams (queries'
   // outputs) have few routes or none: the table is set and reset per stream, not cleared.
-  constexpr size_t kNone = SIZE_MAX;
-  std::vector<size_t> node_route(state_.size(), kNone);
+  constexpr uint32_t kNone = UINT32_MAX;
+  std::vector<uint32_t> node_route(state_.size(), kNone);
   for (const auto& [first, last] : stream_routes) {
     for (size_t k = first; k < last; ++k)
-      if (!routes_[k].edge) node_route[routes_[k].node] = k;
+      if (!routes_[k].edge) node_route[routes_[k].node] = static_cast<uint32_t>(k);
     for (size_t k = first; k < last; ++k) {
       Route& r = routes_[k];
-      if (!r.to_node || r.reads_node || r.spills || r.staged || state_[r.node].keyed()) continue;
-      const size_t own = node_route[r.node];
+      // (Reading no node, its first emit is direct: no stages left, a node without a key. Not
+      // spilling, it is the only one.)
+      if (!r.to_node || r.reads_node || r.spills) continue;
+      const uint32_t own = node_route[r.node];
       if (own == kNone) continue;
       if (options_.index && !part_of(automaton_.nodes[r.node].guard, emits[k].emits[0].guard))
         continue;
