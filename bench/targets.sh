@@ -98,8 +98,8 @@ pairs=$(for ((i = 0; i < repeat; i++)); do
 done)
 few=$(awk '{print $1}' <<< "$pairs" | median)
 many=$(awk '{print $2}' <<< "$pairs" | median)
-ratio=$(awk '{printf "%.4f\n", $1 / $2}' <<< "$pairs" | median)
-ratio=$(awk -v r="$ratio" 'BEGIN {printf "%.2f", r}')
+# (Rounded here, so that the "met" column judges the ratio shown.)
+ratio=$(awk '{print $1 / $2}' <<< "$pairs" | median | awk '{printf "%.2f", $1}')
 need few many ratio
 
 if [ "$million" -gt 0 ]; then
