@@ -45,21 +45,21 @@ class Stream:
 
 
 def joined_names(s1, s2):
-    """CEL.md §5: S1's names, each one also in S2 suffixed with _1 (taken names shifted first)."""
+    """CEL.md §5: S1's names, each one also in S2 suffixed with _1 (taken names shifted first).
+    docs/semantics-notes.md adds: a shifted name that is also in S2 is shifted again."""
     names = list(s1)
     s2set = set(s2)
 
-    def shift(name):          # make `name` free by renaming its holder to name_1 (recursively)
-        if name in names:
-            j = names.index(name)
-            shift(name + "_1")
-            names[j] = name + "_1"
+    def shift(i, name):       # give names[i] the name `name`, moving whatever is in the way
+        while name in s2set:
+            name += "_1"
+        if name in names and names.index(name) != i:
+            shift(names.index(name), name + "_1")
+        names[i] = name
 
     for i in range(len(names)):
-        if s1[i] in s2set:
-            target = s1[i] + "_1"
-            shift(target)
-            names[i] = target
+        if names[i] in s2set:
+            shift(i, names[i] + "_1")
     return names
 
 
@@ -187,6 +187,9 @@ def _selftest():
     assert [(e.t0, e.t1, e.v["Price_1"], e.v["Price"]) for e in t5.events] == \
         [(1, 3, 10, 11), (1, 3, 10, 12), (2, 4, 20, 21)]
     assert NEXT(t5, lambda l, r, dur: True, s).schema[:3] == ["Name_1_1", "Price_1_1", "Volume_1_1"]
+    # docs/semantics-notes.md's two examples of the shift rule
+    assert joined_names(["a", "b"], ["a", "a_1"]) == ["a_1_1", "b"]
+    assert joined_names(["a", "a_1"], ["a"]) == ["a_1", "a_1_1"]
     s = stock([("IBM", 10, 1, 1, 1), ("MSFT", 50, 1, 2, 2), ("IBM", 11, 1, 3, 3),
                ("IBM", 12, 1, 4, 4), ("IBM", 9, 1, 5, 5)])
     s1 = SELECT([("Name", lambda v, d: v["Name"]), ("Price", lambda v, d: v["Price"]),

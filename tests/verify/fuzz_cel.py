@@ -19,10 +19,8 @@ Left out on purpose, because celalg cannot state them exactly or CEL.md leaves t
 division or modulo by anything that may be zero (the whole predicate is false, the SELECT item
 or aggregate 0: celalg's short-circuiting lambdas cannot say that), FLOAT `%` and `^` (the C
 library's), non-finite floats, INT overflow (Python ints do not wrap), `$.a` with an S1 and an
-S2 `a` of different types, an S2 attribute equal to a shifted S1 name (semantics-notes' "shifted
-again" rule, missing from celalg.joined_names: such right sides get a projecting SELECT), the
-functions other than LOWER, ABS, MIN and MAX, units other than ms and SEC, other input formats,
-late events, and invalid scripts.
+S2 `a` of different types, the functions other than LOWER, ABS, MIN and MAX, units other than
+ms and SEC, other input formats, late events, and invalid scripts.
 
 usage: fuzz_cel.py --cayuga PATH [--seeds A:B] [--variants] [--keep DIR] [--no-shrink]
                    [--max-failures N] [--time-limit SEC] [--show] [-q]
@@ -666,11 +664,7 @@ class Gen:
             c = self.stream(readable, depth - 1)
             return Union(Filter(self.pred(Ctx("row", c.schema), 1), c),
                          Filter(self.pred(Ctx("row", c.schema), 1), copy.deepcopy(c)))
-        for _ in range(8):
-            s = self.binary(readable, depth, fold=x > 0.72)
-            if s is not None:
-                return s
-        return self.base(readable)
+        return self.binary(readable, depth, fold=x > 0.72)
 
     def binary(self, readable, depth, fold):
         r = self.rng
@@ -679,15 +673,6 @@ class Gen:
             else self.base(readable)
         if fold and r.random() < 0.6:
             left = self.select(left, extra_only=True)     # S1-only attributes to aggregate
-        for _ in range(4):
-            names = celalg.joined_names(left.schema, right.schema) + right.schema
-            if len(set(names)) == len(names):
-                break
-            # The shifted-again case of semantics-notes (an S2 name equal to a shifted S1
-            # name) is not in celalg.joined_names: project the right side instead.
-            right = self.select(right.child if isinstance(right, Select) else right)
-        else:
-            return None
         pl = r.random() < 0.3
         if not fold:
             ctx = Ctx("next", left.schema, right.schema)
