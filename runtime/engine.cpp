@@ -97,9 +97,10 @@ Diagnostics Engine::add_script(std::string_view text) {
   if (!analyzed.script) return std::move(analyzed.errors);
   run_batch();  // buffered events see the queries that were there when they were pushed
   if (jit_) jit_->pause();  // the build may move programs the JIT worker is reading
-  if (std::string err = nfa::build(std::move(*analyzed.script), automaton_,
-                                   {options_.merge, options_.index, options_.instance_index});
-      !err.empty()) {
+  nfa::BuildOptions build{
+      .merge = options_.merge, .index = options_.index, .instance_index = options_.instance_index};
+  if (stats_.instances != 0) build.holds_instances = [this](uint32_t n) { return holds(n); };
+  if (std::string err = nfa::build(std::move(*analyzed.script), automaton_, build); !err.empty()) {
     if (jit_) jit_->submit(automaton_);  // what pause() dropped from the queue
     return {Diagnostic{0, 0, err}};
   }
@@ -121,6 +122,15 @@ Diagnostics Engine::add_script(std::string_view text) {
   if (text.size() >= kTrimAfter) malloc_trim(0);
 #endif
   return {};
+}
+
+bool Engine::holds(uint32_t n) const {
+  if (n >= state_.size()) return false;  // (built by this script)
+  if (!state_[n].keyed()) return state_[n].single.count() != 0;
+  const Keyed& keyed = *keyed_[n];
+  for (uint32_t id = 0; id < keyed.size(); ++id)
+    if (keyed.at(id).count() != 0) return true;
+  return false;
 }
 
 bool Engine::remove_query(uint32_t id) {

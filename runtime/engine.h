@@ -631,6 +631,8 @@ class Engine {
     const Bucket* b = due_keyed(d);
     return b ? static_cast<const void*>(b) : &state_[d.node];
   }
+  // Whether node `n` holds an instance (BuildOptions::holds_instances).
+  bool holds(uint32_t n) const;
   void take_due(int64_t next_time);
   void prefetch_due(size_t first, size_t last) const;
   void expire_due(int64_t next_time);

@@ -800,3 +800,56 @@ TEST(Engine, ChunkedParseCompilesTheSameAutomaton) {
 
 }  // namespace
 }  // namespace cayuga
+
+namespace cayuga {
+namespace {
+
+// A query added while events flow matches only events pushed after it, whether or not it
+// merges with earlier queries: it does not share a node that holds instances (they began before
+// it existed), but does share one that holds none. Long's node would otherwise be Short's, and
+// its wider DUR bound would meet Short's instance of A at 1000.
+TEST(Engine, QueriesAddedLaterSeeOnlyLaterEvents) {
+  const std::string node = "(Stock NEXT{$1.Name = $2.Name} Stock)";
+  for (bool merge : {true, false}) {
+    EngineOptions opts = options(JitMode::Off, 1);
+    opts.merge = merge;
+    Harness h(std::string(kStock) + "SELECT * FROM FILTER{DUR <= 2 SEC}" + node + " PUBLISH Short;",
+              opts);
+    const auto& nodes = h.engine.automaton().nodes;
+    h.stock("A", 1, 10, 1000);
+    ASSERT_TRUE(
+        h.engine
+            .add_script("SELECT Name, Price FROM FILTER{DUR <= 10 SEC}" + node + " PUBLISH Long;")
+            .empty());
+    if (merge) {
+      EXPECT_EQ(nodes.size(), 3u);  // one START, a NEXT node each
+    }
+    h.stock("A", 2, 20, 2000);
+    h.engine.advance_to(4500);  // Short's instance of A at 2000 expires (2 s), Long's stays
+    EXPECT_EQ(h.engine.stats().instances, 1u) << "merge " << merge;
+    h.stock("A", 3, 30, 5000);
+    h.engine.advance_to(20000);  // every instance has expired
+    EXPECT_EQ(h.engine.stats().instances, 0u) << "merge " << merge;
+    // Long's node, the last with that signature, holds nothing now: shared.
+    ASSERT_TRUE(
+        h.engine.add_script("SELECT Name FROM FILTER{DUR <= 2 SEC}" + node + " PUBLISH Again;")
+            .empty());
+    if (merge) {
+      EXPECT_EQ(nodes.size(), 3u);
+    }
+    h.stock("A", 4, 40, 21000);
+    h.stock("A", 5, 50, 22000);
+    h.engine.finish();
+    EXPECT_EQ(h.outputs, (std::vector<std::string>{
+                             "Short[1000,2000] A 1 10 A 2 20",
+                             "Long[2000,5000] A 3",
+                             "Short[21000,22000] A 4 40 A 5 50",
+                             "Long[21000,22000] A 5",
+                             "Again[21000,22000] A",
+                         }))
+        << "merge " << merge;
+  }
+}
+
+}  // namespace
+}  // namespace cayuga
