@@ -853,3 +853,80 @@ TEST(Engine, QueriesAddedLaterSeeOnlyLaterEvents) {
 
 }  // namespace
 }  // namespace cayuga
+
+namespace cayuga {
+namespace {
+
+// Queries added at random points of a stream give the same outputs with merging on and off
+// (and on four threads), though with merging they share nodes: the rule of
+// QueriesAddedLaterSeeOnlyLaterEvents, over NEXT, FOLD, NEXT after NEXT and a query reading
+// another's output, with few enough distinct queries that many would merge.
+TEST(Engine, QueriesAddedAtRandomPointsMergeOrNotAlike) {
+  const char* shapes[] = {
+      "SELECT * FROM FILTER{DUR <= %d}(Stock NEXT{$1.Name = $2.Name} Stock)",
+      "SELECT Name, Price FROM FILTER{DUR <= %d}(FILTER{Volume > %d}(Stock) NEXT{$1.Name = "
+      "$2.Name AND $2.Price > $1.Price} Stock)",
+      "SELECT Name, Price_1 AS Start, Price AS Last FROM FILTER{DUR <= %d}(FILTER{Volume > "
+      "%d}(Stock) FOLD{$2.Name = $.Name, $2.Price > $.Price,} Stock)",
+      "SELECT Name, Price FROM FILTER{DUR <= %d}((FILTER{Volume > %d}(Stock) NEXT{$1.Name = "
+      "$2.Name} Stock) NEXT{$1.Name = $2.Name} Stock)",
+      "SELECT Name, Price FROM FILTER{DUR <= %d}(Rise NEXT{$1.Name = $2.Name AND $2.Volume > %d} "
+      "Stock)",
+  };
+  const std::string rise = "SELECT Name, Price FROM FILTER{Price > 105}(Stock) PUBLISH Rise;\n";
+  for (uint64_t seed = 0; seed < 6; ++seed) {
+    std::mt19937_64 rng(seed);
+    // The queries and the event before which each is added (the first two before any).
+    std::vector<std::pair<size_t, std::string>> queries;
+    for (int q = 0; q < 14; ++q) {
+      char text[512];
+      std::snprintf(text, sizeof text, shapes[rng() % std::size(shapes)],
+                    int(10 + 25 * (rng() % 3)), int(30 + 30 * (rng() % 2)));
+      queries.emplace_back(q < 2 ? 0 : rng() % 500,
+                           std::string(text) + " PUBLISH Q" + std::to_string(q) + ";");
+    }
+    std::stable_sort(queries.begin(), queries.end(),
+                     [](const auto& a, const auto& b) { return a.first < b.first; });
+    struct Event {
+      std::string name;
+      double price;
+      int64_t volume, t;
+    };
+    std::vector<Event> events;
+    int64_t t = 0;
+    for (int i = 0; i < 500; ++i) {
+      t += rng() % 3 == 0 ? 0 : static_cast<int64_t>(rng() % 8) + 1;
+      events.push_back(Event{"N" + std::to_string(rng() % 3),
+                             100.0 + static_cast<double>(rng() % 11), int64_t(rng() % 100), t});
+    }
+    const auto run = [&](bool merge, unsigned threads) {
+      EngineOptions opts = threads == 1 ? options(JitMode::Off, 1) : batched(threads);
+      opts.merge = merge;
+      Harness h(std::string(kStock) + rise, opts);
+      size_t next = 0;
+      for (size_t i = 0; i < events.size(); ++i) {
+        for (; next < queries.size() && queries[next].first == i; ++next)
+          EXPECT_TRUE(h.engine.add_script(queries[next].second).empty()) << queries[next].second;
+        const Event& e = events[i];
+        h.stock(e.name.c_str(), e.price, e.volume, e.t);
+      }
+      h.engine.finish();
+      std::sort(h.outputs.begin(), h.outputs.end());  // (the order within an epoch may differ)
+      return std::make_pair(h.outputs, h.engine.automaton().nodes.size());
+    };
+    const auto [merged, merged_nodes] = run(true, 1);
+    const auto [apart, apart_nodes] = run(false, 1);
+    EXPECT_EQ(merged, apart) << "seed " << seed;
+    EXPECT_EQ(run(true, 4).first, merged) << "seed " << seed;
+    EXPECT_LT(merged_nodes, apart_nodes) << "seed " << seed;  // merging did share nodes
+    // Every kind of query produced something.
+    for (const char* stream : {"Rise[", "Q"}) {
+      EXPECT_TRUE(std::any_of(merged.begin(), merged.end(),
+                              [&](const std::string& o) { return o.starts_with(stream); }))
+          << "seed " << seed << ", " << stream;
+    }
+  }
+}
+
+}  // namespace
+}  // namespace cayuga
