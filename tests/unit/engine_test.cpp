@@ -858,8 +858,8 @@ namespace cayuga {
 namespace {
 
 // Queries added at random points of a stream give the same outputs with merging on and off
-// (and on four threads), though with merging they share nodes: the rule of
-// QueriesAddedLaterSeeOnlyLaterEvents, over NEXT, FOLD, NEXT after NEXT and a query reading
+// (and on four threads, and without the instance index), though with merging they share nodes: the
+// rule of QueriesAddedLaterSeeOnlyLaterEvents, over NEXT, FOLD, NEXT after NEXT and a query reading
 // another's output, with few enough distinct queries that many would merge.
 TEST(Engine, QueriesAddedAtRandomPointsMergeOrNotAlike) {
   const char* shapes[] = {
@@ -899,9 +899,10 @@ TEST(Engine, QueriesAddedAtRandomPointsMergeOrNotAlike) {
       events.push_back(Event{"N" + std::to_string(rng() % 3),
                              100.0 + static_cast<double>(rng() % 11), int64_t(rng() % 100), t});
     }
-    const auto run = [&](bool merge, unsigned threads) {
+    const auto run = [&](bool merge, unsigned threads, bool instance_index = true) {
       EngineOptions opts = threads == 1 ? options(JitMode::Off, 1) : batched(threads);
       opts.merge = merge;
+      opts.instance_index = instance_index;
       Harness h(std::string(kStock) + rise, opts);
       size_t next = 0;
       for (size_t i = 0; i < events.size(); ++i) {
@@ -918,6 +919,7 @@ TEST(Engine, QueriesAddedAtRandomPointsMergeOrNotAlike) {
     const auto [apart, apart_nodes] = run(false, 1);
     EXPECT_EQ(merged, apart) << "seed " << seed;
     EXPECT_EQ(run(true, 4).first, merged) << "seed " << seed;
+    EXPECT_EQ(run(true, 1, false).first, merged) << "seed " << seed;  // one bucket per node
     EXPECT_LT(merged_nodes, apart_nodes) << "seed " << seed;  // merging did share nodes
     // Every kind of query produced something.
     for (const char* stream : {"Rise[", "Q"}) {
