@@ -97,8 +97,10 @@ Diagnostics Engine::add_script(std::string_view text) {
   if (!analyzed.script) return std::move(analyzed.errors);
   run_batch();  // buffered events see the queries that were there when they were pushed
   if (jit_) jit_->pause();  // the build may move programs the JIT worker is reading
-  nfa::BuildOptions build{
-      .merge = options_.merge, .index = options_.index, .instance_index = options_.instance_index};
+  nfa::BuildOptions build;
+  build.merge = options_.merge;
+  build.index = options_.index;
+  build.instance_index = options_.instance_index;
   if (stats_.instances != 0) build.holds_instances = [this](uint32_t n) { return holds(n); };
   if (std::string err = nfa::build(std::move(*analyzed.script), automaton_, build); !err.empty()) {
     if (jit_) jit_->submit(automaton_);  // what pause() dropped from the queue
