@@ -101,7 +101,17 @@ Diagnostics Engine::add_script(std::string_view text) {
   build.merge = options_.merge;
   build.index = options_.index;
   build.instance_index = options_.instance_index;
-  if (stats_.instances != 0) build.holds_instances = [this](uint32_t n) { return holds(n); };
+  // (Each node answered once: a script's queries look up the same nodes again and again, and a
+  // keyed node's answer reads all its buckets.)
+  std::vector<int8_t> holds_memo;
+  if (stats_.instances != 0) {
+    holds_memo.assign(state_.size(), -1);
+    build.holds_instances = [&](uint32_t n) {
+      if (n >= holds_memo.size()) return false;  // (built by this script)
+      if (holds_memo[n] < 0) holds_memo[n] = holds(n);
+      return holds_memo[n] == 1;
+    };
+  }
   if (std::string err = nfa::build(std::move(*analyzed.script), automaton_, build); !err.empty()) {
     if (jit_) jit_->submit(automaton_);  // what pause() dropped from the queue
     return {Diagnostic{0, 0, err}};
@@ -127,7 +137,6 @@ Diagnostics Engine::add_script(std::string_view text) {
 }
 
 bool Engine::holds(uint32_t n) const {
-  if (n >= state_.size()) return false;  // (built by this script)
   if (!state_[n].keyed()) return state_[n].single.count() != 0;
   const Keyed& keyed = *keyed_[n];
   for (uint32_t id = 0; id < keyed.size(); ++id)
