@@ -219,12 +219,6 @@ struct BuildOptions {
   // For a runtime that visits only the instances whose key equals the event's (the instance
   // index, Node::key_slot): a node's filter leaves out that equality.
   bool instance_index = false;
-  // For a runtime that already holds partial matches: whether node `n` (of the automaton being
-  // added to) holds any. Such a node is not shared with a query built now, which would see
-  // matches begun before it existed; the query gets a node of its own, and the queries built
-  // after it share that one. (So a query added while events flow matches only events pushed
-  // after it, with or without merging.) Empty: no node holds any.
-  std::function<bool(uint32_t n)> holds_instances;
 };
 
 // Builds the automaton of an analyzed script (appending to `into`, so several scripts can share

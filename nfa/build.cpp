@@ -11,8 +11,7 @@
 // State merging: every node gets a structural signature (kind, stream, predicates with their
 // constants, layout, and its exact incoming edges). With merging on, one START node serves each
 // stream, and a node whose signature already exists is reused together with its incoming edges
-// (so queries sharing a prefix share its instances; a node already holding instances is not
-// reused, see BuildOptions::holds_instances). Edges are never deduplicated otherwise: two
+// (so queries sharing a prefix share its instances). Edges are never deduplicated otherwise: two
 // identical edges are two derivations, and results are bags (`S UNION S` yields each event twice).
 // A signature is built as a sequence of 64-bit words that encodes exactly what the text form of
 // the plan shows (dump() of each predicate, the schemas, the incoming edges' stages), and only its
@@ -485,14 +484,12 @@ class Builder {
   // A copy of `schema` that shares the automaton's list of its attributes.
   Schema shared_schema(const Schema& schema) { return *a_.schemas_.insert(schema).first; }
 
-  // Returns the node with this signature, reusing an existing live one when merging (unless it
-  // holds instances: BuildOptions::holds_instances).
+  // Returns the node with this signature, reusing an existing live one when merging.
   std::pair<uint32_t, bool> node_for(NodeKind kind, uint32_t stream, const SigWords& words) {
     Signature sig = signature_of(words.words);
     if (options_.merge) {
       if (auto it = a_.by_signature_.find(sig);
-          it != a_.by_signature_.end() && !a_.nodes[it->second].dead &&
-          !(options_.holds_instances && options_.holds_instances(it->second))) {
+          it != a_.by_signature_.end() && !a_.nodes[it->second].dead) {
         use(it->second);
         return {it->second, false};
       }

@@ -97,25 +97,16 @@ Diagnostics Engine::add_script(std::string_view text) {
   if (!analyzed.script) return std::move(analyzed.errors);
   run_batch();  // buffered events see the queries that were there when they were pushed
   if (jit_) jit_->pause();  // the build may move programs the JIT worker is reading
-  nfa::BuildOptions build;
-  build.merge = options_.merge;
-  build.index = options_.index;
-  build.instance_index = options_.instance_index;
-  // (Each node answered once: a script's queries look up the same nodes again and again, and a
-  // keyed node's answer reads all its buckets.)
-  std::vector<int8_t> holds_memo;
-  if (stats_.instances != 0) {
-    holds_memo.assign(state_.size(), -1);
-    build.holds_instances = [&](uint32_t n) {
-      if (n >= holds_memo.size()) return false;  // (built by this script)
-      if (holds_memo[n] < 0) holds_memo[n] = holds(n);
-      return holds_memo[n] == 1;
-    };
-  }
-  if (std::string err = nfa::build(std::move(*analyzed.script), automaton_, build); !err.empty()) {
+  if (std::string err = nfa::build(std::move(*analyzed.script), automaton_,
+                                   {options_.merge, options_.index, options_.instance_index});
+      !err.empty()) {
     if (jit_) jit_->submit(automaton_);  // what pause() dropped from the queue
     return {Diagnostic{0, 0, err}};
   }
+  // The new queries start with the first epoch that can still open (docs/semantics-notes.md):
+  // before any event, that is every epoch (INT64_MIN, and their outputs are never checked).
+  const int64_t start = epoch_open_ ? (epoch_ == INT64_MAX ? epoch_ : epoch_ + 1) : floor_;
+  query_start_.resize(automaton_.queries.size(), start);
   const size_t old_nodes = state_.size();
   state_.resize(automaton_.nodes.size());
   keyed_.resize(automaton_.nodes.size());
@@ -134,14 +125,6 @@ Diagnostics Engine::add_script(std::string_view text) {
   if (text.size() >= kTrimAfter) malloc_trim(0);
 #endif
   return {};
-}
-
-bool Engine::holds(uint32_t n) const {
-  if (!state_[n].keyed()) return state_[n].single.count() != 0;
-  const Keyed& keyed = *keyed_[n];
-  for (uint32_t id = 0; id < keyed.size(); ++id)
-    if (keyed.at(id).count() != 0) return true;
-  return false;
 }
 
 bool Engine::remove_query(uint32_t id) {
@@ -386,7 +369,9 @@ Engine::Out Engine::flatten(const Emit& e, size_t skip) const {
   o.stage_count = static_cast<uint32_t>(rest.size());
   o.direct = e.kind == Emit::Kind::ToNode && rest.empty() && o.project_count == 0 &&
              !state_[e.target].keyed();
-  o.publish_only = e.kind == Emit::Kind::ToStream && rest.empty() && o.published && !o.read;
+  if (e.kind == Emit::Kind::ToStream) o.start = query_start_[e.owner];
+  o.publish_only = e.kind == Emit::Kind::ToStream && rest.empty() && o.published && !o.read &&
+                   o.start == INT64_MIN;
   if (o.direct) {
     const nfa::Node& node = automaton_.nodes[e.target];
     const auto repeats = [&](uint32_t p) {
@@ -1069,6 +1054,7 @@ void Engine::announce(uint32_t stream, const Slot* values, const std::span<const
 }
 
 void Engine::fire_stages(Context& cx, const Out& o, const Slot* row, int64_t t0, int64_t t1) {
+  if (t0 < o.start) return;  // a match begun before its query
   Context::ScratchRows::Scope scope(cx.scratch);
   const Slot* cur = row;
   for (const Stage* it = o.stages; it != o.stages + o.stage_count; ++it) {

@@ -372,6 +372,9 @@ class Engine {
     uint8_t project_count = 0;             // 0: no projection folded
     uint8_t project[kMaxProject] = {};     // the produced row's slot k := row[project[k]]
     bool last = false;                     // the last emit of its route
+    // ToStream: its query's start (query_start_); a row that begins earlier is not its output.
+    // (INT64_MIN: the query was added before the first event, so no row begins earlier.)
+    int64_t start = INT64_MIN;
   };
   // What the index hands an event to: one START edge, or a whole NEXT/FOLD node. Its emits
   // are outs_[k], outs_[k + 1], ..., the last flagged `last`, from k = first_out_[route]. The
@@ -631,8 +634,6 @@ class Engine {
     const Bucket* b = due_keyed(d);
     return b ? static_cast<const void*>(b) : &state_[d.node];
   }
-  // Whether node `n` holds an instance (BuildOptions::holds_instances).
-  bool holds(uint32_t n) const;
   void take_due(int64_t next_time);
   void prefetch_due(size_t first, size_t last) const;
   void expire_due(int64_t next_time);
@@ -643,6 +644,10 @@ class Engine {
   std::vector<std::unique_ptr<Keyed>> keyed_;  // by node: a node with a key's buckets
   std::vector<Route> routes_;
   std::vector<Out> outs_;  // every route's emits, in route order
+  // By query: the least t0 of its outputs. A query added while events flow reports only the
+  // matches that begin at or after the first epoch that can open once it is added, with or
+  // without merging (a merged node may hold instances begun before the query existed).
+  std::vector<int64_t> query_start_;
   // Per route, where in outs_ its emits begin: what Route::outs says when the route spills,
   // kept here for those that do not (a worker of a parallel batch runs every emit in full).
   std::vector<uint32_t> first_out_;

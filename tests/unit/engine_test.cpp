@@ -804,11 +804,12 @@ TEST(Engine, ChunkedParseCompilesTheSameAutomaton) {
 namespace cayuga {
 namespace {
 
-// A query added while events flow matches only events pushed after it, whether or not it
-// merges with earlier queries: it does not share a node that holds instances (they began before
-// it existed), but does share one that holds none. Long's node would otherwise be Short's, and
-// its wider DUR bound would meet Short's instance of A at 1000.
-TEST(Engine, QueriesAddedLaterSeeOnlyLaterEvents) {
+// A query added while events flow reports only the matches that begin at or after its start,
+// the first epoch that can open once it is added, whether or not it merges with the queries
+// before it. Long shares Short's NEXT node, which holds Short's instance of A at 1000 and now
+// keeps its instances for Long's 10 s, but Long does not report the match of A at 1000 (added
+// in that epoch, it starts at 1001). Again, added at 20000, starts there.
+TEST(Engine, QueriesAddedLaterReportMatchesBegunAfterThem) {
   const std::string node = "(Stock NEXT{$1.Name = $2.Name} Stock)";
   for (bool merge : {true, false}) {
     EngineOptions opts = options(JitMode::Off, 1);
@@ -822,20 +823,19 @@ TEST(Engine, QueriesAddedLaterSeeOnlyLaterEvents) {
             .add_script("SELECT Name, Price FROM FILTER{DUR <= 10 SEC}" + node + " PUBLISH Long;")
             .empty());
     if (merge) {
-      EXPECT_EQ(nodes.size(), 3u);  // one START, a NEXT node each
+      EXPECT_EQ(nodes.size(), 2u);  // one START, one NEXT node
     }
     h.stock("A", 2, 20, 2000);
-    h.engine.advance_to(4500);  // Short's instance of A at 2000 expires (2 s), Long's stays
+    h.engine.advance_to(4500);  // the instance of A at 2000 stays for Long
     EXPECT_EQ(h.engine.stats().instances, 1u) << "merge " << merge;
     h.stock("A", 3, 30, 5000);
     h.engine.advance_to(20000);  // every instance has expired
     EXPECT_EQ(h.engine.stats().instances, 0u) << "merge " << merge;
-    // Long's node, the last with that signature, holds nothing now: shared.
     ASSERT_TRUE(
         h.engine.add_script("SELECT Name FROM FILTER{DUR <= 2 SEC}" + node + " PUBLISH Again;")
             .empty());
     if (merge) {
-      EXPECT_EQ(nodes.size(), 3u);
+      EXPECT_EQ(nodes.size(), 2u);
     }
     h.stock("A", 4, 40, 21000);
     h.stock("A", 5, 50, 22000);
@@ -857,10 +857,11 @@ TEST(Engine, QueriesAddedLaterSeeOnlyLaterEvents) {
 namespace cayuga {
 namespace {
 
-// Queries added at random points of a stream give the same outputs with merging on and off
-// (and on four threads, and without the instance index), though with merging they share nodes: the
-// rule of QueriesAddedLaterSeeOnlyLaterEvents, over NEXT, FOLD, NEXT after NEXT and a query reading
-// another's output, with few enough distinct queries that many would merge.
+// Queries added at random points of a stream (inside epochs too) give the same outputs with
+// merging on and off (and on four threads, and without the instance index), though with
+// merging they share nodes: the rule of QueriesAddedLaterReportMatchesBegunAfterThem, over
+// NEXT, FOLD, NEXT after NEXT and queries reading another's output, with few enough distinct
+// queries that many merge.
 TEST(Engine, QueriesAddedAtRandomPointsMergeOrNotAlike) {
   const char* shapes[] = {
       "SELECT * FROM FILTER{DUR <= %d}(Stock NEXT{$1.Name = $2.Name} Stock)",
@@ -872,6 +873,8 @@ TEST(Engine, QueriesAddedAtRandomPointsMergeOrNotAlike) {
       "$2.Name} Stock) NEXT{$1.Name = $2.Name} Stock)",
       "SELECT Name, Price FROM FILTER{DUR <= %d}(Rise NEXT{$1.Name = $2.Name AND $2.Volume > %d} "
       "Stock)",
+      "SELECT Name FROM FILTER{DUR <= %d}(FILTER{Volume > %d}(Stock) NEXT{$1.Name = $2.Name} "
+      "FILTER{DUR > 0}(Stock NEXT{$1.Name = $2.Name} Stock))",
   };
   const std::string rise = "SELECT Name, Price FROM FILTER{Price > 105}(Stock) PUBLISH Rise;\n";
   for (uint64_t seed = 0; seed < 6; ++seed) {
@@ -920,7 +923,7 @@ TEST(Engine, QueriesAddedAtRandomPointsMergeOrNotAlike) {
     EXPECT_EQ(merged, apart) << "seed " << seed;
     EXPECT_EQ(run(true, 4).first, merged) << "seed " << seed;
     EXPECT_EQ(run(true, 1, false).first, merged) << "seed " << seed;  // one bucket per node
-    EXPECT_LT(merged_nodes, apart_nodes) << "seed " << seed;  // merging did share nodes
+    EXPECT_LT(2 * merged_nodes, apart_nodes) << "seed " << seed;      // merging shared nodes
     // Every kind of query produced something.
     for (const char* stream : {"Rise[", "Q"}) {
       EXPECT_TRUE(std::any_of(merged.begin(), merged.end(),
