@@ -229,8 +229,13 @@ std::string build(const AnalyzedScript& script, Automaton& into, const BuildOpti
 // The same, freeing each query's plan once it is built (the script's plans are empty after).
 std::string build(AnalyzedScript&& script, Automaton& into, const BuildOptions& options = {});
 
+// Sets every live node's max_dur from its own predicates and the bounds of its ways out
+// (build() and remove_query() call it).
+void compute_dur_bounds(Automaton& a);
+
 // Removes query `id` (an index into a.queries): its published edges, and every node no other
-// live query uses (with the edges into them). Calls `dropping` for each node before it is
+// live query uses (with the edges into them), and recomputes the DUR bounds (a node whose
+// widest way out was the query's gets a narrower one). Calls `dropping` for each node before it is
 // cleared and each edge before it is erased, so the caller can release what it holds for them.
 // Returns the nodes that died.
 std::vector<uint32_t> remove_query(Automaton& a, uint32_t id,

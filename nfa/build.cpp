@@ -444,7 +444,7 @@ class Builder {
       a_.queries[owner_].nodes = FixedVector<uint32_t>(std::move(query_nodes_));
       query_nodes_.clear();
     }
-    compute_dur_bounds();
+    compute_dur_bounds(a_);
     for (uint32_t n = first_new_node_; n < a_.nodes.size(); ++n) {
       auto& readers = a_.streams[a_.nodes[n].stream].readers;
       reserve_more(readers);
@@ -831,25 +831,6 @@ class Builder {
     return nullptr;
   }
 
-  // A node's instances die once DUR exceeds the bound of every way out of it. Edges only go
-  // from a node to a later one, so a reverse sweep sees every target before its sources. Merged
-  // nodes may have gained edges, so every node is recomputed.
-  void compute_dur_bounds() {
-    for (size_t n = a_.nodes.size(); n-- > 0;) {
-      Node& node = a_.nodes[n];
-      if (node.kind == NodeKind::Start) continue;
-      const int64_t own = node.own_max_dur;
-      int64_t emits_bound = node.emits.empty() ? kNoDurBound : std::numeric_limits<int64_t>::min();
-      for (const auto& e : node.emits) {
-        int64_t b = e.kind == Emit::Kind::ToNode ? a_.nodes[e.target].max_dur : kNoDurBound;
-        for (const auto& st : e.stages)
-          if (st.kind == Stage::Kind::Filter) b = std::min(b, st.max_dur);
-        emits_bound = std::max(emits_bound, b);
-      }
-      node.max_dur = std::min(own, emits_bound);
-    }
-  }
-
   const AnalyzedScript& script_;
   AnalyzedScript* consume_;
   Automaton& a_;
@@ -860,6 +841,25 @@ class Builder {
   uint32_t internal_ = 0;
   size_t first_new_node_ = 0;
 };
+
+// A node's instances die once DUR exceeds the bound of every way out of it. Edges only go from a
+// node to a later one, so a reverse sweep sees every target before its sources. Every node is
+// recomputed: merging adds edges to old nodes, and removing a query takes some away.
+void compute_dur_bounds(Automaton& a) {
+  for (size_t n = a.nodes.size(); n-- > 0;) {
+    Node& node = a.nodes[n];
+    if (node.kind == NodeKind::Start || node.dead) continue;
+    const int64_t own = node.own_max_dur;
+    int64_t emits_bound = node.emits.empty() ? kNoDurBound : std::numeric_limits<int64_t>::min();
+    for (const auto& e : node.emits) {
+      int64_t b = e.kind == Emit::Kind::ToNode ? a.nodes[e.target].max_dur : kNoDurBound;
+      for (const auto& st : e.stages)
+        if (st.kind == Stage::Kind::Filter) b = std::min(b, st.max_dur);
+      emits_bound = std::max(emits_bound, b);
+    }
+    node.max_dur = std::min(own, emits_bound);
+  }
+}
 
 std::vector<uint32_t> remove_query(Automaton& a, uint32_t id,
                                    const std::function<void(const Emit&)>& dropping_edge,
@@ -897,6 +897,7 @@ std::vector<uint32_t> remove_query(Automaton& a, uint32_t id,
     node.aggregates.clear();
     std::erase(a.streams[node.stream].readers, n);
   }
+  compute_dur_bounds(a);  // a node that lost its widest way out now lets its instances go sooner
   return dead;
 }
 

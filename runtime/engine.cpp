@@ -144,6 +144,8 @@ bool Engine::remove_query(uint32_t id) {
     jit_->release(n.rebind);
     for (const auto& agg : n.aggregates) jit_->release(agg.second);
   };
+  std::vector<int64_t> bound_before(state_.size());
+  for (size_t n = 0; n < state_.size(); ++n) bound_before[n] = state_[n].max_dur;
   std::vector<uint32_t> dead = nfa::remove_query(automaton_, id, release_stages, release_node);
   for (uint32_t n : dead) {
     NodeState& st = state_[n];
@@ -156,8 +158,26 @@ bool Engine::remove_query(uint32_t id) {
   }
   std::erase_if(dirty_, [&](const auto& d) { return automaton_.nodes[d.first].dead; });
   rebuild_routes();
+  // A node whose widest way out was the query's has a narrower DUR bound now: its buckets'
+  // deadlines are recomputed and queued, so that their instances go when the new bound passes.
+  for (uint32_t n = 0; n < state_.size(); ++n)
+    if (state_[n].max_dur < bound_before[n] && !automaton_.nodes[n].dead) requeue(n);
   if (jit_) jit_->submit(automaton_);
   return true;
+}
+
+void Engine::requeue(uint32_t n) {
+  const int64_t max_dur = state_[n].max_dur;
+  const auto one = [&](Bucket& b, uint32_t id) {
+    if (b.records == 0) return;
+    const uint32_t stride = static_cast<uint32_t>(b.rows.size()) / b.records;
+    int64_t min_t0 = INT64_MAX;
+    for (uint32_t k = 0; k < b.records; ++k) min_t0 = std::min(min_t0, b.rows.data()[k * stride].i);
+    b.expires = expiry_of(min_t0, max_dur);
+    schedule(b, n, id);
+  };
+  if (!state_[n].keyed()) return one(state_[n].single, 0);
+  for (uint32_t id = 0; id < keyed_[n]->size(); ++id) one(keyed_[n]->at(id), id);
 }
 
 void Engine::rebuild_routes() {

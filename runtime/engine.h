@@ -612,6 +612,9 @@ class Engine {
   void compact_all(const BucketList& list, int64_t next_time);
   // Queues the next expiry of bucket `bucket` (`b`) of node `n`.
   void schedule(Bucket& b, uint32_t n, uint32_t bucket);
+  // Recomputes when each bucket of node `n` expires, by the node's DUR bound now, and queues it
+  // (remove_query(), when the bound narrowed).
+  void requeue(uint32_t n);
   // Expiry by `next_time` in steps, so that other work hides their cache misses: the due
   // buckets are taken from the wheel and their states asked for (take_due, which adds to those
   // taken before: an epoch's are taken when it opens and again when it closes), their

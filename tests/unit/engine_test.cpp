@@ -465,6 +465,42 @@ TEST(Engine, RemoveQueryKeepsSharedState) {
   EXPECT_EQ(h.engine.stats().instances, 0u);
 }
 
+// Removing the query with the wider DUR bound narrows a shared node's bound: its instances then
+// go once the bound left passes, not the removed one. Both kinds of bucket: a node whose
+// instances all hold one Name (X's), and a keyed one (its instances in buckets by Name).
+TEST(Engine, RemovingAQueryNarrowsTheDurBoundOfTheNodeItShared) {
+  Harness h(std::string(kStock) +
+                "SELECT * FROM FILTER{DUR <= 20}(FILTER{Name = 'X'}(Stock) NEXT{$1.Name = $2.Name "
+                "AND $2.Volume < 0} Stock) PUBLISH Short;\n"
+                "SELECT * FROM FILTER{DUR <= 100}(FILTER{Name = 'X'}(Stock) NEXT{$1.Name = $2.Name "
+                "AND $2.Volume < 0} Stock) PUBLISH Long;\n"
+                "SELECT * FROM FILTER{DUR <= 20}(Stock NEXT{$1.Name = $2.Name AND $2.Volume < 0} "
+                "Stock) PUBLISH KeyedShort;\n"
+                "SELECT * FROM FILTER{DUR <= 100}(Stock NEXT{$1.Name = $2.Name AND $2.Volume < 0} "
+                "Stock) PUBLISH KeyedLong;",
+            options(JitMode::Off, 1));
+  const nfa::Automaton& a = h.engine.automaton();
+  ASSERT_EQ(a.queries[0].nodes.back(), a.queries[1].nodes.back());  // shared
+  ASSERT_EQ(a.queries[2].nodes.back(), a.queries[3].nodes.back());
+  const uint32_t x_node = a.queries[0].nodes.back(), keyed_node = a.queries[2].nodes.back();
+  EXPECT_EQ(a.nodes[x_node].max_dur, 100);
+  h.stock("X", 1, 1, 1);   // an instance at each node
+  h.stock("Y", 1, 1, 2);   // and one more at the keyed node, in another bucket
+  h.stock("X", 1, 1, 15);  // and one more of each: buckets of two records
+  EXPECT_EQ(h.engine.stats().instances, 5u);
+  ASSERT_TRUE(h.engine.remove_query(1));
+  ASSERT_TRUE(h.engine.remove_query(3));
+  EXPECT_EQ(a.nodes[x_node].max_dur, 20);
+  EXPECT_EQ(a.nodes[keyed_node].max_dur, 20);
+  h.engine.advance_to(30);  // past 20 for the instances of 1 and 2, not for those of 15
+  EXPECT_EQ(h.engine.stats().instances, 2u);
+  EXPECT_EQ(h.engine.stats().expired, 3u);
+  h.engine.advance_to(40);
+  EXPECT_EQ(h.engine.stats().instances, 0u);
+  EXPECT_EQ(h.engine.stats().expired, 5u);
+  EXPECT_TRUE(h.outputs.empty());
+}
+
 }  // namespace
 }  // namespace cayuga
 
