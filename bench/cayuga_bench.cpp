@@ -67,6 +67,9 @@ constexpr const char* kUsage =
     "                     START filter is `Volume > v` (about 1% of events each), and their\n"
     "                     NEXT/FOLD node keeps instances of every symbol in buckets by Name\n"
     "                     (default 0)\n"
+    "  --churn N          after each run, add N more generated queries one script each, then\n"
+    "                     remove 10 of them, and print the time per call (a service's\n"
+    "                     subscriptions coming and going)\n"
     "  --repeat N         run each configuration N times and print the run with the median\n"
     "                     events/s (default 1; on a shared host, 5 makes numbers repeatable)\n"
     "  --write DIR        instead of running: write DIR/<load>_<queries>.cel and DIR/<load>.txt\n"
@@ -127,10 +130,40 @@ struct Result {
   double heap_per_query;  // bytes of live heap per registered query, before any event
   double candidates;
   long peak_rss_bytes;  // of this run (see peak_rss_bytes())
+  // --churn: milliseconds per query added (one script each) and per query removed afterwards.
+  std::vector<double> add_ms, remove_ms;
 };
 
+// --churn: adds `script`'s queries (after its CREATE STREAM line) one script each, then removes
+// up to kChurnRemovals of them, timing each call.
+constexpr size_t kChurnRemovals = 10;
+void churn(Engine& engine, const std::string& script, Result& r) {
+  const auto ms_since = [](Clock::time_point a) {
+    return std::chrono::duration<double, std::milli>(Clock::now() - a).count();
+  };
+  std::istringstream lines(script);
+  std::string line;
+  std::getline(lines, line);  // CREATE STREAM
+  while (std::getline(lines, line)) {
+    // (Each its own output stream: unnamed, every one would be `q1` of its script.)
+    line.insert(line.rfind(';'), " PUBLISH Churn" + std::to_string(r.add_ms.size()));
+    const auto a = Clock::now();
+    if (!engine.add_script(line).empty()) {
+      std::cerr << "--churn: a generated query does not compile: " << line << "\n";
+      std::exit(1);
+    }
+    r.add_ms.push_back(ms_since(a));
+  }
+  const size_t total = engine.automaton().queries.size();
+  for (size_t k = 0; k < std::min(kChurnRemovals, r.add_ms.size()); ++k) {
+    const auto a = Clock::now();
+    engine.remove_query(static_cast<uint32_t>(total - 1 - k));
+    r.remove_ms.push_back(ms_since(a));
+  }
+}
+
 Result run_one(const std::string& script, const std::vector<bench::StockEvent>& events,
-               const EngineOptions& options, bool hints) {
+               const EngineOptions& options, bool hints, const std::string& churn_script) {
   Result r{};
   reset_peak_rss();
   const double heap_before = live_heap_bytes();
@@ -176,6 +209,7 @@ Result run_one(const std::string& script, const std::vector<bench::StockEvent>& 
   r.candidates = double(engine.stats().candidates) / std::max<size_t>(1, events.size());
   r.peak_instances = engine.stats().peak_instances;
   r.peak_rss_bytes = peak_rss_bytes();
+  if (!churn_script.empty()) churn(engine, churn_script, r);
   return r;
 }
 
@@ -191,7 +225,7 @@ int main(int argc, char** argv) {
   std::vector<size_t> thread_counts = {1};
   EngineOptions base;
   double overlap = 0;
-  size_t keyed = 0;
+  size_t keyed = 0, churn_queries = 0;
   bool hints = true, scaled = false, walk_set = false, workloads_set = false;
   size_t repeat = 1;
   std::string write_dir;
@@ -252,6 +286,8 @@ int main(int argc, char** argv) {
       overlap = number<double>(a, value());
     else if (a == "--keyed")
       keyed = number<size_t>(a, value());
+    else if (a == "--churn")
+      churn_queries = number<size_t>(a, value());
     else if (a == "--repeat") {
       repeat = number<size_t>(a, value());
       if (repeat == 0) {
@@ -337,6 +373,14 @@ int main(int argc, char** argv) {
       mix.overlap = overlap;
       mix.keyed = keyed;
       std::string script = bench::generate_queries(mix, universe);
+      std::string churn_script;
+      if (churn_queries > 0) {
+        bench::QueryMix more = mix;
+        more.queries = churn_queries;
+        more.keyed = 0;
+        more.seed = mix.seed + 1;
+        churn_script = bench::generate_queries(more, universe);
+      }
       if (!write_dir.empty()) {
         const std::string path = write_dir + "/" + w + "_" + std::to_string(q) + ".cel";
         std::ofstream out(path);
@@ -351,7 +395,8 @@ int main(int argc, char** argv) {
         options.jit = mode;
         options.threads = static_cast<unsigned>(threads);
         std::vector<Result> runs;
-        for (size_t k = 0; k < repeat; ++k) runs.push_back(run_one(script, stream, options, hints));
+        for (size_t k = 0; k < repeat; ++k)
+          runs.push_back(run_one(script, stream, options, hints, churn_script));
         std::sort(runs.begin(), runs.end(),
                   [](const Result& x, const Result& y) { return x.events_per_s < y.events_per_s; });
         const Result& r = runs[runs.size() / 2];
@@ -360,6 +405,20 @@ int main(int argc, char** argv) {
             w.c_str(), q, to_string(mode), threads, r.compile_ms, r.heap_per_query, r.events_per_s,
             r.p50_ns, r.p99_ns, r.candidates, static_cast<unsigned long long>(r.outputs),
             static_cast<unsigned long long>(r.peak_instances), r.peak_rss_bytes / 1048576.0);
+        if (!r.add_ms.empty()) {
+          const auto summary = [](std::vector<double> v) {
+            std::sort(v.begin(), v.end());
+            double sum = 0;
+            for (double x : v) sum += x;
+            char text[128];
+            std::snprintf(text, sizeof text, "mean %.2f ms, median %.2f ms, max %.2f ms",
+                          sum / v.size(), v[v.size() / 2], v.back());
+            return std::string(text);
+          };
+          std::printf("churn: %zu queries added one script each: %s; %zu removed: %s\n",
+                      r.add_ms.size(), summary(r.add_ms).c_str(), r.remove_ms.size(),
+                      summary(r.remove_ms).c_str());
+        }
         std::fflush(stdout);
       }
     }

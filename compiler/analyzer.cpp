@@ -278,6 +278,9 @@ class Analyzer {
 
   std::optional<Schema> stream_schema(const std::string& name);
   std::string known_streams() const;
+  // Stream `name` as this script knows it: its own, or the engine's (AnalyzeOptions::existing,
+  // taken into streams_ when first asked for), or null.
+  StreamState* find_stream(std::string_view name);
 
   std::optional<Plan> query(const ast::Query& q, bool top);
   std::optional<Plan> stream(const ast::StreamExpr& s);
@@ -301,15 +304,19 @@ class Analyzer {
 // ---------------------------------------------------------------------------------------------
 // Phase 1: declarations.
 
+StreamState* Analyzer::find_stream(std::string_view name) {
+  if (auto it = streams_.find(name); it != streams_.end()) return &it->second;
+  if (!options_.existing) return nullptr;
+  std::optional<StreamInfo> info = options_.existing->find(name);
+  if (!info) return nullptr;
+  StreamState& st = streams_[std::string(name)];
+  st.is_input = info->is_input;
+  st.existing = true;
+  st.schema = std::move(info->schema);
+  return &st;
+}
+
 void Analyzer::declare_inputs() {
-  if (options_.existing) {
-    for (const auto& [name, info] : options_.existing->streams) {
-      StreamState& st = streams_[name];
-      st.is_input = info.is_input;
-      st.existing = true;
-      st.schema = info.schema;
-    }
-  }
   for (const auto& stmt : script_.statements) {
     const auto* cs = std::get_if<ast::CreateStream>(&stmt);
     if (!cs) continue;
@@ -338,9 +345,8 @@ void Analyzer::declare_inputs() {
       }
       schema.attrs.push_back({a.name, type});
     }
-    auto it = streams_.find(cs->name);
-    if (it != streams_.end()) {
-      StreamState& st = it->second;
+    if (StreamState* found = find_stream(cs->name)) {
+      StreamState& st = *found;
       if (st.existing && st.is_input && ok && st.schema == schema) {
         // Re-declaring an engine input with the same schema is harmless (several scripts each
         // declare the stream they read).
@@ -386,8 +392,8 @@ void Analyzer::declare_queries() {
   }
   for (size_t i = 0; i < queries_.size(); ++i) {
     QueryState& qs = queries_[i];
-    auto it = streams_.find(qs.publish);
-    if (it != streams_.end() && it->second.is_input) {
+    const StreamState* published = find_stream(qs.publish);
+    if (published && published->is_input) {
       qs.publish_ok = false;
       if (qs.ast->publish) {
         error(qs.publish_pos, "cannot PUBLISH to '" + qs.publish +
@@ -405,9 +411,9 @@ void Analyzer::declare_queries() {
   for (auto& qs : queries_) {
     std::set<size_t> deps;
     for (const auto& [name, pos] : qs.reads) {
-      auto it = streams_.find(name);
-      if (it == streams_.end()) continue;
-      for (size_t p : it->second.publishers) deps.insert(p);
+      const StreamState* st = find_stream(name);
+      if (!st) continue;
+      for (size_t p : st->publishers) deps.insert(p);
     }
     qs.deps.assign(deps.begin(), deps.end());
   }
@@ -541,9 +547,9 @@ std::vector<size_t> Analyzer::topo_order() {
 // The schema of a readable stream, or nullopt when it exists but its schema is not known (its
 // publishers failed, or it is part of a cycle): that was reported elsewhere.
 std::optional<Schema> Analyzer::stream_schema(const std::string& name) {
-  auto it = streams_.find(name);
-  if (it == streams_.end()) return std::nullopt;
-  const StreamState& st = it->second;
+  const StreamState* found = find_stream(name);
+  if (!found) return std::nullopt;
+  const StreamState& st = *found;
   if (st.schema) return st.schema;
   for (size_t p : st.publishers) {
     if (!queries_[p].done) return std::nullopt;
@@ -554,9 +560,13 @@ std::optional<Schema> Analyzer::stream_schema(const std::string& name) {
 }
 
 std::string Analyzer::known_streams() const {
+  std::set<std::string> names;  // (an error's message: it may go over every stream)
+  for (const auto& [name, st] : streams_)
+    if (st.is_input || !st.publishers.empty() || st.existing) names.insert(name);
+  if (options_.existing)
+    for (std::string& name : options_.existing->names()) names.insert(std::move(name));
   std::string out;
-  for (const auto& [name, st] : streams_) {
-    if (!st.is_input && st.publishers.empty() && !st.existing) continue;
+  for (const std::string& name : names) {
     if (!out.empty()) out += ", ";
     out += name;
   }
@@ -647,9 +657,8 @@ std::optional<Plan> Analyzer::query(const ast::Query& q, bool top) {
 std::optional<Plan> Analyzer::stream(const ast::StreamExpr& s) {
   switch (s.kind) {
     case StreamKind::Name: {
-      if (!streams_.count(s.name) ||
-          (streams_.at(s.name).publishers.empty() && !streams_.at(s.name).is_input &&
-           !streams_.at(s.name).existing)) {
+      const StreamState* st = find_stream(s.name);
+      if (!st || (st->publishers.empty() && !st->is_input && !st->existing)) {
         error(s.pos, "unknown stream '" + s.name + "'; known streams: " + known_streams());
         return std::nullopt;
       }

@@ -17,7 +17,8 @@ namespace cayuga {
 struct AnalyzeOptions {
   EngineUnit unit = EngineUnit::Ms;
   // Streams of the running engine that the script may read (resubscription across scripts).
-  const Catalog* existing = nullptr;
+  // Asked by name, so a script costs the streams it names, not all of the engine's.
+  const StreamSource* existing = nullptr;
   // compile_script: the threads that may parse a large script (ParseOptions::threads).
   unsigned threads = 1;
 };

@@ -10,6 +10,7 @@
 #include <map>
 #include <optional>
 #include <string>
+#include <string_view>
 #include <vector>
 
 #include "compiler/types.h"
@@ -105,8 +106,29 @@ struct StreamInfo {
   std::vector<uint32_t> publishers;   // query numbers (this script) publishing it
 };
 
-struct Catalog {
+// Streams a script may use without declaring them (those of a running engine), as the analyzer
+// asks for them: by name, and all of their names only for an error's message.
+class StreamSource {
+ public:
+  virtual ~StreamSource() = default;
+  // The stream called `name` (its publishers left empty), or nullopt.
+  virtual std::optional<StreamInfo> find(std::string_view name) const = 0;
+  // Every stream's name, in any order.
+  virtual std::vector<std::string> names() const = 0;
+};
+
+struct Catalog : StreamSource {
   std::map<std::string, StreamInfo, std::less<>> streams;
+  std::optional<StreamInfo> find(std::string_view name) const override {
+    const auto it = streams.find(name);
+    if (it == streams.end()) return std::nullopt;
+    return StreamInfo{it->second.schema, it->second.is_input, {}};
+  }
+  std::vector<std::string> names() const override {
+    std::vector<std::string> out;
+    for (const auto& [name, info] : streams) out.push_back(name);
+    return out;
+  }
 };
 
 struct AnalyzedScript {

@@ -225,13 +225,26 @@ struct BuildOptions {
 // one program and one stream table; streams already in `into` are reused by name).
 // Returns an error message when the script cannot be added (e.g. a schema clash with an existing
 // stream); the automaton is unchanged in that case.
-std::string build(const AnalyzedScript& script, Automaton& into, const BuildOptions& options = {});
+// `changes`, if given, gets what the build did to the nodes that were there before it.
+struct BuildChanges;
+std::string build(const AnalyzedScript& script, Automaton& into, const BuildOptions& options = {},
+                  BuildChanges* changes = nullptr);
 // The same, freeing each query's plan once it is built (the script's plans are empty after).
-std::string build(AnalyzedScript&& script, Automaton& into, const BuildOptions& options = {});
+std::string build(AnalyzedScript&& script, Automaton& into, const BuildOptions& options = {},
+                  BuildChanges* changes = nullptr);
+// What a build changed besides adding nodes, streams and queries: the nodes that were there
+// before it and gained emits (a START node gains one per new START edge; another node, when a
+// query shares a prefix and goes on from it), each with the number of emits it had before.
+// A runtime uses it to update its routes without going over every node.
+struct BuildChanges {
+  std::vector<std::pair<uint32_t, uint32_t>> extended;  // (node, emits before), each node once
+};
 
-// Sets every live node's max_dur from its own predicates and the bounds of its ways out
-// (build() and remove_query() call it).
-void compute_dur_bounds(Automaton& a);
+// Sets the max_dur of every live node from `first_node` on from its own predicates and the
+// bounds of its ways out (build() and remove_query() call it). The nodes before `first_node`
+// must not be affected by the ones it computes: build() passes its first new node when no
+// older node gained a way out.
+void compute_dur_bounds(Automaton& a, size_t first_node = 0);
 
 // Removes query `id` (an index into a.queries): its published edges, and every node no other
 // live query uses (with the edges into them), and recomputes the DUR bounds (a node whose

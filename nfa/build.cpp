@@ -31,6 +31,7 @@
 #include <optional>
 #include <random>
 #include <span>
+#include <unordered_set>
 
 #include "nfa/automaton.h"
 
@@ -411,8 +412,8 @@ class Builder {
   // it is built into the automaton, so the whole typed algebra and the whole automaton never
   // coexist (at a million queries, each is gigabytes).
   Builder(const AnalyzedScript& script, Automaton& a, const BuildOptions& options,
-          AnalyzedScript* consume = nullptr)
-      : script_(script), consume_(consume), a_(a), options_(options) {}
+          BuildChanges* changes, AnalyzedScript* consume = nullptr)
+      : script_(script), consume_(consume), a_(a), options_(options), changes_(changes) {}
 
   std::string run() {
     // Check every stream before changing anything, so a failed build leaves no trace.
@@ -444,7 +445,10 @@ class Builder {
       a_.queries[owner_].nodes = FixedVector<uint32_t>(std::move(query_nodes_));
       query_nodes_.clear();
     }
-    compute_dur_bounds(a_);
+    // Only the new nodes' bounds are new, unless an older node other than a START node (which
+    // has none) gained a way out. (New nodes only lead to new nodes: an edge into a node is
+    // part of what makes it the node it is.)
+    compute_dur_bounds(a_, old_bounds_change_ ? 0 : first_new_node_);
     for (uint32_t n = first_new_node_; n < a_.nodes.size(); ++n) {
       auto& readers = a_.streams[a_.nodes[n].stream].readers;
       reserve_more(readers);
@@ -456,6 +460,10 @@ class Builder {
  private:
   void add_emit(const Site& s, Emit::Kind kind, uint32_t target) {
     auto& emits = a_.nodes[s.node].emits;
+    if (s.node < first_new_node_ && extended_.insert(s.node).second) {
+      if (a_.nodes[s.node].kind != NodeKind::Start) old_bounds_change_ = true;
+      if (changes_) changes_->extended.emplace_back(s.node, static_cast<uint32_t>(emits.size()));
+    }
     reserve_more(emits);
     Emit& e = emits.emplace_back();
     e.kind = kind;
@@ -840,13 +848,16 @@ class Builder {
   std::vector<uint32_t> query_nodes_;  // the nodes it uses so far (QueryInfo::nodes)
   uint32_t internal_ = 0;
   size_t first_new_node_ = 0;
+  BuildChanges* changes_;
+  std::unordered_set<uint32_t> extended_;  // nodes before first_new_node_ that gained emits
+  bool old_bounds_change_ = false;         // one of them is not a START node
 };
 
 // A node's instances die once DUR exceeds the bound of every way out of it. Edges only go from a
 // node to a later one, so a reverse sweep sees every target before its sources. Every node is
 // recomputed: merging adds edges to old nodes, and removing a query takes some away.
-void compute_dur_bounds(Automaton& a) {
-  for (size_t n = a.nodes.size(); n-- > 0;) {
+void compute_dur_bounds(Automaton& a, size_t first_node) {
+  for (size_t n = a.nodes.size(); n-- > first_node;) {
     Node& node = a.nodes[n];
     if (node.kind == NodeKind::Start || node.dead) continue;
     const int64_t own = node.own_max_dur;
@@ -901,12 +912,14 @@ std::vector<uint32_t> remove_query(Automaton& a, uint32_t id,
   return dead;
 }
 
-std::string build(const AnalyzedScript& script, Automaton& into, const BuildOptions& options) {
-  return Builder(script, into, options).run();  // checks before it changes anything
+std::string build(const AnalyzedScript& script, Automaton& into, const BuildOptions& options,
+                  BuildChanges* changes) {
+  return Builder(script, into, options, changes).run();  // checks before it changes anything
 }
 
-std::string build(AnalyzedScript&& script, Automaton& into, const BuildOptions& options) {
-  return Builder(script, into, options, &script).run();
+std::string build(AnalyzedScript&& script, Automaton& into, const BuildOptions& options,
+                  BuildChanges* changes) {
+  return Builder(script, into, options, changes, &script).run();
 }
 
 }  // namespace cayuga::nfa

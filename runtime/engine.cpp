@@ -87,18 +87,37 @@ constexpr size_t kTrimAfter = size_t{1} << 20;  // script bytes
 }  // namespace
 
 Diagnostics Engine::add_script(std::string_view text) {
-  Catalog existing;
-  for (const auto& s : automaton_.streams) {
-    if (s.kind == nfa::StreamKind::Internal) continue;
-    existing.streams[s.name] = StreamInfo{s.schema, s.kind == nfa::StreamKind::Input, {}};
-  }
+  // The engine's streams as a script sees them: all but queries' internal ones.
+  class Existing : public StreamSource {
+   public:
+    explicit Existing(const nfa::Automaton& a) : a_(a) {}
+    std::optional<StreamInfo> find(std::string_view name) const override {
+      const int64_t id = a_.find_stream(name);
+      if (id < 0 || a_.streams[id].kind == nfa::StreamKind::Internal) return std::nullopt;
+      const nfa::Stream& s = a_.streams[id];
+      return StreamInfo{s.schema, s.kind == nfa::StreamKind::Input, {}};
+    }
+    std::vector<std::string> names() const override {
+      std::vector<std::string> out;
+      for (const nfa::Stream& s : a_.streams)
+        if (s.kind != nfa::StreamKind::Internal) out.push_back(s.name);
+      return out;
+    }
+
+   private:
+    const nfa::Automaton& a_;
+  };
+  const Existing existing(automaton_);
   AnalyzeResult analyzed = compile_script(
       text, AnalyzeOptions{options_.unit, &existing, resolve_threads(options_.compile_threads)});
   if (!analyzed.script) return std::move(analyzed.errors);
   run_batch();  // buffered events see the queries that were there when they were pushed
   if (jit_) jit_->pause();  // the build may move programs the JIT worker is reading
-  if (std::string err = nfa::build(std::move(*analyzed.script), automaton_,
-                                   {options_.merge, options_.index, options_.instance_index});
+  const size_t old_streams = automaton_.streams.size();
+  nfa::BuildChanges changes;
+  if (std::string err =
+          nfa::build(std::move(*analyzed.script), automaton_,
+                     {options_.merge, options_.index, options_.instance_index}, &changes);
       !err.empty()) {
     if (jit_) jit_->submit(automaton_);  // what pause() dropped from the queue
     return {Diagnostic{0, 0, err}};
@@ -116,9 +135,11 @@ Diagnostics Engine::add_script(std::string_view text) {
       keyed_[n] = std::make_unique<Keyed>();
     }
   }
-  rebuild_routes();
-  if (jit_) jit_->submit(automaton_);
-  else release_sources(automaton_);  // no JIT will ever read them
+  if (!extend_routes(old_streams, old_nodes, changes)) rebuild_routes();
+  if (jit_)
+    jit_->submit_added(automaton_, old_nodes, changes);
+  else
+    release_sources(automaton_, old_nodes, changes);  // no JIT will ever read them
 #if defined(__GLIBC__)
   // A large script's tree and plans are freed by now, much of them in the arenas of the threads
   // that parsed it, where this thread's allocations never reuse them: give them back.
@@ -181,16 +202,121 @@ void Engine::requeue(uint32_t n) {
 }
 
 void Engine::rebuild_routes() {
-  ahead_count_ = 0;  // their candidates are route numbers of the old routes
-  ++generation_;
   for (size_t n = 0; n < state_.size(); ++n) state_[n].max_dur = automaton_.nodes[n].max_dur;
   streams_.clear();
   for (const nfa::Stream& s : automaton_.streams)
     streams_.push_back(StreamUse{static_cast<uint32_t>(s.schema.size()),
                                  s.kind == nfa::StreamKind::Published, !s.readers.empty()});
   routes_.clear();
+  outs_.clear();
+  first_out_.clear();
   index_.assign(automaton_.streams.size(), index::StreamIndex());
+  delta_.clear();
+  delta_first_emit_.clear();
   keyed_readers_.clear();
+  keyed_count_.assign(automaton_.streams.size(), 0);
+  std::vector<std::pair<uint32_t, std::span<const uint32_t>>> readers;
+  for (uint32_t s = 0; s < automaton_.streams.size(); ++s)
+    if (!automaton_.streams[s].readers.empty())
+      readers.emplace_back(s, automaton_.streams[s].readers);
+  build_routes([&](uint32_t s) -> index::StreamIndex& { return index_[s]; }, readers, 0);
+  for (size_t n = 0; n < automaton_.nodes.size(); ++n) add_keyed_reader(static_cast<uint32_t>(n));
+  base_routes_ = routes_.size();
+  base_outs_ = outs_.size();
+  base_nodes_ = static_cast<uint32_t>(automaton_.nodes.size());
+}
+
+void Engine::add_keyed_reader(uint32_t n) {
+  const Node& node = automaton_.nodes[n];
+  if (node.dead || !state_[n].keyed()) return;
+  const uint32_t s = node.stream;
+  if (keyed_readers_.size() <= s) keyed_readers_.resize(s + 1);
+  if (++keyed_count_[s] <= kMaxKeyedReaders)
+    keyed_readers_[s].push_back(n);
+  else
+    keyed_readers_[s].clear();  // too many to fetch for every event
+}
+
+bool Engine::extend_routes(size_t old_streams, size_t old_nodes, const nfa::BuildChanges& changes) {
+  // Only new nodes and new START edges: an older node with new emits would need its route
+  // (and its emits in outs_) redone, and a stream that gains its first reader changes how
+  // every emit to it fires (StreamUse::read).
+  for (const auto& [n, before] : changes.extended)
+    if (automaton_.nodes[n].kind != NodeKind::Start && n < base_nodes_) return false;
+  for (size_t n = old_nodes; n < automaton_.nodes.size(); ++n) {
+    const uint32_t s = automaton_.nodes[n].stream;
+    if (s < old_streams && !streams_[s].read) return false;
+  }
+  // Every route added since the full build is built again with the new ones, so the added
+  // routes are kept few (the full build comes back every few thousand, at 100k queries less
+  // than a millisecond per query added), and so are the streams they read (an event looks
+  // for its stream among them).
+  if (routes_.empty() || routes_.size() - base_routes_ > kMaxAddedRoutes) return false;
+  std::vector<std::pair<uint32_t, uint32_t>> reads;  // (stream, node) of every added route
+  for (size_t k = 0; k < changes.extended.size(); ++k) {
+    const uint32_t n = changes.extended[k].first;
+    if (n < base_nodes_) delta_first_emit_.try_emplace(n, changes.extended[k].second);
+  }
+  for (const auto& [n, first] : delta_first_emit_)
+    reads.emplace_back(automaton_.nodes[n].stream, n);
+  for (uint32_t n = base_nodes_; n < automaton_.nodes.size(); ++n)
+    if (!automaton_.nodes[n].dead) reads.emplace_back(automaton_.nodes[n].stream, n);
+  std::sort(reads.begin(), reads.end());
+  std::vector<uint32_t> nodes;
+  std::vector<std::pair<uint32_t, std::span<const uint32_t>>> readers;
+  nodes.reserve(reads.size());
+  for (size_t k = 0; k < reads.size(); ++k) nodes.push_back(reads[k].second);
+  for (size_t k = 0; k < reads.size();) {
+    size_t end = k;
+    while (end < reads.size() && reads[end].first == reads[k].first) ++end;
+    readers.emplace_back(reads[k].first, std::span<const uint32_t>(nodes.data() + k, end - k));
+    k = end;
+  }
+  if (readers.size() > kMaxAddedStreams) {
+    delta_first_emit_.clear();  // (rebuild_routes() starts over)
+    return false;
+  }
+  // (Nodes of an earlier delta may have gained emits, and with them a wider bound.)
+  for (size_t n = base_nodes_; n < state_.size(); ++n)
+    state_[n].max_dur = automaton_.nodes[n].max_dur;
+  for (size_t s = old_streams; s < automaton_.streams.size(); ++s) {
+    const nfa::Stream& st = automaton_.streams[s];
+    streams_.push_back(StreamUse{static_cast<uint32_t>(st.schema.size()),
+                                 st.kind == nfa::StreamKind::Published, !st.readers.empty()});
+  }
+  index_.resize(automaton_.streams.size());
+  for (size_t s = old_streams; s < index_.size(); ++s) index_[s].prepare();
+  keyed_count_.resize(automaton_.streams.size(), 0);
+  for (size_t n = old_nodes; n < automaton_.nodes.size(); ++n)
+    add_keyed_reader(static_cast<uint32_t>(n));
+  routes_.resize(base_routes_);
+  first_out_.resize(base_routes_);
+  outs_.resize(base_outs_);
+  delta_.clear();
+  for (const auto& [s, ns] : readers) delta_.push_back(Delta{s, {}});
+  build_routes(
+      [&](uint32_t s) -> index::StreamIndex& {
+        return std::find_if(delta_.begin(), delta_.end(),
+                            [&](const Delta& d) { return d.stream == s; })
+            ->index;
+      },
+      readers, base_nodes_);
+  return true;
+}
+
+void Engine::build_routes(const std::function<index::StreamIndex&(uint32_t)>& into,
+                          std::span<const std::pair<uint32_t, std::span<const uint32_t>>> readers,
+                          uint32_t first_node) {
+  ahead_count_ = 0;  // their candidates are route numbers of the old routes
+  ++generation_;
+  const size_t first_route = routes_.size();
+  // The emits of START node `n` that get routes here: from the first, or (a delta) from the
+  // first one added since the full build.
+  const auto first_emit = [&](uint32_t n) -> size_t {
+    if (n >= first_node) return 0;
+    const auto it = delta_first_emit_.find(n);
+    return it == delta_first_emit_.end() ? automaton_.nodes[n].emits.size() : it->second;
+  };
   // Per route, its emits and how many leading stages of them the index decides.
   struct Emits {
     std::span<const Emit> emits;
@@ -199,7 +325,7 @@ void Engine::rebuild_routes() {
   std::vector<Emits> emits;
   std::vector<std::pair<size_t, size_t>> stream_routes;  // per stream, its routes [first, last)
   static const std::vector<nfa::Atom> kNoGuard;
-  for (uint32_t s = 0; s < automaton_.streams.size(); ++s) {
+  for (const auto& [s, nodes] : readers) {
     const size_t first = routes_.size();
     // Routes in four kinds, in this order: NEXT nodes, FOLD nodes, START edges to a node, other
     // START edges. The index hands an event its candidates in this order (see renumber()), so
@@ -210,27 +336,28 @@ void Engine::rebuild_routes() {
       if (!e) return node.kind == NodeKind::Fold ? 1 : 0;
       return e->kind == Emit::Kind::ToNode ? 2 : 3;
     };
+    const auto add = [&](const std::vector<nfa::Atom>& guard) {
+      return into(s).add(static_cast<uint32_t>(routes_.size()), options_.index ? guard : kNoGuard);
+    };
     for (int kind = 0; kind < 4; ++kind) {
-      for (uint32_t n : automaton_.streams[s].readers) {
+      for (uint32_t n : nodes) {
         const Node& node = automaton_.nodes[n];
         if (node.dead) continue;
         if (node.kind == NodeKind::Start) {
-          for (const Emit& e : node.emits) {
+          for (size_t k = first_emit(n); k < node.emits.size(); ++k) {
+            const Emit& e = node.emits[k];
             if (kind_of(node, &e) != kind) continue;
-            const bool whole = index_[s].add(static_cast<uint32_t>(routes_.size()),
-                                             options_.index ? e.guard : kNoGuard);
-            // The leading FILTERs that only restate the guard need not run when the index checks
-            // all of it.
-            const size_t skip = options_.index && whole ? e.exact_stages : 0;
+            // The leading FILTERs that only restate the guard need not run when the index
+            // checks all of it.
+            const size_t skip = add(e.guard) && options_.index ? e.exact_stages : 0;
             Route r;
             r.node = n;
             r.edge = true;
             routes_.push_back(r);
             emits.push_back({{&e, 1}, skip});
           }
-        } else if (kind_of(node, nullptr) == kind) {
-          index_[s].add(static_cast<uint32_t>(routes_.size()),
-                        options_.index ? node.guard : kNoGuard);
+        } else if (n >= first_node && kind_of(node, nullptr) == kind) {
+          add(node.guard);
           Route r;
           r.node = n;
           r.fold = node.kind == NodeKind::Fold;
@@ -239,24 +366,16 @@ void Engine::rebuild_routes() {
         }
       }
     }
-    index_[s].prepare();
-    std::vector<uint32_t> keyed;
-    for (uint32_t n : automaton_.streams[s].readers)
-      if (!automaton_.nodes[n].dead && state_[n].keyed()) keyed.push_back(n);
-    if (!keyed.empty() && keyed.size() <= kMaxKeyedReaders) {
-      if (keyed_readers_.size() <= s) keyed_readers_.resize(s + 1);
-      keyed_readers_[s] = std::move(keyed);
-    }
+    into(s).prepare();
     // An event's candidates are then neighbours in routes_.
     const std::vector<Route> before(routes_.begin() + first, routes_.end());
-    const std::vector<Emits> emits_before(emits.begin() + first, emits.end());
-    for (auto [from, to] : index_[s].renumber()) {
+    const std::vector<Emits> emits_before(emits.begin() + (first - first_route), emits.end());
+    for (auto [from, to] : into(s).renumber()) {
       routes_[to] = before[from - first];
-      emits[to] = emits_before[from - first];
+      emits[to - first_route] = emits_before[from - first];
     }
     stream_routes.emplace_back(first, routes_.size());
   }
-  outs_.clear();
   // The first live node of each visit signature (see visit_node()).
   struct Signature {
     const void* filter;
@@ -290,9 +409,9 @@ void Engine::rebuild_routes() {
     return visits.try_emplace(g, n).first->second;
   };
   first_out_.resize(routes_.size());
-  for (size_t k = 0; k < routes_.size(); ++k) {
+  for (size_t k = first_route; k < routes_.size(); ++k) {
     Route& r = routes_[k];
-    const auto [list, skip] = emits[k];
+    const auto [list, skip] = emits[k - first_route];
     r.outs = first_out_[k] = static_cast<uint32_t>(outs_.size());
     if (list.empty()) continue;
     for (const Emit& e : list) outs_.push_back(flatten(e, skip));
@@ -320,7 +439,8 @@ void Engine::rebuild_routes() {
   // A START edge that adds an instance to a node without a key, reading no node, is bare too
   // when the node's own route is a candidate whenever the edge is (the node's guard is part of
   // the edge's, or there is no index): the node's route then asks for the lines the edge
-  // writes (`fed`). Nearly every START edge of a NEXT or FOLD query is such an edge.
+  // writes (`fed`). Nearly every START edge of a NEXT or FOLD query is such an edge. (In a
+  // delta, a new edge's node is new too: its route is in the same part.)
   const auto part_of = [](const std::vector<nfa::Atom>& part, const std::vector<nfa::Atom>& all) {
     return std::all_of(part.begin(), part.end(), [&](const nfa::Atom& a) {
       return std::find(all.begin(), all.end(), a) != all.end();
@@ -340,7 +460,8 @@ void Engine::rebuild_routes() {
       if (!r.to_node || r.reads_node || r.spills) continue;
       const uint32_t own = node_route[r.node];
       if (own == kNone) continue;
-      if (options_.index && !part_of(automaton_.nodes[r.node].guard, emits[k].emits[0].guard))
+      if (options_.index &&
+          !part_of(automaton_.nodes[r.node].guard, emits[k - first_route].emits[0].guard))
         continue;
       r.bare = true;
       routes_[own].fed = true;
@@ -349,8 +470,8 @@ void Engine::rebuild_routes() {
       if (!routes_[k].edge) node_route[routes_[k].node] = kNone;
   }
   // (Once every route knows whether it spills: one that does keeps `outs`.)
-  for (Route& r : routes_)
-    if (!r.edge && !r.spills) r.visit = visit_of(r.node);
+  for (size_t k = first_route; k < routes_.size(); ++k)
+    if (!routes_[k].edge && !routes_[k].spills) routes_[k].visit = visit_of(routes_[k].node);
 }
 
 Engine::Out Engine::flatten(const Emit& e, size_t skip) const {
@@ -778,7 +899,7 @@ void Engine::apply_effects(size_t workers) {
   }
   matched = true;
   std::vector<uint32_t>& out = cx.scratch_targets();
-  index_[stream].match(row, out);
+  match(stream, row, out);
   return out;
 }
 
@@ -959,7 +1080,7 @@ void Engine::announce(uint32_t stream, const Slot* values, const std::span<const
     Ahead& a = ago(2);
     if (!a.given) {
       a.candidates.clear();
-      index_[a.stream].match(a.values.data(), a.candidates);
+      match(a.stream, a.values.data(), a.candidates);
     }
     for (uint32_t route : a.candidates) __builtin_prefetch(&routes_[route], 0, kToL2);
   }

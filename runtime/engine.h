@@ -138,7 +138,10 @@ class Engine {
   // `out`, for hint(). Const, and may run on other threads while the engine runs events, as long
   // as no script is added and no query removed meanwhile.
   void match(uint32_t stream, const Slot* values, std::vector<uint32_t>& out) const {
-    if (stream < index_.size()) index_[stream].match(values, out);
+    if (stream >= index_.size()) return;
+    index_[stream].match(values, out);
+    for (const Delta& d : delta_)
+      if (d.stream == stream) d.index.match(values, out);
   }
   // Lookahead for match() of an event a few lookups later, as two prefetching steps of it:
   // `postings` false asks for the index entries its lookup reads, true (a few lookups after
@@ -152,6 +155,10 @@ class Engine {
   }
   // Changes whenever the automaton does (add_script, remove_query), and with it the candidates.
   uint64_t generation() const { return generation_; }
+  // Routes added since the routes and the index were last built whole: add_script extends them
+  // when a script brings only new nodes and START edges, and rebuilds them otherwise (and past
+  // a few thousand added routes), as remove_query does. For tests and diagnostics.
+  size_t added_routes() const { return routes_.size() - base_routes_; }
   // Closes every epoch before `t` (heartbeat: frees expired instances on quiet streams).
   void advance_to(int64_t t);
   // Closes the current epoch (end of input).
@@ -503,7 +510,23 @@ class Engine {
   };
   struct Parallel;  // the TBB arena and the workers' contexts (engine.cpp)
 
+  // The routes and the index, built anew from the whole automaton.
   void rebuild_routes();
+  // After a build that only added nodes and START edges (`changes`; the streams and nodes
+  // before it were `old_streams` and `old_nodes`): routes for what is new, appended after those
+  // of the last full build and found through delta_, rebuilt with every route added since
+  // that build. False, changing nothing, when that does not apply (a node of the full build
+  // gained emits, a stream gained its first reader, or the delta has grown large): then
+  // rebuild_routes() is needed.
+  bool extend_routes(size_t old_streams, size_t old_nodes, const nfa::BuildChanges& changes);
+  // Appends routes for `readers` (by stream, the nodes whose routes to build: every node from
+  // `first_node` on, and the START edges of those before it that delta_first_emit_ names) to
+  // routes_, their emits to outs_, and indexes them in `into(stream)`.
+  void build_routes(const std::function<index::StreamIndex&(uint32_t)>& into,
+                    std::span<const std::pair<uint32_t, std::span<const uint32_t>>> readers,
+                    uint32_t first_node);
+  // Counts node `n` among the keyed readers of its stream (keyed_readers_), if it is one.
+  void add_keyed_reader(uint32_t n);
   // `e` as an Out; its first `skip` stages are left out (the index decides them).
   Out flatten(const nfa::Emit& e, size_t skip) const;
   void close_epoch();
@@ -701,6 +724,22 @@ class Engine {
   std::array<Ahead, kAheadSlots> ahead_;
   size_t ahead_next_ = 0, ahead_count_ = 0;
   uint64_t generation_ = 0;
+  // Adding a script whose queries bring only new nodes and START edges (the usual case) does
+  // not rebuild every route: routes_[0, base_routes_) and outs_[0, base_outs_) are the last
+  // full build's, of the nodes before base_nodes_, indexed in index_; the routes after them
+  // are those added since, indexed in delta_ (an index for each stream they read; none when
+  // there are none), and an event's candidates are those of both. delta_first_emit_: the START
+  // nodes of the full build that gained edges since, with their first new emit.
+  static constexpr size_t kMaxAddedRoutes = 4096, kMaxAddedStreams = 8;
+  struct Delta {
+    uint32_t stream;
+    index::StreamIndex index;
+  };
+  std::vector<Delta> delta_;
+  std::unordered_map<uint32_t, uint32_t> delta_first_emit_;
+  size_t base_routes_ = 0, base_outs_ = 0;
+  uint32_t base_nodes_ = 0;
+  std::vector<uint32_t> keyed_count_;  // by stream: its live keyed readers
   // Last: its worker thread reads programs of automaton_, so it must stop first.
   std::unique_ptr<JitManager> jit_;
 };

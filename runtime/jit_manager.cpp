@@ -29,26 +29,47 @@ SlotRef resolved_ref(Side side, uint32_t index) {
   return SlotRef{static_cast<uint8_t>(side == Side::Second ? 1 : 0), index};
 }
 
-void for_each_program(const nfa::Automaton& a, const std::function<void(const Program&)>& f) {
-  for (const auto& node : a.nodes) {
-    if (node.dead) continue;
-    if (node.kind != nfa::NodeKind::Start) f(node.filter);
-    if (node.kind == nfa::NodeKind::Fold) {
-      f(node.rebind);
-      for (const auto& agg : node.aggregates) f(agg.second);
+// The programs of `node`'s emits from the `first_emit`-th on.
+template <typename F>
+void for_each_emit_program(const nfa::Node& node, size_t first_emit, const F& f) {
+  for (size_t k = first_emit; k < node.emits.size(); ++k)
+    for (const auto& stage : node.emits[k].stages) {
+      if (stage.kind == nfa::Stage::Kind::Filter) f(stage.pred);
+      for (const auto& item : stage.items) f(item);
     }
-    for (const auto& emit : node.emits)
-      for (const auto& stage : emit.stages) {
-        if (stage.kind == nfa::Stage::Kind::Filter) f(stage.pred);
-        for (const auto& item : stage.items) f(item);
-      }
+}
+
+// Every program of `node`.
+template <typename F>
+void for_each_node_program(const nfa::Node& node, const F& f) {
+  if (node.dead) return;
+  if (node.kind != nfa::NodeKind::Start) f(node.filter);
+  if (node.kind == nfa::NodeKind::Fold) {
+    f(node.rebind);
+    for (const auto& agg : node.aggregates) f(agg.second);
   }
+  for_each_emit_program(node, 0, f);
+}
+
+template <typename F>
+void for_each_program(const nfa::Automaton& a, const F& f) {
+  for (const auto& node : a.nodes) for_each_node_program(node, f);
+}
+
+// The programs a build added: those of the nodes from `first_node` on, and of the emits that
+// `changes` says older nodes gained.
+template <typename F>
+void for_each_added_program(const nfa::Automaton& a, size_t first_node,
+                            const nfa::BuildChanges& changes, const F& f) {
+  for (size_t n = first_node; n < a.nodes.size(); ++n) for_each_node_program(a.nodes[n], f);
+  for (const auto& [n, before] : changes.extended)
+    if (!a.nodes[n].dead) for_each_emit_program(a.nodes[n], before, f);
 }
 
 }  // namespace
 
-void release_sources(const nfa::Automaton& a) {
-  for_each_program(a, [](const Program& p) { p.release_source(); });
+void release_sources(const nfa::Automaton& a, size_t first_node, const nfa::BuildChanges& changes) {
+  for_each_added_program(a, first_node, changes, [](const Program& p) { p.release_source(); });
 }
 
 JitManager::JitManager(JitMode mode) : mode_(mode) {
@@ -78,6 +99,22 @@ void JitManager::submit(const nfa::Automaton& a) {
   for_each_program(a, [&](const Program& p) {
     if (!p.has_native() && !p.always_true()) todo.push_back(&p);
   });
+  dropped_ = false;
+  queue(todo);
+}
+
+void JitManager::submit_added(const nfa::Automaton& a, size_t first_node,
+                              const nfa::BuildChanges& changes) {
+  if (!jit_) return;
+  if (dropped_) return submit(a);
+  std::vector<const Program*> todo;
+  for_each_added_program(a, first_node, changes, [&](const Program& p) {
+    if (!p.has_native() && !p.always_true()) todo.push_back(&p);
+  });
+  queue(todo);
+}
+
+void JitManager::queue(const std::vector<const Program*>& todo) {
   if (mode_ == JitMode::On) {
     for (const Program* p : todo) compile_one(p);
     return;
@@ -91,6 +128,7 @@ void JitManager::submit(const nfa::Automaton& a) {
 
 void JitManager::pause() {
   std::unique_lock lock(mu_);
+  dropped_ |= !queue_.empty();
   queue_.clear();
   cv_.wait(lock, [&] { return !busy_; });
 }

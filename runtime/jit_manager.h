@@ -44,8 +44,9 @@ struct JitStats {
   bool available = false;  // the host can JIT
 };
 
-// Drops the source expressions of every program of `a` (when no JIT runs).
-void release_sources(const nfa::Automaton& a);
+// Drops the source expressions of the programs a build added to `a` (when no JIT runs): those
+// of the nodes from `first_node` on, and of the emits `changes` says older nodes gained.
+void release_sources(const nfa::Automaton& a, size_t first_node, const nfa::BuildChanges& changes);
 
 class JitManager {
  public:
@@ -54,6 +55,9 @@ class JitManager {
 
   // Queues every interpreted program of `a` (on: compiles them now).
   void submit(const nfa::Automaton& a);
+  // submit() of the programs a build added to `a` (as release_sources() finds them), unless
+  // pause() dropped queued ones since the last submit(): then of every program.
+  void submit_added(const nfa::Automaton& a, size_t first_node, const nfa::BuildChanges& changes);
   // Stops the worker after the program it is compiling; queued programs are dropped (submit
   // them again after changing the automaton).
   void pause();
@@ -80,6 +84,8 @@ class JitManager {
   };
   void worker();
   void compile_one(const Program* p);
+  // Queues `todo` (on: compiles it now).
+  void queue(const std::vector<const Program*>& todo);
   // Switches `p` to the native code of `in`, one more of its users (installed_mu_ held).
   void run_on(Installed& in, const Program* p);
 
@@ -90,6 +96,7 @@ class JitManager {
   std::deque<const Program*> queue_;
   bool busy_ = false;
   bool stop_ = false;
+  bool dropped_ = false;  // pause() dropped queued programs since the last submit()
   mutable std::mutex installed_mu_;
   std::deque<Installed> installed_;                  // deque: Native addresses stay valid
   std::unordered_map<const void*, size_t> by_code_;  // live Installed by code_identity

@@ -150,6 +150,26 @@ TEST_F(BenchCli, KeyedQueriesDoNotDependOnTheOptimizations) {
   EXPECT_NE(bench("--help").out.find("--keyed N"), std::string::npos);
 }
 
+// --churn: after the run, more generated queries are added one script each and some removed;
+// the row stays the run's, and a line after it says how many calls were timed.
+TEST_F(BenchCli, ChurnAddsAndRemovesQueriesAfterTheRun) {
+  const Result r = bench("--queries 100 --workload walk --events 20000 --jit off --churn 25");
+  ASSERT_EQ(r.exit, 0) << r.err;
+  const std::vector<std::string> churn = last_row(r.out);
+  ASSERT_GE(churn.size(), 12u) << r.out;
+  EXPECT_EQ(churn[0] + " " + churn[1] + " " + churn[2], "churn: 25 queries");
+  const size_t removed = r.out.find("; 10 removed: mean ");
+  EXPECT_NE(removed, std::string::npos) << r.out;
+  std::string row;  // the line before the churn line
+  std::istringstream in(r.out);
+  for (std::string l, previous; std::getline(in, l); previous = l)
+    if (l.starts_with("churn:")) row = previous;
+  EXPECT_EQ(
+      exact_columns(fields(row)),
+      exact_columns(last_row(bench("--queries 100 --workload walk --events 20000 --jit off").out)));
+  EXPECT_NE(bench("--help").out.find("--churn N"), std::string::npos);
+}
+
 // --scaled gives each query count the walk that keeps the work per event constant, and says
 // which: its rows are those of the equivalent explicit options.
 TEST_F(BenchCli, ScaledSweepKeepsTheWorkPerEventConstant) {

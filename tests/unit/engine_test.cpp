@@ -631,6 +631,25 @@ TEST(Engine, ProgramsWithTheSameBytecodeShareNativeCode) {
   EXPECT_EQ(engine.jit_stats().shapes, 0u);
 }
 
+// A script added while the background JIT still has programs of an earlier one queued: those
+// (dropped when the build pauses the JIT) are queued again with the new ones, so every program
+// ends up compiled. (Without the drop, only the new script's programs are queued.)
+TEST(Engine, ProgramsQueuedForTheJitSurviveAnotherScript) {
+  Engine engine(options(JitMode::Auto));
+  std::string first = std::string(kStock);
+  for (int i = 0; i < 60; ++i)
+    first += "SELECT * FROM FILTER{Volume > " + std::to_string(i) +
+             "}(Stock) NEXT{$2.Price > $1.Price * " + std::to_string(2 + i) + "} Stock;\n";
+  ASSERT_TRUE(engine.add_script(first).empty());
+  if (!engine.jit_stats().available) GTEST_SKIP() << "this host cannot JIT";
+  ASSERT_TRUE(engine
+                  .add_script("SELECT * FROM FILTER{Volume > 99}(Stock) NEXT{$2.Price > "
+                              "$1.Price * 99} Stock PUBLISH Last;")
+                  .empty());
+  engine.wait_for_jit();
+  EXPECT_EQ(engine.jit_stats().compiled, 2u * 61u);  // a Volume filter and a NEXT predicate each
+}
+
 // A service that adds and removes queries for ever keeps as many native records as it has live
 // programs: those of removed queries are reused, not left behind.
 TEST(Engine, NativeRecordsOfRemovedQueriesAreReused) {
@@ -957,6 +976,111 @@ TEST(Engine, QueriesAddedAtRandomPointsMergeOrNotAlike) {
     // Not vacuous: Rise and the added queries produced outputs.
     for (const char* stream : {"Rise[", "Q"}) {
       EXPECT_TRUE(std::any_of(merged.begin(), merged.end(),
+                              [&](const std::string& o) { return o.starts_with(stream); }))
+          << "seed " << seed << ", " << stream;
+    }
+  }
+}
+
+// A script that brings only new nodes and START edges extends the routes (a second index, of
+// the routes added since the last full build) instead of rebuilding them all. Queries added
+// one script each, at random points of a stream, give the same outputs as when every addition
+// is followed by a full rebuild (forced by adding and removing a query that matches nothing),
+// also with the lookahead (hint) and on four threads. The shapes: NEXT with a constant Name,
+// FOLD, a keyed NEXT, a plain FILTER, a query on a stream its own script declares, a second
+// publisher of a stream (a union), and a reader of another query's output (whose first reader
+// makes the routes be rebuilt).
+TEST(Engine, QueriesAddedOneScriptEachRouteAsIfRebuilt) {
+  const char* shapes[] = {
+      "SELECT * FROM FILTER{DUR <= %d}(FILTER{Name = 'N%d'}(Stock) NEXT{$1.Name = $2.Name AND "
+      "$2.Price > $1.Price} Stock) PUBLISH Q%d;",
+      "SELECT Name, Price_1 AS Start, Price AS Last FROM FILTER{DUR <= %d}(FILTER{Volume > "
+      "%d}(Stock) FOLD{$2.Name = $.Name, $2.Price > $.Price,} Stock) PUBLISH Q%d;",
+      "SELECT * FROM FILTER{DUR <= %d}(FILTER{Volume > %d}(Stock) NEXT{$1.Name = $2.Name} Stock) "
+      "PUBLISH Q%d;",
+      "SELECT Name, Price FROM FILTER{Price > 10%d AND Volume > %d}(Stock) PUBLISH Q%d;",
+      "CREATE STREAM Side%d (Name STRING);\n"
+      "SELECT * FROM FILTER{DUR <= %d}(Side%d NEXT{$1.Name = $2.Name} Stock) PUBLISH Q%d;",
+      "SELECT Name, Price FROM FILTER{Volume > %d AND Price < 10%d}(Stock) PUBLISH Both;",
+      "SELECT * FROM FILTER{DUR <= %d}(Both NEXT{$1.Name = $2.Name AND $2.Volume > %d} Stock) "
+      "PUBLISH Q%d;",
+  };
+  for (uint64_t seed = 0; seed < 4; ++seed) {
+    std::mt19937_64 rng(seed);
+    std::vector<std::pair<size_t, std::string>> queries;  // (before which event, script)
+    for (int q = 0; q < 24; ++q) {
+      const size_t shape = q < int(std::size(shapes)) ? q : rng() % std::size(shapes);  // all
+      const int a = int(10 + 25 * (rng() % 3)), b = int(rng() % 3);
+      char text[512];
+      if (shape == 0)
+        std::snprintf(text, sizeof text, shapes[shape], a, b, q);
+      else if (shape == 3)
+        std::snprintf(text, sizeof text, shapes[shape], b, a, q);
+      else if (shape == 4)
+        std::snprintf(text, sizeof text, shapes[shape], q, a, q, q);
+      else if (shape == 5)
+        std::snprintf(text, sizeof text, shapes[shape], a, b + 1);
+      else
+        std::snprintf(text, sizeof text, shapes[shape], a, a + 20, q);
+      queries.emplace_back(q < 2 ? 0 : rng() % 400, text);
+    }
+    std::stable_sort(queries.begin(), queries.end(),
+                     [](const auto& x, const auto& y) { return x.first < y.first; });
+    std::vector<std::pair<std::string, std::array<Slot, 3>>> events;  // (stream, values)
+    std::vector<int64_t> times;
+    int64_t t = 0;
+    for (int i = 0; i < 400; ++i) {
+      t += rng() % 3 == 0 ? 0 : static_cast<int64_t>(rng() % 8) + 1;
+      const Slot name = string_slot(intern("N" + std::to_string(rng() % 3)));
+      const std::string side = "Side" + std::to_string(rng() % 24);
+      if (rng() % 4 == 0)
+        events.push_back({side, {name, Slot{}, Slot{}}});
+      else
+        events.push_back({"Stock",
+                          {name, float_slot(100.0 + static_cast<double>(rng() % 11)),
+                           int_slot(int64_t(rng() % 100))}});
+      times.push_back(t);
+    }
+    const auto run = [&](bool rebuild, bool hints, unsigned threads, size_t* most_added) {
+      Harness h(
+          std::string(kStock) + "SELECT Name, Price FROM FILTER{Volume < 0}(Stock) PUBLISH Both;",
+          threads == 1 ? options(JitMode::Off, 1) : batched(threads));
+      size_t next = 0;
+      int dummies = 0;
+      const auto id_of = [&](int64_t stream) { return static_cast<uint32_t>(stream); };
+      for (size_t i = 0; i < events.size(); ++i) {
+        for (; next < queries.size() && queries[next].first == i; ++next) {
+          EXPECT_TRUE(h.engine.add_script(queries[next].second).empty()) << queries[next].second;
+          if (most_added) *most_added = std::max(*most_added, h.engine.added_routes());
+          if (!rebuild) continue;
+          const std::string dummy = "SELECT * FROM FILTER{Volume < -1}(Stock) PUBLISH Dummy" +
+                                    std::to_string(dummies++) + ";";
+          EXPECT_TRUE(h.engine.add_script(dummy).empty());
+          EXPECT_TRUE(h.engine.remove_query(
+              static_cast<uint32_t>(h.engine.automaton().queries.size() - 1)));
+          EXPECT_EQ(h.engine.added_routes(), 0u);
+        }
+        // The lookahead: the event kHintDistance on, if its stream exists by now.
+        const size_t ahead = i + Engine::kHintDistance;
+        if (hints && ahead < events.size()) {
+          const int64_t s = h.engine.automaton().find_stream(events[ahead].first);
+          if (s >= 0) h.engine.hint(id_of(s), events[ahead].second.data());
+        }
+        const int64_t s = h.engine.automaton().find_stream(events[i].first);
+        if (s >= 0) h.engine.push(id_of(s), times[i], times[i], events[i].second.data());
+      }
+      h.engine.finish();
+      std::sort(h.outputs.begin(), h.outputs.end());  // (the order within an epoch may differ)
+      return h.outputs;
+    };
+    size_t most_added = 0;
+    const std::vector<std::string> extended = run(false, false, 1, &most_added);
+    EXPECT_GT(most_added, 0u) << "seed " << seed;  // the routes were extended
+    EXPECT_EQ(run(true, false, 1, nullptr), extended) << "seed " << seed;
+    EXPECT_EQ(run(false, true, 1, nullptr), extended) << "seed " << seed;
+    EXPECT_EQ(run(false, false, 4, nullptr), extended) << "seed " << seed;
+    for (const char* stream : {"Q", "Both["}) {  // not vacuous
+      EXPECT_TRUE(std::any_of(extended.begin(), extended.end(),
                               [&](const std::string& o) { return o.starts_with(stream); }))
           << "seed " << seed << ", " << stream;
     }
