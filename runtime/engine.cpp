@@ -248,9 +248,9 @@ bool Engine::extend_routes(size_t old_streams, size_t old_nodes, const nfa::Buil
     if (s < old_streams && !streams_[s].read) return false;
   }
   // Every route added since the full build is built again with the new ones, so the added
-  // routes are kept few (the full build comes back every few thousand, at 100k queries less
-  // than a millisecond per query added), and so are the streams they read (an event looks
-  // for its stream among them).
+  // routes are kept few (the full build comes back every few thousand: at 100k queries about
+  // a millisecond per query added, on average), and so are the streams they read (an event
+  // looks for its stream among them).
   if (routes_.empty() || routes_.size() - base_routes_ > kMaxAddedRoutes) return false;
   std::vector<std::pair<uint32_t, uint32_t>> reads;  // (stream, node) of every added route
   for (size_t k = 0; k < changes.extended.size(); ++k) {
