@@ -247,13 +247,15 @@ struct BuildChanges {
 void compute_dur_bounds(Automaton& a, size_t first_node = 0);
 
 // Removes query `id` (an index into a.queries): its published edges, and every node no other
-// live query uses (with the edges into them), and recomputes the DUR bounds (a node whose
-// widest way out was the query's gets a narrower one). Calls `dropping` for each node before it is
-// cleared and each edge before it is erased, so the caller can release what it holds for them.
-// Returns the nodes that died.
+// live query uses (with the edges into them), and recomputes the DUR bounds of the query's
+// nodes (a node whose widest way out was the query's gets a narrower one). Calls `dropping` for
+// each node before it is cleared and each edge before it is erased, so the caller can release what
+// it holds for them. Returns the nodes that died. `erased`, if given, gets the emits erased from
+// nodes that live on: (node, its index before).
 std::vector<uint32_t> remove_query(Automaton& a, uint32_t id,
                                    const std::function<void(const Emit&)>& dropping_edge,
-                                   const std::function<void(const Node&)>& dropping_node);
+                                   const std::function<void(const Node&)>& dropping_node,
+                                   std::vector<std::pair<uint32_t, uint32_t>>* erased = nullptr);
 
 // `cayuga explain`: a text listing and a Graphviz DOT graph.
 std::string to_text(const Automaton& a);

@@ -856,25 +856,33 @@ class Builder {
 // A node's instances die once DUR exceeds the bound of every way out of it. Edges only go from a
 // node to a later one, so a reverse sweep sees every target before its sources. Every node is
 // recomputed: merging adds edges to old nodes, and removing a query takes some away.
-void compute_dur_bounds(Automaton& a, size_t first_node) {
-  for (size_t n = a.nodes.size(); n-- > first_node;) {
-    Node& node = a.nodes[n];
-    if (node.kind == NodeKind::Start || node.dead) continue;
-    const int64_t own = node.own_max_dur;
-    int64_t emits_bound = node.emits.empty() ? kNoDurBound : std::numeric_limits<int64_t>::min();
-    for (const auto& e : node.emits) {
-      int64_t b = e.kind == Emit::Kind::ToNode ? a.nodes[e.target].max_dur : kNoDurBound;
-      for (const auto& st : e.stages)
-        if (st.kind == Stage::Kind::Filter) b = std::min(b, st.max_dur);
-      emits_bound = std::max(emits_bound, b);
-    }
-    node.max_dur = std::min(own, emits_bound);
+namespace {
+
+// Sets node `n`'s max_dur from its own bound and those of its ways out (already set).
+void compute_dur_bound(Automaton& a, size_t n) {
+  Node& node = a.nodes[n];
+  if (node.kind == NodeKind::Start || node.dead) return;
+  const int64_t own = node.own_max_dur;
+  int64_t emits_bound = node.emits.empty() ? kNoDurBound : std::numeric_limits<int64_t>::min();
+  for (const auto& e : node.emits) {
+    int64_t b = e.kind == Emit::Kind::ToNode ? a.nodes[e.target].max_dur : kNoDurBound;
+    for (const auto& st : e.stages)
+      if (st.kind == Stage::Kind::Filter) b = std::min(b, st.max_dur);
+    emits_bound = std::max(emits_bound, b);
   }
+  node.max_dur = std::min(own, emits_bound);
+}
+
+}  // namespace
+
+void compute_dur_bounds(Automaton& a, size_t first_node) {
+  for (size_t n = a.nodes.size(); n-- > first_node;) compute_dur_bound(a, n);
 }
 
 std::vector<uint32_t> remove_query(Automaton& a, uint32_t id,
                                    const std::function<void(const Emit&)>& dropping_edge,
-                                   const std::function<void(const Node&)>& dropping_node) {
+                                   const std::function<void(const Node&)>& dropping_node,
+                                   std::vector<std::pair<uint32_t, uint32_t>>* erased) {
   QueryInfo& q = a.queries[id];
   if (q.removed) return {};
   q.removed = true;
@@ -891,12 +899,19 @@ std::vector<uint32_t> remove_query(Automaton& a, uint32_t id,
   nodes.erase(std::unique(nodes.begin(), nodes.end()), nodes.end());
   for (uint32_t n : nodes) {
     auto& emits = a.nodes[n].emits;
-    std::erase_if(emits, [&](const Emit& e) {
-      bool drop = is_dead(n) ||
-                  (e.kind == Emit::Kind::ToStream ? e.owner == id : is_dead(e.target));
-      if (drop) dropping_edge(e);
-      return drop;
-    });
+    size_t keep = 0;
+    for (size_t k = 0; k < emits.size(); ++k) {
+      const Emit& e = emits[k];
+      const bool drop =
+          is_dead(n) || (e.kind == Emit::Kind::ToStream ? e.owner == id : is_dead(e.target));
+      if (drop) {
+        dropping_edge(e);
+        if (erased && !is_dead(n)) erased->emplace_back(n, static_cast<uint32_t>(k));
+      } else if (keep++ != k) {
+        emits[keep - 1] = std::move(emits[k]);
+      }
+    }
+    emits.resize(keep);
   }
   for (uint32_t n : dead) {
     Node& node = a.nodes[n];
@@ -908,7 +923,10 @@ std::vector<uint32_t> remove_query(Automaton& a, uint32_t id,
     node.aggregates.clear();
     std::erase(a.streams[node.stream].readers, n);
   }
-  compute_dur_bounds(a);  // a node that lost its widest way out now lets its instances go sooner
+  // A node that lost its widest way out now lets its instances go sooner, and so may the nodes
+  // that lead to it: all of them nodes of this query (a node is shared only with its whole
+  // prefix), downstream ones first.
+  for (auto n = nodes.rbegin(); n != nodes.rend(); ++n) compute_dur_bound(a, *n);
   return dead;
 }
 

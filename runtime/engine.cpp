@@ -165,9 +165,9 @@ bool Engine::remove_query(uint32_t id) {
     jit_->release(n.rebind);
     for (const auto& agg : n.aggregates) jit_->release(agg.second);
   };
-  std::vector<int64_t> bound_before(state_.size());
-  for (size_t n = 0; n < state_.size(); ++n) bound_before[n] = state_[n].max_dur;
-  std::vector<uint32_t> dead = nfa::remove_query(automaton_, id, release_stages, release_node);
+  std::vector<std::pair<uint32_t, uint32_t>> erased;
+  std::vector<uint32_t> dead =
+      nfa::remove_query(automaton_, id, release_stages, release_node, &erased);
   for (uint32_t n : dead) {
     NodeState& st = state_[n];
     stats_.instances -= st.single.count();
@@ -178,12 +178,62 @@ bool Engine::remove_query(uint32_t id) {
     keyed_[n].reset();
   }
   std::erase_if(dirty_, [&](const auto& d) { return automaton_.nodes[d.first].dead; });
-  rebuild_routes();
-  // A node whose widest way out was the query's has a narrower DUR bound now: its buckets'
-  // deadlines are recomputed and queued, so that their instances go when the new bound passes.
-  for (uint32_t n = 0; n < state_.size(); ++n)
-    if (state_[n].max_dur < bound_before[n] && !automaton_.nodes[n].dead) requeue(n);
-  if (jit_) jit_->submit(automaton_);
+  if (!retire_routes(id, dead, erased)) rebuild_routes();
+  // A node whose widest way out was the query's has a narrower DUR bound now (only the query's
+  // nodes can: nfa::remove_query): its buckets' deadlines are recomputed and queued, so that
+  // their instances go when the new bound passes.
+  for (uint32_t n : automaton_.queries[id].nodes) {
+    if (automaton_.nodes[n].dead) continue;
+    const int64_t before = state_[n].max_dur;
+    state_[n].max_dur = automaton_.nodes[n].max_dur;
+    if (state_[n].max_dur < before) requeue(n);
+  }
+  if (jit_) jit_->submit_added(automaton_, automaton_.nodes.size(), {});  // (what pause() dropped)
+  return true;
+}
+
+bool Engine::retire_routes(uint32_t id, std::span<const uint32_t> dead,
+                           std::span<const std::pair<uint32_t, uint32_t>> erased) {
+  // The keyed readers that died, by stream. A stream with too many for the lookahead may now
+  // have few enough: its list is then rebuilt with everything.
+  std::unordered_map<uint32_t, uint32_t> keyed_dead;
+  for (uint32_t n : dead)
+    if (options_.instance_index && automaton_.nodes[n].key_slot >= 0)
+      ++keyed_dead[automaton_.nodes[n].stream];
+  for (const auto& [s, count] : keyed_dead)
+    if (keyed_count_[s] > kMaxKeyedReaders && keyed_count_[s] - count <= kMaxKeyedReaders)
+      return false;
+  ahead_count_ = 0;
+  ++generation_;
+  for (const auto& [s, count] : keyed_dead) {
+    keyed_count_[s] -= count;
+    if (s < keyed_readers_.size())
+      std::erase_if(keyed_readers_[s], [&](uint32_t n) { return automaton_.nodes[n].dead; });
+  }
+  // The START edges added since the full build are found by their emits' positions, which
+  // the erased emits before them move down.
+  for (auto& [n, first] : delta_first_emit_) {
+    uint32_t below = 0;
+    for (const auto& [m, k] : erased) below += m == n && k < first;
+    first -= below;
+  }
+  // Routes stay where they are until the next full build: an emit of the query (to its
+  // stream, or to a node that died with it) gets a DUR bound no row meets, so it never fires,
+  // and neither does a route's copy of it.
+  const auto is_dead = [&](uint32_t n) { return std::binary_search(dead.begin(), dead.end(), n); };
+  const auto gone = [&](const Out& o) {
+    return o.kind == Emit::Kind::ToStream ? o.owner == id : is_dead(o.target);
+  };
+  for (Out& o : outs_)
+    if (gone(o)) o.max_dur = kNeverFires;
+  // A node that visits through a dead one (see visit_node()) visits through the first live
+  // node that did too.
+  std::unordered_map<uint32_t, uint32_t> visit_instead;
+  for (Route& r : routes_) {
+    if (r.any && first_out(r).max_dur == kNeverFires) r.max_dur = kNeverFires;
+    if (r.edge || r.spills || !is_dead(r.visit) || is_dead(r.node)) continue;
+    r.visit = visit_instead.try_emplace(r.visit, r.node).first->second;
+  }
   return true;
 }
 
@@ -478,6 +528,7 @@ Engine::Out Engine::flatten(const Emit& e, size_t skip) const {
   Out o;
   o.target = e.target;
   o.kind = e.kind;
+  o.owner = e.owner;
   if (e.kind == Emit::Kind::ToStream) {
     const StreamUse& s = streams_[e.target];
     o.width = s.width;

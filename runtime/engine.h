@@ -382,7 +382,9 @@ class Engine {
     // ToStream: its query's start (query_start_); a row that begins earlier is not its output.
     // (INT64_MIN: the query was added before the first event, so no row begins earlier.)
     int64_t start = INT64_MIN;
+    uint32_t owner = 0;  // ToStream: its query (nfa::Emit::owner), for retire_routes()
   };
+  static_assert(sizeof(Out) == 64);
   // What the index hands an event to: one START edge, or a whole NEXT/FOLD node. Its emits
   // are outs_[k], outs_[k + 1], ..., the last flagged `last`, from k = first_out_[route]. The
   // route keeps a copy of what the inline cases of fire_out() read of the first emit (its DUR
@@ -527,6 +529,13 @@ class Engine {
                     uint32_t first_node);
   // Counts node `n` among the keyed readers of its stream (keyed_readers_), if it is one.
   void add_keyed_reader(uint32_t n);
+  // After nfa::remove_query() of query `id` (the nodes that died, and the emits erased from
+  // nodes that live on): the routes of what went stay, but never fire, until the next full
+  // build. False, changing nothing, when rebuild_routes() is needed instead.
+  bool retire_routes(uint32_t id, std::span<const uint32_t> dead,
+                     std::span<const std::pair<uint32_t, uint32_t>> erased);
+  // An Out's or a route's DUR bound when its emit is gone: t1 - t0 always exceeds it.
+  static constexpr int64_t kNeverFires = INT64_MIN;
   // `e` as an Out; its first `skip` stages are left out (the index decides them).
   Out flatten(const nfa::Emit& e, size_t skip) const;
   void close_epoch();

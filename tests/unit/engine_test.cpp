@@ -982,15 +982,39 @@ TEST(Engine, QueriesAddedAtRandomPointsMergeOrNotAlike) {
   }
 }
 
+// Nodes that visit alike read one of them during visits (visit_node()). Removing the query of
+// that one leaves the others' routes in place (retire_routes()): they must visit through a
+// live node from then on, until the next full build.
+TEST(Engine, RemovingTheNodeOthersVisitThroughKeepsThemVisiting) {
+  Harness h(std::string(kStock) +
+                "SELECT Name, Price FROM FILTER{Volume > 10}(Stock) NEXT{$2.Price > $1.Price} "
+                "Stock PUBLISH A;\n"
+                "SELECT Name, Price FROM FILTER{Volume > 20}(Stock) NEXT{$2.Price > $1.Price} "
+                "Stock PUBLISH B;\n"
+                "SELECT Name, Price FROM FILTER{Volume > 30}(Stock) NEXT{$2.Price > $1.Price} "
+                "Stock PUBLISH C;",
+            options(JitMode::Off, 1));
+  ASSERT_TRUE(h.engine.remove_query(0));  // A's node is the one the others visit through
+  h.stock("X", 1, 40, 1);
+  h.stock("X", 2, 40, 2);
+  ASSERT_TRUE(h.engine.remove_query(1));
+  h.stock("X", 3, 40, 3);
+  h.stock("X", 4, 40, 4);
+  h.engine.finish();
+  EXPECT_EQ(h.outputs,
+            (std::vector<std::string>{"B[1,2] X 2", "C[1,2] X 2", "C[2,3] X 3", "C[3,4] X 4"}));
+}
+
 // A script that brings only new nodes and START edges extends the routes (a second index, of
-// the routes added since the last full build) instead of rebuilding them all. Queries added
-// one script each, at random points of a stream, give the same outputs as when every addition
-// is followed by a full rebuild (forced by adding and removing a query that matches nothing),
-// also with the lookahead (hint) and on four threads. The shapes: NEXT with a constant Name,
-// FOLD, a keyed NEXT, a plain FILTER, a query on a stream its own script declares, a second
-// publisher of a stream (a union), and a reader of another query's output (whose first reader
-// makes the routes be rebuilt).
-TEST(Engine, QueriesAddedOneScriptEachRouteAsIfRebuilt) {
+// the routes added since the last full build) instead of rebuilding them all, and removing a
+// query leaves its routes in place, never firing, until the next full build. Queries added one
+// script each and some removed again, at random points of a stream, give the same outputs as
+// when every change is followed by a full rebuild (forced by a query that gives another's
+// stream its first reader), also with the lookahead (hint) and on four threads. The shapes:
+// NEXT with a constant Name, FOLD, a keyed NEXT, a plain FILTER, a query on a stream its own
+// script declares, a second publisher of a stream (a union), and a reader of another query's
+// output (whose first reader makes the routes be rebuilt).
+TEST(Engine, QueriesAddedAndRemovedRouteAsIfRebuilt) {
   const char* shapes[] = {
       "SELECT * FROM FILTER{DUR <= %d}(FILTER{Name = 'N%d'}(Stock) NEXT{$1.Name = $2.Name AND "
       "$2.Price > $1.Price} Stock) PUBLISH Q%d;",
@@ -1005,7 +1029,7 @@ TEST(Engine, QueriesAddedOneScriptEachRouteAsIfRebuilt) {
       "SELECT * FROM FILTER{DUR <= %d}(Both NEXT{$1.Name = $2.Name AND $2.Volume > %d} Stock) "
       "PUBLISH Q%d;",
   };
-  for (uint64_t seed = 0; seed < 4; ++seed) {
+  for (uint64_t seed = 0; seed < 8; ++seed) {
     std::mt19937_64 rng(seed);
     std::vector<std::pair<size_t, std::string>> queries;  // (before which event, script)
     for (int q = 0; q < 24; ++q) {
@@ -1022,8 +1046,12 @@ TEST(Engine, QueriesAddedOneScriptEachRouteAsIfRebuilt) {
         std::snprintf(text, sizeof text, shapes[shape], a, b + 1);
       else
         std::snprintf(text, sizeof text, shapes[shape], a, a + 20, q);
-      queries.emplace_back(q < 2 ? 0 : rng() % 400, text);
+      queries.emplace_back(q < 10 ? 0 : rng() % 400, text);  // (the first before any event)
     }
+    // Removals: before event `first`, the `second`-th query added so far (if it still runs).
+    std::vector<std::pair<size_t, size_t>> removals;
+    for (int k = 0; k < 16; ++k) removals.emplace_back(50 + rng() % 350, rng() % 24);
+    std::sort(removals.begin(), removals.end());
     std::stable_sort(queries.begin(), queries.end(),
                      [](const auto& x, const auto& y) { return x.first < y.first; });
     std::vector<std::pair<std::string, std::array<Slot, 3>>> events;  // (stream, values)
@@ -1045,20 +1073,33 @@ TEST(Engine, QueriesAddedOneScriptEachRouteAsIfRebuilt) {
       Harness h(
           std::string(kStock) + "SELECT Name, Price FROM FILTER{Volume < 0}(Stock) PUBLISH Both;",
           threads == 1 ? options(JitMode::Off, 1) : batched(threads));
-      size_t next = 0;
+      size_t next = 0, next_removal = 0;
       int dummies = 0;
+      std::vector<uint32_t> added;  // the ids of the queries added, in order
       const auto id_of = [&](int64_t stream) { return static_cast<uint32_t>(stream); };
+      // A full rebuild: a query that reads, for the first time, a stream published earlier.
+      const auto force_rebuild = [&] {
+        const std::string name = "Dummy" + std::to_string(dummies++);
+        EXPECT_TRUE(
+            h.engine.add_script("SELECT * FROM FILTER{Volume < -1}(Stock) PUBLISH " + name + ";")
+                .empty());
+        EXPECT_TRUE(
+            h.engine.add_script("SELECT * FROM " + name + " PUBLISH " + name + "R;").empty());
+        EXPECT_EQ(h.engine.added_routes(), 0u);
+      };
       for (size_t i = 0; i < events.size(); ++i) {
         for (; next < queries.size() && queries[next].first == i; ++next) {
           EXPECT_TRUE(h.engine.add_script(queries[next].second).empty()) << queries[next].second;
+          added.push_back(static_cast<uint32_t>(h.engine.automaton().queries.size() - 1));
           if (most_added) *most_added = std::max(*most_added, h.engine.added_routes());
-          if (!rebuild) continue;
-          const std::string dummy = "SELECT * FROM FILTER{Volume < -1}(Stock) PUBLISH Dummy" +
-                                    std::to_string(dummies++) + ";";
-          EXPECT_TRUE(h.engine.add_script(dummy).empty());
-          EXPECT_TRUE(h.engine.remove_query(
-              static_cast<uint32_t>(h.engine.automaton().queries.size() - 1)));
-          EXPECT_EQ(h.engine.added_routes(), 0u);
+          if (rebuild) force_rebuild();
+        }
+        for (; next_removal < removals.size() && removals[next_removal].first == i;
+             ++next_removal) {
+          const size_t k = removals[next_removal].second;
+          if (k >= added.size() || h.engine.automaton().queries[added[k]].removed) continue;
+          EXPECT_TRUE(h.engine.remove_query(added[k]));
+          if (rebuild) force_rebuild();
         }
         // The lookahead: the event kHintDistance on, if its stream exists by now.
         const size_t ahead = i + Engine::kHintDistance;
