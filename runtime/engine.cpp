@@ -165,6 +165,9 @@ bool Engine::remove_query(uint32_t id) {
     jit_->release(n.rebind);
     for (const auto& agg : n.aggregates) jit_->release(agg.second);
   };
+  // The DUR bounds of the query's nodes, which removing it may narrow (nfa::remove_query).
+  std::vector<std::pair<uint32_t, int64_t>> bounds;
+  for (uint32_t n : automaton_.queries[id].nodes) bounds.emplace_back(n, state_[n].max_dur);
   std::vector<std::pair<uint32_t, uint32_t>> erased;
   std::vector<uint32_t> dead =
       nfa::remove_query(automaton_, id, release_stages, release_node, &erased);
@@ -179,12 +182,10 @@ bool Engine::remove_query(uint32_t id) {
   }
   std::erase_if(dirty_, [&](const auto& d) { return automaton_.nodes[d.first].dead; });
   if (!retire_routes(id, dead, erased)) rebuild_routes();
-  // A node whose widest way out was the query's has a narrower DUR bound now (only the query's
-  // nodes can: nfa::remove_query): its buckets' deadlines are recomputed and queued, so that
-  // their instances go when the new bound passes.
-  for (uint32_t n : automaton_.queries[id].nodes) {
+  // A node whose widest way out was the query's has a narrower DUR bound now: its buckets'
+  // deadlines are recomputed and queued, so that their instances go when the new bound passes.
+  for (const auto& [n, before] : bounds) {
     if (automaton_.nodes[n].dead) continue;
-    const int64_t before = state_[n].max_dur;
     state_[n].max_dur = automaton_.nodes[n].max_dur;
     if (state_[n].max_dur < before) requeue(n);
   }
