@@ -517,9 +517,9 @@ class Engine {
   // After a build that only added nodes and START edges (`changes`; the streams and nodes
   // before it were `old_streams` and `old_nodes`): routes for what is new, appended after those
   // of the last full build and found through delta_, rebuilt with every route added since
-  // that build. False, changing nothing, when that does not apply (a node of the full build
-  // gained emits, a stream gained its first reader, or the delta has grown large): then
-  // rebuild_routes() is needed.
+  // that build. False when that does not apply (a node of the full build gained emits, a
+  // stream gained its first reader, or the delta has grown large): rebuild_routes() must then
+  // follow.
   bool extend_routes(size_t old_streams, size_t old_nodes, const nfa::BuildChanges& changes);
   // Appends routes for `readers` (by stream, the nodes whose routes to build: every node from
   // `first_node` on, and the START edges of those before it that delta_first_emit_ names) to
