@@ -255,9 +255,7 @@ void Engine::requeue(uint32_t n) {
 void Engine::rebuild_routes() {
   for (size_t n = 0; n < state_.size(); ++n) state_[n].max_dur = automaton_.nodes[n].max_dur;
   streams_.clear();
-  for (const nfa::Stream& s : automaton_.streams)
-    streams_.push_back(StreamUse{static_cast<uint32_t>(s.schema.size()),
-                                 s.kind == nfa::StreamKind::Published, !s.readers.empty()});
+  for (const nfa::Stream& s : automaton_.streams) streams_.push_back(StreamUse::of(s));
   routes_.clear();
   outs_.clear();
   first_out_.clear();
@@ -330,11 +328,8 @@ bool Engine::extend_routes(size_t old_streams, size_t old_nodes, const nfa::Buil
   // (Nodes of an earlier delta may have gained emits, and with them a wider bound.)
   for (size_t n = base_nodes_; n < state_.size(); ++n)
     state_[n].max_dur = automaton_.nodes[n].max_dur;
-  for (size_t s = old_streams; s < automaton_.streams.size(); ++s) {
-    const nfa::Stream& st = automaton_.streams[s];
-    streams_.push_back(StreamUse{static_cast<uint32_t>(st.schema.size()),
-                                 st.kind == nfa::StreamKind::Published, !st.readers.empty()});
-  }
+  for (size_t s = old_streams; s < automaton_.streams.size(); ++s)
+    streams_.push_back(StreamUse::of(automaton_.streams[s]));
   index_.resize(automaton_.streams.size());
   for (size_t s = old_streams; s < index_.size(); ++s) index_[s].prepare();
   keyed_count_.resize(automaton_.streams.size(), 0);

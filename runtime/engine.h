@@ -694,6 +694,10 @@ class Engine {
     uint32_t width;  // attributes
     bool published;  // user-visible: rows go to the sink
     bool read;       // some node reads it
+    static StreamUse of(const nfa::Stream& s) {
+      return {static_cast<uint32_t>(s.schema.size()), s.kind == nfa::StreamKind::Published,
+              !s.readers.empty()};
+    }
   };
   std::vector<StreamUse> streams_;
   std::vector<index::StreamIndex> index_;  // per stream
