@@ -219,6 +219,11 @@ struct BuildOptions {
   // For a runtime that visits only the instances whose key equals the event's (the instance
   // index, Node::key_slot): a node's filter leaves out that equality.
   bool instance_index = false;
+  // Called just before the build moves the nodes that were there before it (growing `nodes`
+  // moves them, and the programs they hold by value with them), for a caller whose other
+  // threads read those programs (a background JIT): it stops them. Nothing else a build does
+  // moves or destroys a program that existed before it. Not called while `nodes` has room.
+  std::function<void()> before_moving_nodes;
 };
 
 // Builds the automaton of an analyzed script (appending to `into`, so several scripts can share

@@ -31,6 +31,7 @@
 #include <optional>
 #include <random>
 #include <span>
+#include <type_traits>
 #include <unordered_set>
 
 #include "nfa/automaton.h"
@@ -458,6 +459,10 @@ class Builder {
   }
 
  private:
+  // (Growing a node's emits moves each Emit's pointer to its stages, never the stages and
+  // their programs, which a background JIT may be reading: see BuildOptions.)
+  static_assert(std::is_nothrow_move_constructible_v<Emit> &&
+                std::is_nothrow_move_assignable_v<Emit>);
   void add_emit(const Site& s, Emit::Kind kind, uint32_t target) {
     auto& emits = a_.nodes[s.node].emits;
     if (s.node < first_new_node_ && extended_.insert(s.node).second) {
@@ -502,6 +507,8 @@ class Builder {
         return {it->second, false};
       }
     }
+    if (a_.nodes.size() == a_.nodes.capacity() && options_.before_moving_nodes)
+      options_.before_moving_nodes();
     reserve_more(a_.nodes);
     Node& n = a_.nodes.emplace_back();
     n.kind = kind;

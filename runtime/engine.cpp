@@ -112,14 +112,20 @@ Diagnostics Engine::add_script(std::string_view text) {
       text, AnalyzeOptions{options_.unit, &existing, resolve_threads(options_.compile_threads)});
   if (!analyzed.script) return std::move(analyzed.errors);
   run_batch();  // buffered events see the queries that were there when they were pushed
-  if (jit_) jit_->pause();  // the build may move programs the JIT worker is reading
   const size_t old_streams = automaton_.streams.size();
   nfa::BuildChanges changes;
-  if (std::string err =
-          nfa::build(std::move(*analyzed.script), automaton_,
-                     {options_.merge, options_.index, options_.instance_index}, &changes);
+  nfa::BuildOptions build{options_.merge, options_.index, options_.instance_index, {}};
+  // The JIT worker goes on compiling during the build, unless the build moves the programs
+  // it reads (JitManager). Paused once, it stays idle until submit_added() below.
+  bool paused = false;
+  if (jit_)
+    build.before_moving_nodes = [&] {
+      if (!paused) jit_->pause();
+      paused = true;
+    };
+  if (std::string err = nfa::build(std::move(*analyzed.script), automaton_, build, &changes);
       !err.empty()) {
-    if (jit_) jit_->submit(automaton_);  // what pause() dropped from the queue
+    if (jit_) jit_->submit_added(automaton_, automaton_.nodes.size(), {});  // (after a pause)
     return {Diagnostic{0, 0, err}};
   }
   // The new queries start with the first epoch that can still open (docs/semantics-notes.md):
@@ -151,7 +157,7 @@ Diagnostics Engine::add_script(std::string_view text) {
 bool Engine::remove_query(uint32_t id) {
   if (id >= automaton_.queries.size() || automaton_.queries[id].removed) return false;
   run_batch();
-  if (jit_) jit_->pause();
+  // The JIT worker goes on compiling: only the programs destroyed here are taken from it.
   auto release_stages = [&](const Emit& e) {
     if (!jit_) return;
     for (const Stage& st : e.stages) {
@@ -189,7 +195,6 @@ bool Engine::remove_query(uint32_t id) {
     state_[n].max_dur = automaton_.nodes[n].max_dur;
     if (state_[n].max_dur < before) requeue(n);
   }
-  if (jit_) jit_->submit_added(automaton_, automaton_.nodes.size(), {});  // (what pause() dropped)
   return true;
 }
 

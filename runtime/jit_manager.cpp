@@ -128,14 +128,15 @@ void JitManager::queue(const std::vector<const Program*>& todo) {
 
 void JitManager::pause() {
   std::unique_lock lock(mu_);
+  ++pauses_;
   dropped_ |= !queue_.empty();
   queue_.clear();
-  cv_.wait(lock, [&] { return !busy_; });
+  cv_.wait(lock, [&] { return current_ == nullptr; });
 }
 
 void JitManager::wait_idle() {
   std::unique_lock lock(mu_);
-  cv_.wait(lock, [&] { return queue_.empty() && !busy_; });
+  cv_.wait(lock, [&] { return queue_.empty() && current_ == nullptr; });
 }
 
 void JitManager::worker() {
@@ -143,13 +144,12 @@ void JitManager::worker() {
   for (;;) {
     cv_.wait(lock, [&] { return stop_ || !queue_.empty(); });
     if (stop_) return;
-    const Program* p = queue_.front();
+    const Program* p = current_ = queue_.front();
     queue_.pop_front();
-    busy_ = true;
     lock.unlock();
     compile_one(p);
     lock.lock();
-    busy_ = false;
+    current_ = nullptr;
     cv_.notify_all();
   }
 }
@@ -205,6 +205,11 @@ void JitManager::run_on(Installed& in, const Program* p) {
 }
 
 void JitManager::release(const Program& p) {
+  if (thread_.joinable()) {
+    std::unique_lock lock(mu_);
+    std::erase(queue_, &p);
+    cv_.wait(lock, [&] { return current_ != &p; });
+  }
   const Program::Native* n = p.native();
   if (!n) return;
   std::lock_guard lock(installed_mu_);
@@ -227,6 +232,10 @@ JitStats JitManager::stats() const {
   jit::Jit::Stats js = jit_->stats();
   s.shapes = js.live_shapes;
   s.compile_ms = js.compile_ms_total;
+  {
+    std::lock_guard lock(mu_);
+    s.pauses = pauses_;
+  }
   std::lock_guard lock(installed_mu_);
   s.compiled = programs_;
   s.records = installed_.size();

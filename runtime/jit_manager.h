@@ -8,9 +8,13 @@
 // differ only in constants share one compiled function, and programs with the same bytecode
 // (constants included) share one Native record.
 //
-// Thread-safety: the engine thread calls submit()/pause(); the worker thread only reads the
-// programs it was given and installs native code into them atomically. pause() must be called
-// before the automaton is modified (programs may move), and returns once the worker is idle.
+// Thread-safety: the engine thread calls submit(), pause() and release(); the worker thread
+// only reads the programs it was given and installs native code into them atomically. So the
+// automaton may change while the worker compiles, as long as no program it may read moves or
+// is destroyed: pause() must come before anything moves programs (nfa::build growing the
+// nodes: BuildOptions::before_moving_nodes), and returns once the worker is idle; release()
+// before a program is destroyed (a removed query's), and returns once the worker is done
+// with it. Adding a script that does neither (the usual case) does not wait for the JIT.
 #pragma once
 
 #include <condition_variable>
@@ -41,6 +45,9 @@ struct JitStats {
   uint64_t shapes = 0;    // distinct compiled functions
   uint64_t records = 0;   // native records allocated (those freed by removed queries are reused)
   double compile_ms = 0;
+  // Times a change of the automaton stopped the background compiler and dropped its queue
+  // (JitManager::pause()): only when a build moves the nodes, so rarely.
+  uint64_t pauses = 0;
   bool available = false;  // the host can JIT
 };
 
@@ -59,13 +66,13 @@ class JitManager {
   // pause() dropped queued ones since the last submit(): then of every program.
   void submit_added(const nfa::Automaton& a, size_t first_node, const nfa::BuildChanges& changes);
   // Stops the worker after the program it is compiling; queued programs are dropped (submit
-  // them again after changing the automaton).
+  // them again after changing the automaton: submit_added() then submits every program).
   void pause();
   // Waits until every queued program is compiled (tests and benchmarks).
   void wait_idle();
-  // Frees the native code of a program that is about to be destroyed (its query was removed);
-  // the code itself goes when no other program shares its shape. Call between pause() and
-  // submit().
+  // A program that is about to be destroyed (its query was removed): takes it off the queue,
+  // waits until the worker is not compiling it, and frees its native code (the code itself
+  // goes when no other program shares its shape).
   void release(const Program& p);
   JitStats stats() const;
 
@@ -94,9 +101,10 @@ class JitManager {
   mutable std::mutex mu_;
   std::condition_variable cv_;
   std::deque<const Program*> queue_;
-  bool busy_ = false;
+  const Program* current_ = nullptr;  // the program the worker is compiling
   bool stop_ = false;
   bool dropped_ = false;  // pause() dropped queued programs since the last submit()
+  uint64_t pauses_ = 0;
   mutable std::mutex installed_mu_;
   std::deque<Installed> installed_;                  // deque: Native addresses stay valid
   std::unordered_map<const void*, size_t> by_code_;  // live Installed by code_identity

@@ -631,23 +631,61 @@ TEST(Engine, ProgramsWithTheSameBytecodeShareNativeCode) {
   EXPECT_EQ(engine.jit_stats().shapes, 0u);
 }
 
-// A script added while the background JIT still has programs of an earlier one queued: those
-// (dropped when the build pauses the JIT) are queued again with the new ones, so every program
+// `count` queries from number `first` on, each with its own Volume filter and NEXT predicate.
+std::string distinct_queries(int first, int count) {
+  std::string script;
+  for (int i = first; i < first + count; ++i)
+    script += "SELECT * FROM FILTER{Volume > " + std::to_string(i) +
+              "}(Stock) NEXT{$2.Price > $1.Price * " + std::to_string(2 + i) + "} Stock PUBLISH Q" +
+              std::to_string(i) + ";\n";
+  return script;
+}
+
+// A script added while the background JIT still has programs of an earlier one queued. When
+// the build moves the automaton's nodes (and the programs in them), the JIT is paused and its
+// queue dropped: the dropped programs are queued again with the new ones, so every program
 // ends up compiled. (Without the drop, only the new script's programs are queued.)
 TEST(Engine, ProgramsQueuedForTheJitSurviveAnotherScript) {
   Engine engine(options(JitMode::Auto));
-  std::string first = std::string(kStock);
-  for (int i = 0; i < 60; ++i)
-    first += "SELECT * FROM FILTER{Volume > " + std::to_string(i) +
-             "}(Stock) NEXT{$2.Price > $1.Price * " + std::to_string(2 + i) + "} Stock;\n";
-  ASSERT_TRUE(engine.add_script(first).empty());
+  ASSERT_TRUE(engine.add_script(std::string(kStock) + distinct_queries(0, 60)).empty());
   if (!engine.jit_stats().available) GTEST_SKIP() << "this host cannot JIT";
-  ASSERT_TRUE(engine
-                  .add_script("SELECT * FROM FILTER{Volume > 99}(Stock) NEXT{$2.Price > "
-                              "$1.Price * 99} Stock PUBLISH Last;")
-                  .empty());
+  const size_t room = engine.automaton().nodes.capacity() - engine.automaton().nodes.size();
+  ASSERT_LT(room, 60u);  // so the next script moves the nodes: a NEXT node per query
+  const uint64_t pauses = engine.jit_stats().pauses;
+  ASSERT_TRUE(engine.add_script(distinct_queries(60, 60)).empty());
+  EXPECT_EQ(engine.jit_stats().pauses, pauses + 1);  // once, however often the nodes grow
   engine.wait_for_jit();
-  EXPECT_EQ(engine.jit_stats().compiled, 2u * 61u);  // a Volume filter and a NEXT predicate each
+  EXPECT_EQ(engine.jit_stats().compiled, 2u * 120u);  // a Volume filter, a NEXT predicate each
+}
+
+// Otherwise adding a script neither waits for the background JIT nor drops its queue: the
+// worker compiles on while the build runs, and the programs of both scripts are compiled.
+// Removing queries takes only their programs from the queue.
+TEST(Engine, TheJitCompilesOnWhileQueriesAreAddedAndRemoved) {
+  Engine engine(options(JitMode::Auto));
+  ASSERT_TRUE(engine.add_script(std::string(kStock) + distinct_queries(0, 60)).empty());
+  if (!engine.jit_stats().available) GTEST_SKIP() << "this host cannot JIT";
+  const size_t room = engine.automaton().nodes.capacity() - engine.automaton().nodes.size();
+  ASSERT_GE(room, 3u);  // the next scripts do not move the nodes
+  const uint64_t pauses = engine.jit_stats().pauses;
+  for (int i = 60; i < 63; ++i) ASSERT_TRUE(engine.add_script(distinct_queries(i, 1)).empty());
+  for (uint32_t id = 0; id < 10; ++id) EXPECT_TRUE(engine.remove_query(id));
+  engine.wait_for_jit();
+  EXPECT_EQ(engine.jit_stats().pauses, pauses);
+  EXPECT_EQ(engine.jit_stats().compiled, 2u * 53u);
+  // The queries left run on native code and give the interpreter's rows.
+  std::vector<std::string> rows;
+  engine.set_sink([&](uint32_t stream, const RowView& row) {
+    rows.push_back(engine.automaton().streams[stream].name + " " + std::to_string(row.values[4].f));
+  });
+  const uint32_t stock = static_cast<uint32_t>(engine.automaton().find_stream("Stock"));
+  Slot a[3] = {string_slot(intern("A")), float_slot(1), int_slot(30)};   // Volume > i: i < 30
+  Slot b[3] = {string_slot(intern("A")), float_slot(15), int_slot(30)};  // 15 > 2 + i: i < 13
+  engine.push(stock, 1, 1, a);
+  engine.push(stock, 2, 2, b);
+  engine.finish();
+  std::sort(rows.begin(), rows.end());
+  EXPECT_EQ(rows, (std::vector<std::string>{"Q10 15.000000", "Q11 15.000000", "Q12 15.000000"}));
 }
 
 // A service that adds and removes queries for ever keeps as many native records as it has live
@@ -1013,7 +1051,8 @@ TEST(Engine, RemovingTheNodeOthersVisitThroughKeepsThemVisiting) {
 // stream its first reader), also with the lookahead (hint) and on four threads. The shapes:
 // NEXT with a constant Name, FOLD, a keyed NEXT, a plain FILTER, a query on a stream its own
 // script declares, a second publisher of a stream (a union), and a reader of another query's
-// output (whose first reader makes the routes be rebuilt).
+// output (whose first reader makes the routes be rebuilt). And with the background JIT, which
+// keeps compiling while scripts are added and queries removed.
 TEST(Engine, QueriesAddedAndRemovedRouteAsIfRebuilt) {
   const char* shapes[] = {
       "SELECT * FROM FILTER{DUR <= %d}(FILTER{Name = 'N%d'}(Stock) NEXT{$1.Name = $2.Name AND "
@@ -1069,10 +1108,11 @@ TEST(Engine, QueriesAddedAndRemovedRouteAsIfRebuilt) {
                            int_slot(int64_t(rng() % 100))}});
       times.push_back(t);
     }
-    const auto run = [&](bool rebuild, bool hints, unsigned threads, size_t* most_added) {
+    const auto run = [&](bool rebuild, bool hints, unsigned threads, size_t* most_added,
+                         JitMode jit = JitMode::Off) {
       Harness h(
           std::string(kStock) + "SELECT Name, Price FROM FILTER{Volume < 0}(Stock) PUBLISH Both;",
-          threads == 1 ? options(JitMode::Off, 1) : batched(threads));
+          threads == 1 ? options(jit, 1) : batched(threads));
       size_t next = 0, next_removal = 0;
       int dummies = 0;
       std::vector<uint32_t> added;  // the ids of the queries added, in order
@@ -1120,6 +1160,8 @@ TEST(Engine, QueriesAddedAndRemovedRouteAsIfRebuilt) {
     EXPECT_EQ(run(true, false, 1, nullptr), extended) << "seed " << seed;
     EXPECT_EQ(run(false, true, 1, nullptr), extended) << "seed " << seed;
     EXPECT_EQ(run(false, false, 4, nullptr), extended) << "seed " << seed;
+    // The background JIT compiles while queries come and go (and events run).
+    EXPECT_EQ(run(false, true, 1, nullptr, JitMode::Auto), extended) << "seed " << seed;
     for (const char* stream : {"Q", "Both["}) {  // not vacuous
       EXPECT_TRUE(std::any_of(extended.begin(), extended.end(),
                               [&](const std::string& o) { return o.starts_with(stream); }))
