@@ -236,11 +236,19 @@ bool Engine::retire_routes(uint32_t id, std::span<const uint32_t> dead,
   // node that did too.
   std::unordered_map<uint32_t, uint32_t> visit_instead;
   for (Route& r : routes_) {
-    if (r.any && first_out(r).max_dur == kNeverFires) r.max_dur = kNeverFires;
-    if (r.edge || r.spills || !is_dead(r.visit) || is_dead(r.node)) continue;
-    r.visit = visit_instead.try_emplace(r.visit, r.node).first->second;
+    if (r.any && first_out(r).max_dur == kNeverFires && r.max_dur != kNeverFires) {
+      r.max_dur = kNeverFires;
+      retired_routes_ += r.edge;  // (a node's route counts below, once its node is dead)
+    }
+    if (r.edge) continue;
+    if (is_dead(r.node)) {
+      ++retired_routes_;
+      continue;
+    }
+    if (!r.spills && is_dead(r.visit))
+      r.visit = visit_instead.try_emplace(r.visit, r.node).first->second;
   }
-  return true;
+  return retired_routes_ <= kMaxAddedRoutes;
 }
 
 void Engine::requeue(uint32_t n) {
@@ -278,6 +286,7 @@ void Engine::rebuild_routes() {
   base_routes_ = routes_.size();
   base_outs_ = outs_.size();
   base_nodes_ = static_cast<uint32_t>(automaton_.nodes.size());
+  retired_routes_ = 0;
 }
 
 void Engine::add_keyed_reader(uint32_t n) {

@@ -531,7 +531,9 @@ class Engine {
   void add_keyed_reader(uint32_t n);
   // After nfa::remove_query() of query `id` (the nodes that died, and the emits erased from
   // nodes that live on): the routes of what went stay, but never fire, until the next full
-  // build. False, changing nothing, when rebuild_routes() is needed instead.
+  // build. False when rebuild_routes() is needed instead (a keyed reader list to redo, or more
+  // than kMaxAddedRoutes routes retired since the full build, which events still meet as
+  // candidates); the rebuild then replaces whatever it changed.
   bool retire_routes(uint32_t id, std::span<const uint32_t> dead,
                      std::span<const std::pair<uint32_t, uint32_t>> erased);
   // An Out's or a route's DUR bound when its emit is gone: t1 - t0 always exceeds it.
@@ -752,6 +754,7 @@ class Engine {
   std::unordered_map<uint32_t, uint32_t> delta_first_emit_;
   size_t base_routes_ = 0, base_outs_ = 0;
   uint32_t base_nodes_ = 0;
+  size_t retired_routes_ = 0;          // of queries removed since the full build (retire_routes())
   std::vector<uint32_t> keyed_count_;  // by stream: its live keyed readers
   // Last: its worker thread reads programs of automaton_, so it must stop first.
   std::unique_ptr<JitManager> jit_;

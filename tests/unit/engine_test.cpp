@@ -1020,6 +1020,34 @@ TEST(Engine, QueriesAddedAtRandomPointsMergeOrNotAlike) {
   }
 }
 
+// The routes of removed queries stay candidates (that never fire) only until a few thousand
+// have piled up: then removing a query rebuilds the routes, and events meet the live ones only.
+TEST(Engine, RoutesOfRemovedQueriesGoOnceThousandsPileUp) {
+  std::string script = std::string(kStock) + "SELECT * FROM FILTER{Name = 'A'}(Stock) PUBLISH L;\n";
+  for (int k = 0; k < 2100; ++k)  // a START edge and a NEXT node each: two routes
+    script += "SELECT * FROM FILTER{Name = 'A'}(Stock) NEXT{$2.Price > $1.Price * " +
+              std::to_string(k + 2) + "} Stock PUBLISH Q" + std::to_string(k) + ";\n";
+  Harness h(script, options(JitMode::Off, 1));
+  const uint32_t stock = static_cast<uint32_t>(h.engine.automaton().find_stream("Stock"));
+  Slot a[3] = {string_slot(intern("A")), float_slot(1), int_slot(1)};
+  int64_t t = 0;
+  const auto candidates_of_an_event = [&] {
+    const uint64_t before = h.engine.stats().candidates;
+    ++t;
+    h.engine.push(stock, t, t, a);
+    return h.engine.stats().candidates - before;
+  };
+  EXPECT_EQ(candidates_of_an_event(), 4201u);
+  for (uint32_t id = 1; id <= 2000; ++id) ASSERT_TRUE(h.engine.remove_query(id));
+  EXPECT_EQ(candidates_of_an_event(), 4201u);  // 4,000 routes retired: they stay
+  for (uint32_t id = 2001; id <= 2100; ++id) ASSERT_TRUE(h.engine.remove_query(id));
+  // The 2,049th removal took the count past 4,096 and rebuilt the routes; the 51 after it
+  // retired 102 routes again.
+  EXPECT_EQ(candidates_of_an_event(), 103u);
+  h.engine.finish();
+  EXPECT_EQ(h.outputs, (std::vector<std::string>{"L[1,1] A 1 1", "L[2,2] A 1 1", "L[3,3] A 1 1"}));
+}
+
 // Nodes that visit alike read one of them during visits (visit_node()). Removing the query of
 // that one leaves the others' routes in place (retire_routes()): they must visit through a
 // live node from then on, until the next full build.

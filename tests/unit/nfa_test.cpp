@@ -50,7 +50,7 @@ TEST(NfaBuild, LaterScriptsMergeWithEarlierOnes) {
              "SELECT * FROM FILTER{Name = 'IBM'}(Stock) NEXT{$1.Name = $2.Name AND "
              "$2.Price > 2.0 * $1.Price} Stock PUBLISH C;");
   EXPECT_EQ(a.nodes.size(), 3u);
-  add(a, std::string(kStock) + kNext + " PUBLISH D;", nfa::BuildOptions{false});
+  add(a, std::string(kStock) + kNext + " PUBLISH D;", nfa::BuildOptions{false, false, false, {}});
   EXPECT_EQ(a.nodes.size(), 5u);
 }
 
@@ -166,7 +166,7 @@ TEST(NfaBuild, FilterLeavesOutWhatTheIndexesDecide) {
     nfa::BuildOptions options;
     const char* left;  // the filter a query written with only this would get; null: TRUE
   };
-  const nfa::BuildOptions plain{}, index{true, true, false}, keys{true, false, true};
+  const nfa::BuildOptions plain{}, index{true, true, false, {}}, keys{true, false, true, {}};
   const std::string ibm = "FILTER{Name = 'IBM'}(Stock)";
   const std::string up = "FILTER{Price > 1.0}(Stock)";
   const Case cases[] = {
@@ -218,7 +218,7 @@ TEST(NfaBuild, AtomsNameTheFirst65536AttributesOnly) {
     wide += (i ? ", a" : "a") + std::to_string(i) + " INT";
   wide += ");\n";
   nfa::Automaton a, want;
-  const nfa::BuildOptions index{true, true, false};
+  const nfa::BuildOptions index{true, true, false, {}};
   add(a, wide + "SELECT a0 FROM Wide NEXT{$2.a65535 = 7 AND $2.a65536 = 5} Wide;", index);
   const nfa::Node& node = a.nodes.back();
   ASSERT_EQ(node.guard.size(), 1u);
