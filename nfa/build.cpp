@@ -861,8 +861,8 @@ class Builder {
 };
 
 // A node's instances die once DUR exceeds the bound of every way out of it. Edges only go from a
-// node to a later one, so a reverse sweep sees every target before its sources. Every node is
-// recomputed: merging adds edges to old nodes, and removing a query takes some away.
+// node to a later one, so a reverse sweep sees every target before its sources. Old nodes are
+// recomputed too when merging added edges to them, and removing a query takes some away.
 namespace {
 
 // Sets node `n`'s max_dur from its own bound and those of its ways out (already set).

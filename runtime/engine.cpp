@@ -123,11 +123,10 @@ Diagnostics Engine::add_script(std::string_view text) {
       if (!paused) jit_->pause();
       paused = true;
     };
+  // (A build that fails does so before it changes anything, so before any pause.)
   if (std::string err = nfa::build(std::move(*analyzed.script), automaton_, build, &changes);
-      !err.empty()) {
-    if (jit_) jit_->submit_added(automaton_, automaton_.nodes.size(), {});  // (after a pause)
+      !err.empty())
     return {Diagnostic{0, 0, err}};
-  }
   // The new queries start with the first epoch that can still open (docs/semantics-notes.md):
   // before any event, that is every epoch (INT64_MIN, and their outputs are never checked).
   const int64_t start = epoch_open_ ? (epoch_ == INT64_MAX ? epoch_ : epoch_ + 1) : floor_;

@@ -66,6 +66,14 @@ void for_each_added_program(const nfa::Automaton& a, size_t first_node,
     if (!a.nodes[n].dead) for_each_emit_program(a.nodes[n], before, f);
 }
 
+// A visitor for the loops above that collects, into `todo`, the programs that still need
+// native code.
+auto to_compile(std::vector<const Program*>& todo) {
+  return [&todo](const Program& p) {
+    if (!p.has_native() && !p.always_true()) todo.push_back(&p);
+  };
+}
+
 }  // namespace
 
 void release_sources(const nfa::Automaton& a, size_t first_node, const nfa::BuildChanges& changes) {
@@ -96,9 +104,7 @@ JitManager::~JitManager() {
 void JitManager::submit(const nfa::Automaton& a) {
   if (!jit_) return;
   std::vector<const Program*> todo;
-  for_each_program(a, [&](const Program& p) {
-    if (!p.has_native() && !p.always_true()) todo.push_back(&p);
-  });
+  for_each_program(a, to_compile(todo));
   dropped_ = false;
   queue(todo);
 }
@@ -108,9 +114,7 @@ void JitManager::submit_added(const nfa::Automaton& a, size_t first_node,
   if (!jit_) return;
   if (dropped_) return submit(a);
   std::vector<const Program*> todo;
-  for_each_added_program(a, first_node, changes, [&](const Program& p) {
-    if (!p.has_native() && !p.always_true()) todo.push_back(&p);
-  });
+  for_each_added_program(a, first_node, changes, to_compile(todo));
   queue(todo);
 }
 
