@@ -1330,18 +1330,53 @@ uint32_t Engine::Keyed::find_or_add(uint64_t key) {
   if (table_.empty()) table_.assign(kMinSlots, Entry{0, kEmpty});
   const size_t i = probe(key);
   if (table_[i].id != kEmpty) return table_[i].id;
-  const uint32_t id = size_++;
-  if (const auto [chunk, offset] = place(id); offset == 0)
-    chunks_.push_back(std::make_unique<Bucket[]>(chunk_size(chunk)));
+  uint32_t id;
+  if (!free_.empty()) {
+    id = free_.back();
+    free_.pop_back();
+    keys_[id] = key;
+  } else {
+    id = size_++;
+    if (const auto [chunk, offset] = place(id); offset == 0)
+      chunks_.push_back(std::make_unique<Bucket[]>(chunk_size(chunk)));
+    keys_.push_back(key);
+  }
   at(id).in_table = true;
   table_[i] = Entry{key, id};
-  if (2 * size_ <= table_.size()) return id;
+  if (2 * live() <= table_.size()) return id;
   // Over half full: twice the slots, every entry placed again.
   std::vector<Entry> old =
       std::exchange(table_, std::vector<Entry>(2 * table_.size(), Entry{0, kEmpty}));
   for (const Entry& e : old)
     if (e.id != kEmpty) table_[probe(e.key)] = e;  // (keys are distinct: probe finds a free slot)
   return id;
+}
+
+void Engine::Keyed::release(uint32_t id) {
+  Bucket& b = at(id);
+  b = Bucket{};  // (frees records on the heap; `scheduled` matches no entry of the wheel)
+  b.in_table = true;
+  free_.push_back(id);
+  // Linear probing: the entries after the freed slot, up to the next free one, move back into
+  // it when their home is not between it and them, so that every lookup still finds its key.
+  const size_t mask = table_.size() - 1;
+  size_t hole = probe(keys_[id]);
+  table_[hole].id = kEmpty;
+  for (size_t j = (hole + 1) & mask; table_[j].id != kEmpty; j = (j + 1) & mask) {
+    const size_t h = home(table_[j].key);
+    const bool stays = hole < j ? hole < h && h <= j : hole < h || h <= j;
+    if (stays) continue;
+    table_[hole] = table_[j];
+    table_[j].id = kEmpty;
+    hole = j;
+  }
+}
+
+size_t Engine::instance_buckets() const {
+  size_t n = 0;
+  for (const auto& k : keyed_)
+    if (k) n += k->live();
+  return n;
 }
 
 bool Engine::add_instance(uint32_t n, const Slot* instance, int64_t t0, int64_t t1,
@@ -1513,6 +1548,11 @@ uint64_t Engine::compact_slow(Bucket& b, int64_t max_dur, int64_t next_time) {
   }
 }
 
+[[gnu::always_inline]] inline void Engine::settle(Bucket& b, uint32_t n, uint32_t bucket) {
+  if (b.records == 0 && b.in_table) return keyed_[n]->release(bucket);
+  schedule(b, n, bucket);
+}
+
 void Engine::compact_all(const BucketList& list, int64_t next_time) {
   // Per bucket: the change in live instances and the expired count.
   auto one = [&](uint32_t n, uint32_t id, int64_t& delta, uint64_t& expired) {
@@ -1523,7 +1563,7 @@ void Engine::compact_all(const BucketList& list, int64_t next_time) {
   // On the calling thread only (the wheel is not shared).
   auto requeue = [&](Bucket& b, uint32_t n, uint32_t id) {
     b.dirty = false;
-    schedule(b, n, id);
+    settle(b, n, id);
   };
   int64_t delta = 0;
   uint64_t expired = 0;
@@ -1618,7 +1658,7 @@ void Engine::expire_due(int64_t next_time) {
     Bucket* b = due(d);
     if (!b) continue;
     compact(*b, state_[d.node].max_dur, next_time, delta, expired);
-    schedule(*b, d.node, d.bucket & ~kInTable);
+    settle(*b, d.node, d.bucket & ~kInTable);
   }
   due_entries_.clear();
   stats_.instances += delta;

@@ -159,6 +159,9 @@ class Engine {
   // when a script brings only new nodes and START edges, and rebuilds them otherwise (and past
   // a few thousand added routes), as remove_query does. For tests and diagnostics.
   size_t added_routes() const { return routes_.size() - base_routes_; }
+  // Instance-index buckets held (by every node with a key), for tests and diagnostics: as
+  // many as keys with instances when the last epoch closed (plus those added since).
+  size_t instance_buckets() const;
   // Closes every epoch before `t` (heartbeat: frees expired instances on quiet streams).
   void advance_to(int64_t t);
   // Closes the current epoch (end of input).
@@ -277,7 +280,10 @@ class Engine {
   // (Chunks of 16 throughout were 7% slower on the --keyed walk, chunks of 1, 2, 4, ... a
   // fifth.) A lookup reads one table line, then the bucket: hint() asks for both ahead
   // (slot_of(), then at(); see prefetch_keyed()). Nothing is allocated before the first bucket.
-  // Bucket ids stay below kInTable (2^31).
+  // Bucket ids stay below kInTable (2^31). A bucket left empty when an epoch closes is
+  // released: its key leaves the table and its id is given to the next new key, so that a node
+  // whose keys come and go (hosts, users, orders) holds as many buckets as it has keys with
+  // instances at once, not one per key ever seen.
   class Keyed {
    public:
     struct Entry {
@@ -293,12 +299,19 @@ class Engine {
     uint32_t find(uint64_t key) const { return table_.empty() ? kEmpty : table_[probe(key)].id; }
     // The bucket id of `key`, with a new empty bucket if it had none.
     uint32_t find_or_add(uint64_t key);
+    // Gives bucket `id` (empty) back: its key leaves the table, and the id and the bucket's
+    // place go to a later key. Entries of the expiry wheel that still name the id do no harm:
+    // its `scheduled` is reset, so they are stale, unless a later key's deadline equals one,
+    // which is then that key's own.
+    void release(uint32_t id);
     Bucket& at(uint32_t id) {
       const auto [chunk, offset] = place(id);
       return chunks_[chunk][offset];
     }
     const Bucket& at(uint32_t id) const { return const_cast<Keyed*>(this)->at(id); }
+    // Bucket ids in use or released (ids run below it), and the buckets with a key now.
     uint32_t size() const { return size_; }
+    uint32_t live() const { return size_ - static_cast<uint32_t>(free_.size()); }
 
    private:
     static constexpr size_t kMinSlots = 4;
@@ -323,6 +336,8 @@ class Engine {
     }
     std::vector<Entry> table_;
     std::vector<std::unique_ptr<Bucket[]>> chunks_;
+    std::vector<uint64_t> keys_;  // by bucket id: its key (for release())
+    std::vector<uint32_t> free_;  // released ids, the last one reused first
     uint32_t size_ = 0;
   };
   struct alignas(64) NodeState {  // three cache lines
@@ -646,6 +661,9 @@ class Engine {
   void compact_all(const BucketList& list, int64_t next_time);
   // Queues the next expiry of bucket `bucket` (`b`) of node `n`.
   void schedule(Bucket& b, uint32_t n, uint32_t bucket);
+  // schedule() after a compaction at an epoch's close; a Keyed's bucket left empty is released
+  // instead (Keyed::release). On the calling thread only.
+  void settle(Bucket& b, uint32_t n, uint32_t bucket);
   // Recomputes when each bucket of node `n` expires, by the node's DUR bound now, and queues it
   // (remove_query(), when the bound narrowed).
   void requeue(uint32_t n);

@@ -383,6 +383,81 @@ TEST(Engine, ExpiryAtTheEndsOfTime) {
 // A keyed node removed while its buckets' expiries are queued: the wheel still names them, and
 // the epochs that reach those deadlines (opening, closing, a heartbeat) skip them; the other
 // query's instances still expire. With hints, whose keyed steps must not read the removed node.
+// A keyed node whose keys come and go, as hosts in a log do: 20,000 events over about 5,000
+// names, each name active for a few dozen time units. A bucket left empty when an epoch closes
+// is released and its id reused, so the node holds a bucket per name with instances (checked
+// after every event against a brute-force list), not one per name ever seen; and the pairs are
+// exactly the brute force's, with the instance index on and off, on one thread and in batches.
+TEST(Engine, KeyedBucketsComeAndGoWithTheirKeys) {
+  const std::string script = std::string(kStock) +
+                             "SELECT * FROM FILTER{DUR < 100}(Stock NEXT{$1.Name = $2.Name AND "
+                             "$2.Volume = 1} Stock) PUBLISH Back;";
+  struct Instance {
+    std::string name;
+    int64_t t0;
+    int64_t volume;
+    bool consumed;
+  };
+  std::mt19937_64 rng(11);
+  std::vector<std::pair<std::string, int64_t>> events;  // at t = 1, 2, ...: name, volume
+  for (int64_t t = 1; t <= 20000; ++t)
+    events.emplace_back("H" + std::to_string(t / 4 + static_cast<int64_t>(rng() % 8)),
+                        rng() % 3 == 0 ? 1 : 0);
+  // The brute force: outputs, and after each event the names with instances stored.
+  std::vector<std::string> want;
+  std::vector<size_t> want_buckets;
+  std::vector<Instance> live;
+  size_t most = 0;
+  for (size_t i = 0; i < events.size(); ++i) {
+    const int64_t t = static_cast<int64_t>(i) + 1;
+    const auto& [name, volume] = events[i];
+    // The close before t: consumed instances go, and those past the bound (DUR < 100).
+    std::erase_if(live, [&](const Instance& x) { return x.consumed || t - x.t0 > 99; });
+    if (volume == 1) {
+      for (Instance& x : live) {
+        if (x.name != name) continue;
+        x.consumed = true;
+        want.push_back("Back[" + std::to_string(x.t0) + "," + std::to_string(t) + "] " + name +
+                       " " + std::to_string(x.t0) + " " + std::to_string(x.volume) + " " + name +
+                       " " + std::to_string(t) + " 1");
+      }
+    }
+    live.push_back(Instance{name, t, volume, false});
+    std::vector<std::string> names;
+    for (const Instance& x : live) names.push_back(x.name);
+    std::sort(names.begin(), names.end());
+    want_buckets.push_back(std::unique(names.begin(), names.end()) - names.begin());
+    most = std::max(most, want_buckets.back());
+  }
+  ASSERT_GT(want.size(), 2000u);
+  ASSERT_LT(most, 100u);  // of ~5,000 names
+  for (bool instance_index : {true, false}) {
+    for (unsigned threads : {1u, 4u}) {
+      EngineOptions opts = threads == 1 ? options(JitMode::Off, 1) : batched(threads);
+      opts.instance_index = instance_index;
+      Harness h(script, opts);
+      const uint32_t stock = h.stream("Stock");
+      for (size_t i = 0; i < events.size(); ++i) {
+        const int64_t t = static_cast<int64_t>(i) + 1;
+        if (i + Engine::kHintDistance < events.size()) {
+          const auto& [name, volume] = events[i + Engine::kHintDistance];
+          Slot next[3] = {string_slot(intern(name)), float_slot(0), int_slot(volume)};
+          h.engine.hint(stock, next);
+        }
+        const auto& [name, volume] = events[i];
+        ASSERT_EQ(h.stock(name.c_str(), static_cast<double>(t), volume, t), Engine::PushResult::Ok);
+        if (threads == 1) {
+          ASSERT_EQ(h.engine.instance_buckets(), instance_index ? want_buckets[i] : 0) << "t " << t;
+        }
+      }
+      h.engine.advance_to(1000000);
+      EXPECT_EQ(h.outputs, want) << "instance index " << instance_index << ", " << threads;
+      EXPECT_EQ(h.engine.stats().instances, 0u);
+      EXPECT_EQ(h.engine.instance_buckets(), 0u);
+    }
+  }
+}
+
 TEST(Engine, RemovedKeyedNodesExpiriesAreSkipped) {
   Harness h(std::string(kStock) +
                 "SELECT * FROM FILTER{DUR < 100}(Stock NEXT{$1.Name = $2.Name AND $2.Volume < 0} "
