@@ -68,8 +68,9 @@ constexpr const char* kUsage =
     "                     NEXT/FOLD node keeps instances of every symbol in buckets by Name\n"
     "                     (default 0)\n"
     "  --churn N          after each run, add N more generated queries one script each, then\n"
-    "                     remove 10 of them, and print the time per call (a service's\n"
-    "                     subscriptions coming and going)\n"
+    "                     remove some of them (--removals), and print the time per call (a\n"
+    "                     service's subscriptions coming and going)\n"
+    "  --removals N       how many of the queries --churn added to remove (default 10)\n"
     "  --repeat N         run each configuration N times and print the run with the median\n"
     "                     events/s (default 1; on a shared host, 5 makes numbers repeatable)\n"
     "  --write DIR        instead of running: write DIR/<load>_<queries>.cel and DIR/<load>.txt\n"
@@ -135,9 +136,8 @@ struct Result {
 };
 
 // --churn: adds `script`'s queries (after its CREATE STREAM line) one script each, then removes
-// up to kChurnRemovals of them, timing each call.
-constexpr size_t kChurnRemovals = 10;
-void churn(Engine& engine, const std::string& script, Result& r) {
+// up to `removals` of them, the last added first, timing each call.
+void churn(Engine& engine, const std::string& script, size_t removals, Result& r) {
   const auto ms_since = [](Clock::time_point a) {
     return std::chrono::duration<double, std::milli>(Clock::now() - a).count();
   };
@@ -155,7 +155,7 @@ void churn(Engine& engine, const std::string& script, Result& r) {
     r.add_ms.push_back(ms_since(a));
   }
   const size_t total = engine.automaton().queries.size();
-  for (size_t k = 0; k < std::min(kChurnRemovals, r.add_ms.size()); ++k) {
+  for (size_t k = 0; k < std::min(removals, r.add_ms.size()); ++k) {
     const auto a = Clock::now();
     engine.remove_query(static_cast<uint32_t>(total - 1 - k));
     r.remove_ms.push_back(ms_since(a));
@@ -163,7 +163,8 @@ void churn(Engine& engine, const std::string& script, Result& r) {
 }
 
 Result run_one(const std::string& script, const std::vector<bench::StockEvent>& events,
-               const EngineOptions& options, bool hints, const std::string& churn_script) {
+               const EngineOptions& options, bool hints, const std::string& churn_script,
+               size_t removals) {
   Result r{};
   reset_peak_rss();
   const double heap_before = live_heap_bytes();
@@ -209,7 +210,7 @@ Result run_one(const std::string& script, const std::vector<bench::StockEvent>& 
   r.candidates = double(engine.stats().candidates) / std::max<size_t>(1, events.size());
   r.peak_instances = engine.stats().peak_instances;
   r.peak_rss_bytes = peak_rss_bytes();
-  if (!churn_script.empty()) churn(engine, churn_script, r);
+  if (!churn_script.empty()) churn(engine, churn_script, removals, r);
   return r;
 }
 
@@ -225,7 +226,7 @@ int main(int argc, char** argv) {
   std::vector<size_t> thread_counts = {1};
   EngineOptions base;
   double overlap = 0;
-  size_t keyed = 0, churn_queries = 0;
+  size_t keyed = 0, churn_queries = 0, removals = 10;
   bool hints = true, scaled = false, walk_set = false, workloads_set = false;
   size_t repeat = 1;
   std::string write_dir;
@@ -288,6 +289,8 @@ int main(int argc, char** argv) {
       keyed = number<size_t>(a, value());
     else if (a == "--churn")
       churn_queries = number<size_t>(a, value());
+    else if (a == "--removals")
+      removals = number<size_t>(a, value());
     else if (a == "--repeat") {
       repeat = number<size_t>(a, value());
       if (repeat == 0) {
@@ -396,7 +399,7 @@ int main(int argc, char** argv) {
         options.threads = static_cast<unsigned>(threads);
         std::vector<Result> runs;
         for (size_t k = 0; k < repeat; ++k)
-          runs.push_back(run_one(script, stream, options, hints, churn_script));
+          runs.push_back(run_one(script, stream, options, hints, churn_script, removals));
         std::sort(runs.begin(), runs.end(),
                   [](const Result& x, const Result& y) { return x.events_per_s < y.events_per_s; });
         const Result& r = runs[runs.size() / 2];

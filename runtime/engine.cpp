@@ -224,28 +224,62 @@ bool Engine::retire_routes(uint32_t id, std::span<const uint32_t> dead,
   }
   // Routes stay where they are until the next full build: an emit of the query (to its
   // stream, or to a node that died with it) gets a DUR bound no row meets, so it never fires,
-  // and neither does a route's copy of it.
+  // and neither does a route's copy of it. Of the full build's routes, the links lead to the
+  // query's own; those added since are scanned.
   const auto is_dead = [&](uint32_t n) { return std::binary_search(dead.begin(), dead.end(), n); };
-  const auto gone = [&](const Out& o) {
-    return o.kind == Emit::Kind::ToStream ? o.owner == id : is_dead(o.target);
+  // An out of route `k` that goes: the route too, if it is the route's first.
+  const auto retire = [&](size_t o, size_t k) {
+    outs_[o].max_dur = kNeverFires;
+    Route& r = routes_[k];
+    if (first_out_[k] != o || !r.any || r.max_dur == kNeverFires) return;
+    r.max_dur = kNeverFires;
+    retired_routes_ += r.edge;  // (a node's route counts below, once its node is dead)
   };
-  for (Out& o : outs_)
-    if (gone(o)) o.max_dur = kNeverFires;
-  // A node that visits through a dead one (see visit_node()) visits through the first live
-  // node that did too.
+  const Links& l = links_;
+  const auto base_route_of = [&](uint32_t o) {  // (first_out_ rises with the route)
+    const auto end = first_out_.begin() + static_cast<ptrdiff_t>(base_routes_);
+    return static_cast<size_t>(std::upper_bound(first_out_.begin(), end, o) - first_out_.begin()) -
+           1;
+  };
+  const auto retire_list = [&](uint32_t head) {
+    for (uint32_t o = head; o != kNoLink; o = l.next_out[o]) retire(o, base_route_of(o));
+  };
+  if (id < l.owned.size()) retire_list(l.owned[id]);
+  for (uint32_t n : dead) {
+    if (n >= l.into.size()) continue;
+    retire_list(l.into[n]);
+    retired_routes_ += l.route_of[n] != kNoLink;
+  }
+  for (size_t k = base_routes_; k < routes_.size(); ++k) {
+    Route& r = routes_[k];
+    const uint32_t end = k + 1 < routes_.size() ? first_out_[k + 1] : uint32_t(outs_.size());
+    for (uint32_t o = first_out_[k]; o < end; ++o) {
+      const Out& out = outs_[o];
+      if (out.kind == Emit::Kind::ToStream ? out.owner == id : is_dead(out.target)) retire(o, k);
+    }
+    retired_routes_ += !r.edge && is_dead(r.node);
+  }
+  // Nodes that visited through a dead one (see visit_node()) visit through one of them that
+  // is alive, in the full build's routes and in those added since (whose nodes visit through
+  // one of their own).
+  for (uint32_t n : dead) {
+    if (n >= l.visitors.size()) continue;
+    uint32_t instead = kNoLink;
+    for (uint32_t k = l.visitors[n]; k != kNoLink; k = l.next_visitor[k]) {
+      Route& r = routes_[k];
+      if (automaton_.nodes[r.node].dead) continue;
+      if (instead == kNoLink) instead = r.node;
+      r.visit = instead;
+    }
+    if (instead == kNoLink) continue;
+    // (The new one had no visitors: it visited through `n` itself.)
+    links_.visitors[instead] = std::exchange(links_.visitors[n], kNoLink);
+  }
   std::unordered_map<uint32_t, uint32_t> visit_instead;
-  for (Route& r : routes_) {
-    if (r.any && first_out(r).max_dur == kNeverFires && r.max_dur != kNeverFires) {
-      r.max_dur = kNeverFires;
-      retired_routes_ += r.edge;  // (a node's route counts below, once its node is dead)
-    }
-    if (r.edge) continue;
-    if (is_dead(r.node)) {
-      ++retired_routes_;
-      continue;
-    }
-    if (!r.spills && is_dead(r.visit))
-      r.visit = visit_instead.try_emplace(r.visit, r.node).first->second;
+  for (size_t k = base_routes_; k < routes_.size(); ++k) {
+    Route& r = routes_[k];
+    if (r.edge || r.spills || automaton_.nodes[r.node].dead || !is_dead(r.visit)) continue;
+    r.visit = visit_instead.try_emplace(r.visit, r.node).first->second;
   }
   return retired_routes_ <= kMaxAddedRoutes;
 }
@@ -286,6 +320,32 @@ void Engine::rebuild_routes() {
   base_outs_ = outs_.size();
   base_nodes_ = static_cast<uint32_t>(automaton_.nodes.size());
   retired_routes_ = 0;
+  link_routes();
+}
+
+void Engine::link_routes() {
+  Links& l = links_;
+  l.owned.assign(automaton_.queries.size(), kNoLink);
+  l.into.assign(automaton_.nodes.size(), kNoLink);
+  l.route_of.assign(automaton_.nodes.size(), kNoLink);
+  l.visitors.assign(automaton_.nodes.size(), kNoLink);
+  l.next_out.assign(outs_.size(), kNoLink);
+  l.next_visitor.assign(routes_.size(), kNoLink);
+  const auto push = [](uint32_t& head, uint32_t& next, size_t k) {
+    next = head;
+    head = static_cast<uint32_t>(k);
+  };
+  for (size_t o = outs_.size(); o-- > 0;) {
+    const Out& out = outs_[o];
+    push(out.kind == Emit::Kind::ToStream ? l.owned[out.owner] : l.into[out.target], l.next_out[o],
+         o);
+  }
+  for (size_t k = routes_.size(); k-- > 0;) {
+    const Route& r = routes_[k];
+    if (r.edge) continue;
+    l.route_of[r.node] = static_cast<uint32_t>(k);
+    if (!r.spills) push(l.visitors[r.visit], l.next_visitor[k], k);
+  }
 }
 
 void Engine::add_keyed_reader(uint32_t n) {

@@ -773,6 +773,17 @@ class Engine {
   size_t base_routes_ = 0, base_outs_ = 0;
   uint32_t base_nodes_ = 0;
   size_t retired_routes_ = 0;          // of queries removed since the full build (retire_routes())
+  // What retire_routes() looks up in the last full build's routes and outs, so that a removal
+  // reads the query's own and not every route (those added since are few, and are scanned):
+  // lists threaded through arrays, each ended by kNoLink. owned[q]: the first of query q's
+  // outs to a stream; into[n]: the first out to node n; next_out[o]: the out after o in its
+  // list. route_of[n]: node n's route; visitors[n]: the first route that visits through node
+  // n (visit_node()), next_visitor[r]: the route after r.
+  static constexpr uint32_t kNoLink = UINT32_MAX;
+  struct Links {
+    std::vector<uint32_t> owned, into, next_out, route_of, visitors, next_visitor;
+  } links_;
+  void link_routes();                  // links_ of the full build just made
   std::vector<uint32_t> keyed_count_;  // by stream: its live keyed readers
   // Last: its worker thread reads programs of automaton_, so it must stop first.
   std::unique_ptr<JitManager> jit_;

@@ -168,6 +168,12 @@ TEST_F(BenchCli, ChurnAddsAndRemovesQueriesAfterTheRun) {
       exact_columns(fields(row)),
       exact_columns(last_row(bench("--queries 100 --workload walk --events 20000 --jit off").out)));
   EXPECT_NE(bench("--help").out.find("--churn N"), std::string::npos);
+  // --removals: how many of them go (all 25 here, 40 asked).
+  const Result all =
+      bench("--queries 100 --workload walk --events 2000 --jit off --churn 25 --removals 40");
+  ASSERT_EQ(all.exit, 0) << all.err;
+  EXPECT_NE(all.out.find("; 25 removed: mean "), std::string::npos) << all.out;
+  EXPECT_NE(bench("--help").out.find("--removals N"), std::string::npos);
 }
 
 // --scaled gives each query count the walk that keeps the work per event constant, and says

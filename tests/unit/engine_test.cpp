@@ -1123,18 +1123,20 @@ TEST(Engine, RoutesOfRemovedQueriesGoOnceThousandsPileUp) {
   EXPECT_EQ(h.outputs, (std::vector<std::string>{"L[1,1] A 1 1", "L[2,2] A 1 1", "L[3,3] A 1 1"}));
 }
 
+// Three NEXT queries that differ only in their START filters: their nodes visit alike.
+constexpr const char* kNextsVisitingAlike =
+    "SELECT Name, Price FROM FILTER{Volume > 10}(Stock) NEXT{$2.Price > $1.Price} Stock "
+    "PUBLISH A;\n"
+    "SELECT Name, Price FROM FILTER{Volume > 20}(Stock) NEXT{$2.Price > $1.Price} Stock "
+    "PUBLISH B;\n"
+    "SELECT Name, Price FROM FILTER{Volume > 30}(Stock) NEXT{$2.Price > $1.Price} Stock "
+    "PUBLISH C;";
+
 // Nodes that visit alike read one of them during visits (visit_node()). Removing the query of
 // that one leaves the others' routes in place (retire_routes()): they must visit through a
 // live node from then on, until the next full build.
 TEST(Engine, RemovingTheNodeOthersVisitThroughKeepsThemVisiting) {
-  Harness h(std::string(kStock) +
-                "SELECT Name, Price FROM FILTER{Volume > 10}(Stock) NEXT{$2.Price > $1.Price} "
-                "Stock PUBLISH A;\n"
-                "SELECT Name, Price FROM FILTER{Volume > 20}(Stock) NEXT{$2.Price > $1.Price} "
-                "Stock PUBLISH B;\n"
-                "SELECT Name, Price FROM FILTER{Volume > 30}(Stock) NEXT{$2.Price > $1.Price} "
-                "Stock PUBLISH C;",
-            options(JitMode::Off, 1));
+  Harness h(std::string(kStock) + kNextsVisitingAlike, options(JitMode::Off, 1));
   ASSERT_TRUE(h.engine.remove_query(0));  // A's node is the one the others visit through
   h.stock("X", 1, 40, 1);
   h.stock("X", 2, 40, 2);
@@ -1144,6 +1146,22 @@ TEST(Engine, RemovingTheNodeOthersVisitThroughKeepsThemVisiting) {
   h.engine.finish();
   EXPECT_EQ(h.outputs,
             (std::vector<std::string>{"B[1,2] X 2", "C[1,2] X 2", "C[2,3] X 3", "C[3,4] X 4"}));
+}
+
+// The same, with the node of another query removed first: once the node the others visit
+// through goes too, they must visit through a live one, not through the node removed before
+// (whose route is still in place, and whose filter is gone).
+TEST(Engine, NodesRemovedEarlierAreNotVisitedThrough) {
+  Harness h(std::string(kStock) + kNextsVisitingAlike, options(JitMode::Off, 1));
+  ASSERT_TRUE(h.engine.remove_query(1));
+  h.stock("X", 1, 40, 1);
+  h.stock("X", 2, 40, 2);
+  ASSERT_TRUE(h.engine.remove_query(0));  // A's node is the one C visits through
+  h.stock("X", 3, 40, 3);
+  h.stock("X", 4, 40, 4);
+  h.engine.finish();
+  EXPECT_EQ(h.outputs,
+            (std::vector<std::string>{"A[1,2] X 2", "C[1,2] X 2", "C[2,3] X 3", "C[3,4] X 4"}));
 }
 
 // A script that brings only new nodes and START edges extends the routes (a second index, of
