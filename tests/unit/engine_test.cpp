@@ -7,7 +7,9 @@
 #include <algorithm>
 #include <array>
 #include <cmath>
+#include <cstring>
 #include <functional>
+#include <numeric>
 #include <random>
 #include <sstream>
 
@@ -1150,18 +1152,41 @@ TEST(Engine, RemovingTheNodeOthersVisitThroughKeepsThemVisiting) {
 
 // The same, with the node of another query removed first: once the node the others visit
 // through goes too, they must visit through a live one, not through the node removed before
-// (whose route is still in place, and whose filter is gone).
+// (whose route is still in place, and whose programs are gone). With the queries' routes made
+// by a full build (one script), and added since (one script each).
 TEST(Engine, NodesRemovedEarlierAreNotVisitedThrough) {
-  Harness h(std::string(kStock) + kNextsVisitingAlike, options(JitMode::Off, 1));
-  ASSERT_TRUE(h.engine.remove_query(1));
-  h.stock("X", 1, 40, 1);
-  h.stock("X", 2, 40, 2);
-  ASSERT_TRUE(h.engine.remove_query(0));  // A's node is the one C visits through
-  h.stock("X", 3, 40, 3);
-  h.stock("X", 4, 40, 4);
-  h.engine.finish();
-  EXPECT_EQ(h.outputs,
-            (std::vector<std::string>{"A[1,2] X 2", "C[1,2] X 2", "C[2,3] X 3", "C[3,4] X 4"}));
+  for (bool one_script : {true, false}) {
+    // (A first query, so that the routes are built when the three come one script each.)
+    Harness h(std::string(kStock) + "SELECT * FROM FILTER{Volume < 0}(Stock) PUBLISH Z;\n" +
+                  (one_script ? kNextsVisitingAlike : ""),
+              options(JitMode::Off, 1));
+    for (size_t at = 0; !one_script && at < std::strlen(kNextsVisitingAlike);) {
+      const size_t end = std::string_view(kNextsVisitingAlike).find(';', at) + 1;
+      ASSERT_TRUE(h.engine.add_script(std::string(kNextsVisitingAlike + at, end - at)).empty());
+      at = end + 1;  // (after the newline)
+    }
+    EXPECT_EQ(h.engine.added_routes() > 0, !one_script);
+    ASSERT_TRUE(h.engine.remove_query(2));  // B
+    h.stock("X", 1, 40, 1);
+    h.stock("X", 2, 40, 2);
+    ASSERT_TRUE(h.engine.remove_query(1));  // A, whose node is the one C visits through
+    h.stock("X", 3, 40, 3);
+    h.stock("X", 4, 40, 4);
+    h.engine.finish();
+    EXPECT_EQ(h.outputs,
+              (std::vector<std::string>{"A[1,2] X 2", "C[1,2] X 2", "C[2,3] X 3", "C[3,4] X 4"}))
+        << "one script " << one_script;
+  }
+}
+
+// Makes `engine` build every route again: a query that reads, for the first time, a stream
+// published earlier (Dummy<n>, n from `dummies`, on a Stock stream) does.
+void force_full_build(Engine& engine, int& dummies) {
+  const std::string name = "Dummy" + std::to_string(dummies++);
+  EXPECT_TRUE(
+      engine.add_script("SELECT * FROM FILTER{Volume < -1}(Stock) PUBLISH " + name + ";").empty());
+  EXPECT_TRUE(engine.add_script("SELECT * FROM " + name + " PUBLISH " + name + "R;").empty());
+  EXPECT_EQ(engine.added_routes(), 0u);
 }
 
 // A script that brings only new nodes and START edges extends the routes (a second index, of
@@ -1238,16 +1263,7 @@ TEST(Engine, QueriesAddedAndRemovedRouteAsIfRebuilt) {
       int dummies = 0;
       std::vector<uint32_t> added;  // the ids of the queries added, in order
       const auto id_of = [&](int64_t stream) { return static_cast<uint32_t>(stream); };
-      // A full rebuild: a query that reads, for the first time, a stream published earlier.
-      const auto force_rebuild = [&] {
-        const std::string name = "Dummy" + std::to_string(dummies++);
-        EXPECT_TRUE(
-            h.engine.add_script("SELECT * FROM FILTER{Volume < -1}(Stock) PUBLISH " + name + ";")
-                .empty());
-        EXPECT_TRUE(
-            h.engine.add_script("SELECT * FROM " + name + " PUBLISH " + name + "R;").empty());
-        EXPECT_EQ(h.engine.added_routes(), 0u);
-      };
+      const auto force_rebuild = [&] { force_full_build(h.engine, dummies); };
       for (size_t i = 0; i < events.size(); ++i) {
         for (; next < queries.size() && queries[next].first == i; ++next) {
           EXPECT_TRUE(h.engine.add_script(queries[next].second).empty()) << queries[next].second;
@@ -1288,6 +1304,73 @@ TEST(Engine, QueriesAddedAndRemovedRouteAsIfRebuilt) {
                               [&](const std::string& o) { return o.starts_with(stream); }))
           << "seed " << seed << ", " << stream;
     }
+  }
+}
+
+// Removals among many queries whose nodes visit alike (three shapes, each differing only in
+// its START filter; some filters repeat, so those nodes are shared): all but four removed one
+// at a time in a random order, between events, with the routes left in place (retire_routes)
+// or rebuilt after every removal, which must give the same outputs. The queries' routes are
+// the full build's (which a removal reaches through the links) or added since (which a removal
+// scans).
+TEST(Engine, RemovalsAmongNodesThatVisitAlikeRouteAsIfRebuilt) {
+  const char* shapes[] = {
+      "SELECT Name, Price FROM FILTER{Volume > %d}(Stock) NEXT{$2.Price > $1.Price} Stock "
+      "PUBLISH Q%d;",
+      "SELECT Name, Price_1 AS Start, Price AS Last FROM FILTER{DUR <= 40}(FILTER{Volume > "
+      "%d}(Stock) FOLD{$2.Name = $.Name, $2.Price > $.Price,} Stock) PUBLISH Q%d;",
+      "SELECT * FROM FILTER{Volume > %d}(Stock) NEXT{$1.Name = $2.Name AND $2.Volume > 50} "
+      "Stock PUBLISH Q%d;",
+  };
+  for (uint64_t seed = 0; seed < 6; ++seed) {
+    std::mt19937_64 rng(seed);
+    std::vector<std::string> queries;
+    for (int q = 0; q < 30; ++q) {
+      char text[512];
+      std::snprintf(text, sizeof text, shapes[rng() % 3], int(rng() % 12) * 8, q);
+      queries.push_back(text);
+    }
+    std::vector<uint32_t> order(queries.size());  // the removals: every query but four
+    std::iota(order.begin(), order.end(), 1u);    // (query 0 is the harness's)
+    std::shuffle(order.begin(), order.end(), rng);
+    order.resize(queries.size() - 4);
+    std::vector<std::array<Slot, 3>> events;
+    std::vector<int64_t> times;
+    int64_t t = 0;
+    for (int i = 0; i < 10 * int(order.size()) + 40; ++i) {
+      t += rng() % 3 == 0 ? 0 : 1 + static_cast<int64_t>(rng() % 5);
+      events.push_back({string_slot(intern("N" + std::to_string(rng() % 4))),
+                        float_slot(100.0 + static_cast<double>(rng() % 11)),
+                        int_slot(static_cast<int64_t>(rng() % 100))});
+      times.push_back(t);
+    }
+    // `base`: the queries' routes are the full build's (else added since); `rebuild`: the
+    // routes are built again after every removal.
+    const auto run = [&](bool base, bool rebuild) {
+      Harness h(
+          std::string(kStock) + "SELECT Name, Price FROM FILTER{Volume < 0}(Stock) PUBLISH Both;",
+          options(JitMode::Off, 1));
+      int dummies = 0;
+      const auto force_rebuild = [&] { force_full_build(h.engine, dummies); };
+      for (const std::string& q : queries) EXPECT_TRUE(h.engine.add_script(q).empty()) << q;
+      if (base) force_rebuild();
+      EXPECT_EQ(h.engine.added_routes() > 0, !base);
+      const uint32_t stock = h.stream("Stock");
+      for (size_t i = 0; i < events.size(); ++i) {
+        if (i % 10 == 0 && i / 10 < order.size()) {
+          EXPECT_TRUE(h.engine.remove_query(order[i / 10]));
+          if (rebuild) force_rebuild();
+        }
+        h.engine.push(stock, times[i], times[i], events[i].data());
+      }
+      h.engine.finish();
+      std::sort(h.outputs.begin(), h.outputs.end());  // (the order within an epoch may differ)
+      return h.outputs;
+    };
+    const std::vector<std::string> linked = run(true, false);
+    EXPECT_GT(linked.size(), 100u) << "seed " << seed;
+    EXPECT_EQ(run(true, true), linked) << "seed " << seed;
+    EXPECT_EQ(run(false, false), linked) << "seed " << seed;
   }
 }
 
