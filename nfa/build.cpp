@@ -898,7 +898,13 @@ std::vector<uint32_t> remove_query(Automaton& a, uint32_t id,
     if (--a.nodes[n].users == 0) dead.push_back(n);
   std::sort(dead.begin(), dead.end());
   dead.erase(std::unique(dead.begin(), dead.end()), dead.end());
-  auto is_dead = [&](uint32_t n) { return std::binary_search(dead.begin(), dead.end(), n); };
+  // (A query has a few nodes: a loop over them is faster than a search, and a START node's
+  // emits, one or more per query of its stream, are many.)
+  auto is_dead = [&](uint32_t n) {
+    for (uint32_t d : dead)
+      if (d == n) return true;
+    return false;
+  };
   // Every edge to remove starts at a node of this query: its published edges, and the edges into
   // its dead nodes (whose sources are upstream, so also this query's).
   std::vector<uint32_t> nodes(q.nodes.begin(), q.nodes.end());
@@ -906,16 +912,24 @@ std::vector<uint32_t> remove_query(Automaton& a, uint32_t id,
   nodes.erase(std::unique(nodes.begin(), nodes.end()), nodes.end());
   for (uint32_t n : nodes) {
     auto& emits = a.nodes[n].emits;
-    size_t keep = 0;
-    for (size_t k = 0; k < emits.size(); ++k) {
-      const Emit& e = emits[k];
-      const bool drop =
-          is_dead(n) || (e.kind == Emit::Kind::ToStream ? e.owner == id : is_dead(e.target));
-      if (drop) {
-        dropping_edge(e);
-        if (erased && !is_dead(n)) erased->emplace_back(n, static_cast<uint32_t>(k));
-      } else if (keep++ != k) {
-        emits[keep - 1] = std::move(emits[k]);
+    if (is_dead(n)) {
+      for (const Emit& e : emits) dropping_edge(e);
+      emits.clear();
+      continue;
+    }
+    const auto drop = [&](const Emit& e) {
+      return e.kind == Emit::Kind::ToStream ? e.owner == id : is_dead(e.target);
+    };
+    const size_t size = emits.size();
+    size_t k = 0;
+    while (k < size && !drop(emits[k])) ++k;
+    size_t keep = k;
+    for (; k < size; ++k) {
+      if (drop(emits[k])) {
+        dropping_edge(emits[k]);
+        if (erased) erased->emplace_back(n, static_cast<uint32_t>(k));
+      } else {
+        emits[keep++] = std::move(emits[k]);
       }
     }
     emits.resize(keep);
