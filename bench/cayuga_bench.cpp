@@ -69,7 +69,8 @@ constexpr const char* kUsage =
     "                     (default 0)\n"
     "  --churn N          after each run, add N more generated queries one script each, then\n"
     "                     remove some of them (--removals), and print the time per call (a\n"
-    "                     service's subscriptions coming and going)\n"
+    "                     service's subscriptions coming and going) and the live heap after\n"
+    "                     them less the live heap before\n"
     "  --removals N       how many of the queries --churn added to remove (default 10)\n"
     "  --repeat N         run each configuration N times and print the run with the median\n"
     "                     events/s (default 1; on a shared host, 5 makes numbers repeatable)\n"
@@ -131,13 +132,16 @@ struct Result {
   double heap_per_query;  // bytes of live heap per registered query, before any event
   double candidates;
   long peak_rss_bytes;  // of this run (see peak_rss_bytes())
-  // --churn: milliseconds per query added (one script each) and per query removed afterwards.
+  // --churn: milliseconds per query added (one script each) and per query removed afterwards,
+  // and the live heap after them less the live heap before.
   std::vector<double> add_ms, remove_ms;
+  double churn_heap_bytes;
 };
 
 // --churn: adds `script`'s queries (after its CREATE STREAM line) one script each, then removes
 // up to `removals` of them, the last added first, timing each call.
 void churn(Engine& engine, const std::string& script, size_t removals, Result& r) {
+  const double heap_before = live_heap_bytes();
   const auto ms_since = [](Clock::time_point a) {
     return std::chrono::duration<double, std::milli>(Clock::now() - a).count();
   };
@@ -160,6 +164,7 @@ void churn(Engine& engine, const std::string& script, size_t removals, Result& r
     engine.remove_query(static_cast<uint32_t>(total - 1 - k));
     r.remove_ms.push_back(ms_since(a));
   }
+  r.churn_heap_bytes = live_heap_bytes() - heap_before;
 }
 
 Result run_one(const std::string& script, const std::vector<bench::StockEvent>& events,
@@ -418,9 +423,10 @@ int main(int argc, char** argv) {
                           sum / v.size(), v[v.size() / 2], v.back());
             return std::string(text);
           };
-          std::printf("churn: %zu queries added one script each: %s; %zu removed: %s\n",
-                      r.add_ms.size(), summary(r.add_ms).c_str(), r.remove_ms.size(),
-                      summary(r.remove_ms).c_str());
+          std::printf(
+              "churn: %zu queries added one script each: %s; %zu removed: %s; live heap %+.1f MB\n",
+              r.add_ms.size(), summary(r.add_ms).c_str(), r.remove_ms.size(),
+              summary(r.remove_ms).c_str(), r.churn_heap_bytes / 1048576);
         }
         std::fflush(stdout);
       }
