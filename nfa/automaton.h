@@ -160,7 +160,8 @@ struct QueryInfo {
   uint32_t stream = 0;  // the stream id it publishes
   bool removed = false;
   std::string publish;
-  FixedVector<uint32_t> nodes;  // every node it uses, shared ones included (with multiplicity)
+  // Every node it uses, shared ones included (with multiplicity); emptied when it is removed.
+  FixedVector<uint32_t> nodes;
 };
 
 // A node's structural identity (nfa/build.cpp): a 128-bit keyed hash of everything that decides

@@ -914,7 +914,7 @@ std::vector<uint32_t> remove_query(Automaton& a, uint32_t id,
     auto& emits = a.nodes[n].emits;
     if (is_dead(n)) {
       for (const Emit& e : emits) dropping_edge(e);
-      emits.clear();
+      emits = {};
       continue;
     }
     const auto drop = [&](const Emit& e) {
@@ -938,7 +938,7 @@ std::vector<uint32_t> remove_query(Automaton& a, uint32_t id,
     Node& node = a.nodes[n];
     dropping_node(node);
     node.dead = true;
-    node.guard.clear();
+    node.guard = {};  // (the node stays, as an id that is never reused: its memory goes)
     node.filter = Program();
     node.rebind = Program();
     node.aggregates.clear();
@@ -948,6 +948,7 @@ std::vector<uint32_t> remove_query(Automaton& a, uint32_t id,
   // that lead to it: all of them nodes of this query (a node is shared only with its whole
   // prefix), downstream ones first.
   for (auto n = nodes.rbegin(); n != nodes.rend(); ++n) compute_dur_bound(a, *n);
+  q.nodes = {};
   return dead;
 }
 
