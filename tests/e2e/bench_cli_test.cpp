@@ -335,22 +335,26 @@ TEST_F(BenchCli, TargetsScriptPrintsOneRowPerTarget) {
   next(R"(\|---\|---\|---\|)");
   if (next(
           R"(\| 100 queries in memory, one thread: >= 2,000,000 events/s \| ([0-9]+) \(JIT off\), )"
-          R"(([0-9]+) \(JIT on\) \| (yes|no) \|)"))
+          R"(([0-9]+) \(JIT on\) \| (yes|no) \|)")) {
     EXPECT_EQ(m[3], met(std::stod(m[1]) >= 2e6 || std::stod(m[2]) >= 2e6)) << line;
+  }
   if (next(
-          R"(\| 100 queries through `cayuga run`: >= 1,000,000 events/s \| ([0-9]+) \| (yes|no) \|)"))
+          R"(\| 100 queries through `cayuga run`: >= 1,000,000 events/s \| ([0-9]+) \| (yes|no) \|)")) {
     EXPECT_EQ(m[2], met(std::stod(m[1]) >= 1e6)) << line;
+  }
   if (next(R"(\| 10 -> 100 queries at constant work per event: < 2x the cost per event \| )"
            R"(([0-9]+) -> ([0-9]+) events/s: ([0-9]+\.[0-9]{2})x \(rounds: 1\) \| (yes|no) \|)")) {
     EXPECT_NEAR(std::stod(m[3]), std::stod(m[1]) / std::stod(m[2]), 0.006) << line;
     EXPECT_EQ(m[4], met(std::stod(m[3]) < 2)) << line;
   }
   if (next(R"(\| 200 queries register and compile: < 60 s, < 8 GiB \| ([0-9]+\.[0-9]) s, peak )"
-           R"(([0-9]+) MiB \| (yes|no) \|)"))
+           R"(([0-9]+) MiB \| (yes|no) \|)")) {
     EXPECT_EQ(m[3], met(std::stod(m[1]) < 60 && std::stod(m[2]) < 8192)) << line;
+  }
   if (next(R"(\| an idle query: < 2,048 B \| ([0-9]+) B at 200 queries, ([0-9]+) B at 100 \| )"
-           R"((yes|no) \|)"))
+           R"((yes|no) \|)")) {
     EXPECT_EQ(m[3], met(std::stod(m[1]) < 2048 && std::stod(m[2]) < 2048)) << line;
+  }
   next(R"(\| native code against the interpreter, in memory \| JIT on / JIT off: )"
        R"([0-9]+\.[0-9]{2} \| \(a comparison\) \|)");
   EXPECT_FALSE(std::getline(lines, line)) << r.out;
