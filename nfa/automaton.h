@@ -248,9 +248,8 @@ struct BuildChanges {
 
 // Sets the max_dur of every live node from `first_node` on from its own predicates and the
 // bounds of its ways out (build() calls it; remove_query() recomputes its query's nodes alike,
-// node by node). The nodes before `first_node`
-// must not be affected by the ones it computes: build() passes its first new node when no
-// older node gained a way out.
+// node by node). The nodes before `first_node` must not be affected by the ones it computes:
+// build() passes its first new node when no older node gained a way out.
 void compute_dur_bounds(Automaton& a, size_t first_node = 0);
 
 // Removes query `id` (an index into a.queries): its published edges, and every node no other

@@ -7,7 +7,6 @@
 #include <algorithm>
 #include <array>
 #include <cmath>
-#include <cstring>
 #include <functional>
 #include <numeric>
 #include <random>
@@ -1126,19 +1125,27 @@ TEST(Engine, RoutesOfRemovedQueriesGoOnceThousandsPileUp) {
 }
 
 // Three NEXT queries that differ only in their START filters: their nodes visit alike.
-constexpr const char* kNextsVisitingAlike =
+constexpr std::array<const char*, 3> kNextsVisitingAlike = {
     "SELECT Name, Price FROM FILTER{Volume > 10}(Stock) NEXT{$2.Price > $1.Price} Stock "
-    "PUBLISH A;\n"
+    "PUBLISH A;",
     "SELECT Name, Price FROM FILTER{Volume > 20}(Stock) NEXT{$2.Price > $1.Price} Stock "
-    "PUBLISH B;\n"
+    "PUBLISH B;",
     "SELECT Name, Price FROM FILTER{Volume > 30}(Stock) NEXT{$2.Price > $1.Price} Stock "
-    "PUBLISH C;";
+    "PUBLISH C;",
+};
+
+// The three as one script.
+std::string nexts_visiting_alike() {
+  std::string script;
+  for (const char* q : kNextsVisitingAlike) script += std::string(q) + "\n";
+  return script;
+}
 
 // Nodes that visit alike read one of them during visits (visit_node()). Removing the query of
 // that one leaves the others' routes in place (retire_routes()): they must visit through a
 // live node from then on, until the next full build.
 TEST(Engine, RemovingTheNodeOthersVisitThroughKeepsThemVisiting) {
-  Harness h(std::string(kStock) + kNextsVisitingAlike, options(JitMode::Off, 1));
+  Harness h(std::string(kStock) + nexts_visiting_alike(), options(JitMode::Off, 1));
   ASSERT_TRUE(h.engine.remove_query(0));  // A's node is the one the others visit through
   h.stock("X", 1, 40, 1);
   h.stock("X", 2, 40, 2);
@@ -1158,12 +1165,12 @@ TEST(Engine, NodesRemovedEarlierAreNotVisitedThrough) {
   for (bool one_script : {true, false}) {
     // (A first query, so that the routes are built when the three come one script each.)
     Harness h(std::string(kStock) + "SELECT * FROM FILTER{Volume < 0}(Stock) PUBLISH Z;\n" +
-                  (one_script ? kNextsVisitingAlike : ""),
+                  (one_script ? nexts_visiting_alike() : ""),
               options(JitMode::Off, 1));
-    for (size_t at = 0; !one_script && at < std::strlen(kNextsVisitingAlike);) {
-      const size_t end = std::string_view(kNextsVisitingAlike).find(';', at) + 1;
-      ASSERT_TRUE(h.engine.add_script(std::string(kNextsVisitingAlike + at, end - at)).empty());
-      at = end + 1;  // (after the newline)
+    for (const char* q : kNextsVisitingAlike) {
+      if (!one_script) {
+        ASSERT_TRUE(h.engine.add_script(q).empty()) << q;
+      }
     }
     EXPECT_EQ(h.engine.added_routes() > 0, !one_script);
     ASSERT_TRUE(h.engine.remove_query(2));  // B
