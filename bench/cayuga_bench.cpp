@@ -72,6 +72,8 @@ constexpr const char* kUsage =
     "                     service's subscriptions coming and going) and the live heap after\n"
     "                     them less the live heap before\n"
     "  --removals N       how many of the queries --churn added to remove (default 10)\n"
+    "  --cycles N         repeat --churn's adds and removals N times, printing the live heap\n"
+    "                     each cycle adds (default 1)\n"
     "  --repeat N         run each configuration N times and print the run with the median\n"
     "                     events/s (default 1; on a shared host, 5 makes numbers repeatable)\n"
     "  --write DIR        instead of running: write DIR/<load>_<queries>.cel and DIR/<load>.txt\n"
@@ -133,21 +135,21 @@ struct Result {
   double candidates;
   long peak_rss_bytes;  // of this run (see peak_rss_bytes())
   // --churn: milliseconds per query added (one script each) and per query removed afterwards,
-  // and the live heap after them less the live heap before.
-  std::vector<double> add_ms, remove_ms;
-  double churn_heap_bytes;
+  // and per cycle, the live heap after it less the live heap before it.
+  std::vector<double> add_ms, remove_ms, churn_heap_bytes;
 };
 
 // --churn: adds `script`'s queries (after its CREATE STREAM line) one script each, then removes
 // up to `removals` of them, the last added first, timing each call.
 void churn(Engine& engine, const std::string& script, size_t removals, Result& r) {
-  const double heap_before = live_heap_bytes();
   const auto ms_since = [](Clock::time_point a) {
     return std::chrono::duration<double, std::milli>(Clock::now() - a).count();
   };
+  const double heap_before = live_heap_bytes();
   std::istringstream lines(script);
   std::string line;
   std::getline(lines, line);  // CREATE STREAM
+  size_t added = 0;
   while (std::getline(lines, line)) {
     // (Each its own output stream: unnamed, every one would be `q1` of its script.)
     line.insert(line.rfind(';'), " PUBLISH Churn" + std::to_string(r.add_ms.size()));
@@ -157,19 +159,20 @@ void churn(Engine& engine, const std::string& script, size_t removals, Result& r
       std::exit(1);
     }
     r.add_ms.push_back(ms_since(a));
+    ++added;
   }
   const size_t total = engine.automaton().queries.size();
-  for (size_t k = 0; k < std::min(removals, r.add_ms.size()); ++k) {
+  for (size_t k = 0; k < std::min(removals, added); ++k) {
     const auto a = Clock::now();
     engine.remove_query(static_cast<uint32_t>(total - 1 - k));
     r.remove_ms.push_back(ms_since(a));
   }
-  r.churn_heap_bytes = live_heap_bytes() - heap_before;
+  r.churn_heap_bytes.push_back(live_heap_bytes() - heap_before);
 }
 
 Result run_one(const std::string& script, const std::vector<bench::StockEvent>& events,
                const EngineOptions& options, bool hints, const std::string& churn_script,
-               size_t removals) {
+               size_t removals, size_t cycles) {
   Result r{};
   reset_peak_rss();
   const double heap_before = live_heap_bytes();
@@ -215,7 +218,8 @@ Result run_one(const std::string& script, const std::vector<bench::StockEvent>& 
   r.candidates = double(engine.stats().candidates) / std::max<size_t>(1, events.size());
   r.peak_instances = engine.stats().peak_instances;
   r.peak_rss_bytes = peak_rss_bytes();
-  if (!churn_script.empty()) churn(engine, churn_script, removals, r);
+  if (!churn_script.empty())
+    for (size_t c = 0; c < cycles; ++c) churn(engine, churn_script, removals, r);
   return r;
 }
 
@@ -231,7 +235,7 @@ int main(int argc, char** argv) {
   std::vector<size_t> thread_counts = {1};
   EngineOptions base;
   double overlap = 0;
-  size_t keyed = 0, churn_queries = 0, removals = 10;
+  size_t keyed = 0, churn_queries = 0, removals = 10, cycles = 1;
   bool hints = true, scaled = false, walk_set = false, workloads_set = false;
   size_t repeat = 1;
   std::string write_dir;
@@ -296,6 +300,8 @@ int main(int argc, char** argv) {
       churn_queries = number<size_t>(a, value());
     else if (a == "--removals")
       removals = number<size_t>(a, value());
+    else if (a == "--cycles")
+      cycles = number<size_t>(a, value());
     else if (a == "--repeat") {
       repeat = number<size_t>(a, value());
       if (repeat == 0) {
@@ -404,7 +410,7 @@ int main(int argc, char** argv) {
         options.threads = static_cast<unsigned>(threads);
         std::vector<Result> runs;
         for (size_t k = 0; k < repeat; ++k)
-          runs.push_back(run_one(script, stream, options, hints, churn_script, removals));
+          runs.push_back(run_one(script, stream, options, hints, churn_script, removals, cycles));
         std::sort(runs.begin(), runs.end(),
                   [](const Result& x, const Result& y) { return x.events_per_s < y.events_per_s; });
         const Result& r = runs[runs.size() / 2];
@@ -423,10 +429,17 @@ int main(int argc, char** argv) {
                           sum / v.size(), v[v.size() / 2], v.back());
             return std::string(text);
           };
+          std::string heap;
+          for (double bytes : r.churn_heap_bytes) {
+            char text[32];
+            std::snprintf(text, sizeof text, "%s%+.1f", heap.empty() ? "" : ", ", bytes / 1048576);
+            heap += text;
+          }
           std::printf(
-              "churn: %zu queries added one script each: %s; %zu removed: %s; live heap %+.1f MB\n",
+              "churn: %zu queries added one script each: %s; %zu removed: %s; live heap %s MB%s\n",
               r.add_ms.size(), summary(r.add_ms).c_str(), r.remove_ms.size(),
-              summary(r.remove_ms).c_str(), r.churn_heap_bytes / 1048576);
+              summary(r.remove_ms).c_str(), heap.c_str(),
+              r.churn_heap_bytes.size() > 1 ? " (by cycle)" : "");
         }
         std::fflush(stdout);
       }

@@ -150,10 +150,15 @@ struct alignas(64) Node {
   // Conditions on the event implied by the filter predicate (including `$1.a = $2.b` where every
   // instance holds the same constant in `a`), for the global index.
   std::vector<Atom> guard;
+
+  // The automaton's count of nodes made before this one: unlike its id, it never changes
+  // (drop_dead_nodes() renumbers), so signatures name a node's sources by it.
+  uint64_t serial = 0;
 };
 static_assert(offsetof(Node, filter) + sizeof(Program) <= 64, "a NEXT visit reads one line");
 static_assert(offsetof(Node, aggregates) + sizeof(FixedVector<std::pair<uint32_t, Program>>) <= 128,
               "a FOLD visit reads two");
+static_assert(sizeof(Node) == 3 * 64, "a million queries make millions of nodes");
 
 struct QueryInfo {
   uint32_t number = 0;  // 1-based position in its script
@@ -187,6 +192,7 @@ struct Automaton {
 
  private:
   friend class Builder;
+  friend std::vector<uint32_t> drop_dead_nodes(Automaton& a);
   struct SignatureHash {
     size_t operator()(const Signature& s) const { return static_cast<size_t>(s.lo); }
   };
@@ -199,8 +205,9 @@ struct Automaton {
   std::vector<uint64_t> stream_slots_;
   // Nodes by signature, for merging across builds (an entry may name a node that died since).
   std::unordered_map<Signature, uint32_t, SignatureHash> by_signature_;
+  uint64_t next_serial_ = 0;  // Node::serial of the next node
   // One copy of each stream and node schema, which the others share (see AttrList); kept for
-  // the automaton's lifetime, like dead nodes (schemas are few).
+  // the automaton's lifetime (schemas are few).
   std::unordered_set<Schema, SchemaHash> schemas_;
   // The programs' bytecode and the slot maps, one copy of each.
   CodePool code_;
@@ -262,6 +269,14 @@ std::vector<uint32_t> remove_query(Automaton& a, uint32_t id,
                                    const std::function<void(const Emit&)>& dropping_edge,
                                    const std::function<void(const Node&)>& dropping_node,
                                    std::vector<std::pair<uint32_t, uint32_t>>* erased = nullptr);
+
+// Drops the nodes removed queries left behind (remove_query() keeps them, dead, so that ids
+// stay stable between full rebuilds of a runtime's routes) and numbers the others densely, in
+// the same order (a node's successors still come after it). Returns each old id's new one, or
+// kDroppedNode. The nodes move, and their programs with them (see
+// BuildOptions::before_moving_nodes).
+inline constexpr uint32_t kDroppedNode = std::numeric_limits<uint32_t>::max();
+std::vector<uint32_t> drop_dead_nodes(Automaton& a);
 
 // `cayuga explain`: a text listing and a Graphviz DOT graph.
 std::string to_text(const Automaton& a);

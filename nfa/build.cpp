@@ -514,6 +514,7 @@ class Builder {
     n.kind = kind;
     n.stream = stream;
     n.query = query_;
+    n.serial = a_.next_serial_++;
     uint32_t id = static_cast<uint32_t>(a_.nodes.size() - 1);
     // Without merging no node is ever looked up, so none is recorded either.
     if (options_.merge) a_.by_signature_[sig] = id;
@@ -764,7 +765,7 @@ class Builder {
     }
     for (const auto& s : left_sites) {
       sig.add(SigWords::kIn);
-      sig.add(s.node);
+      sig.add(a_.nodes[s.node].serial);
       sig.add(s.signature);
     }
 
@@ -938,7 +939,7 @@ std::vector<uint32_t> remove_query(Automaton& a, uint32_t id,
     Node& node = a.nodes[n];
     dropping_node(node);
     node.dead = true;
-    node.guard = {};  // (the node stays, as an id that is never reused: its memory goes)
+    node.guard = {};  // (the node stays, dead, until drop_dead_nodes(): its memory goes now)
     node.filter = Program();
     node.rebind = Program();
     node.aggregates.clear();
@@ -950,6 +951,33 @@ std::vector<uint32_t> remove_query(Automaton& a, uint32_t id,
   for (auto n = nodes.rbegin(); n != nodes.rend(); ++n) compute_dur_bound(a, *n);
   q.nodes = {};
   return dead;
+}
+
+std::vector<uint32_t> drop_dead_nodes(Automaton& a) {
+  std::vector<uint32_t> to(a.nodes.size(), kDroppedNode);
+  uint32_t kept = 0;
+  for (uint32_t n = 0; n < a.nodes.size(); ++n) {
+    if (a.nodes[n].dead) continue;
+    to[n] = kept;
+    if (kept != n) a.nodes[kept] = std::move(a.nodes[n]);
+    ++kept;
+  }
+  if (kept == a.nodes.size()) return to;
+  a.nodes.erase(a.nodes.begin() + kept, a.nodes.end());  // (the capacity stays, for new nodes)
+  // Every reference to a node: edges into it (a dead node's were erased with it), its stream's
+  // readers, its queries' lists (a removed query's is empty), and the signatures of merging.
+  for (Node& node : a.nodes)
+    for (Emit& e : node.emits)
+      if (e.kind == Emit::Kind::ToNode) e.target = to[e.target];
+  for (Stream& s : a.streams)
+    for (uint32_t& n : s.readers) n = to[n];
+  for (QueryInfo& q : a.queries)
+    for (uint32_t& n : q.nodes) n = to[n];
+  for (auto it = a.by_signature_.begin(); it != a.by_signature_.end();) {
+    it->second = to[it->second];
+    it = it->second == kDroppedNode ? a.by_signature_.erase(it) : std::next(it);
+  }
+  return to;
 }
 
 std::string build(const AnalyzedScript& script, Automaton& into, const BuildOptions& options,

@@ -140,11 +140,12 @@ Diagnostics Engine::add_script(std::string_view text) {
       keyed_[n] = std::make_unique<Keyed>();
     }
   }
-  if (!extend_routes(old_streams, old_nodes, changes)) rebuild_routes();
+  size_t first_new = old_nodes;
+  if (!extend_routes(old_streams, old_nodes, changes)) first_new = rebuild(old_nodes, &changes);
   if (jit_)
-    jit_->submit_added(automaton_, old_nodes, changes);
+    jit_->submit_added(automaton_, first_new, changes);
   else
-    release_sources(automaton_, old_nodes, changes);  // no JIT will ever read them
+    release_sources(automaton_, first_new, changes);  // no JIT will ever read them
 #if defined(__GLIBC__)
   // A large script's tree and plans are freed by now, much of them in the arenas of the threads
   // that parsed it, where this thread's allocations never reuse them: give them back.
@@ -185,14 +186,18 @@ bool Engine::remove_query(uint32_t id) {
     st = NodeState{};  // the node is unreachable: nothing will touch its state again
     keyed_[n].reset();
   }
+  dead_nodes_ += dead.size();
   std::erase_if(dirty_, [&](const auto& d) { return automaton_.nodes[d.first].dead; });
-  if (!retire_routes(id, dead, erased)) rebuild_routes();
   // A node whose widest way out was the query's has a narrower DUR bound now: its buckets'
   // deadlines are recomputed and queued, so that their instances go when the new bound passes.
   for (const auto& [n, before] : bounds) {
     if (automaton_.nodes[n].dead) continue;
     state_[n].max_dur = automaton_.nodes[n].max_dur;
     if (state_[n].max_dur < before) requeue(n);
+  }
+  if (!retire_routes(id, dead, erased)) {
+    rebuild(automaton_.nodes.size(), nullptr);
+    if (jit_) jit_->submit_added(automaton_, automaton_.nodes.size(), {});  // (see rebuild())
   }
   return true;
 }
@@ -298,6 +303,43 @@ void Engine::requeue(uint32_t n) {
   for (uint32_t id = 0; id < keyed_[n]->size(); ++id) one(keyed_[n]->at(id), id);
 }
 
+size_t Engine::rebuild(size_t first_new, nfa::BuildChanges* changes) {
+  if (dead_nodes_ > 0) {
+    const std::vector<uint32_t> to = drop_dead_nodes();
+    first_new -=
+        std::count(to.begin(), to.begin() + static_cast<ptrdiff_t>(first_new), nfa::kDroppedNode);
+    if (changes)
+      for (auto& [n, emits] : changes->extended) n = to[n];  // (nodes that gained emits live)
+  }
+  rebuild_routes();
+  return first_new;
+}
+
+std::vector<uint32_t> Engine::drop_dead_nodes() {
+  // The nodes' programs move: the JIT worker must not be reading them. (It drops what it had
+  // queued, which JitManager::submit_added() then queues again.)
+  if (jit_) jit_->pause();
+  std::vector<uint32_t> to = nfa::drop_dead_nodes(automaton_);
+  size_t kept = 0;
+  for (size_t n = 0; n < to.size(); ++n) {
+    if (to[n] == nfa::kDroppedNode) continue;
+    if (kept != n) {
+      state_[kept] = std::move(state_[n]);
+      keyed_[kept] = std::move(keyed_[n]);
+    }
+    ++kept;
+  }
+  state_.resize(kept);  // (the capacity stays, for the nodes of later queries)
+  keyed_.resize(kept);
+  static_assert(ExpiryWheel::kDrop == nfa::kDroppedNode);
+  deadlines_.renumber([&](uint32_t n) { return to[n]; });
+  for (auto& [n, bucket] : dirty_) n = to[n];  // (a dead node's left it when the node died)
+  for (ExpiryWheel::Entry& d : due_entries_) d.node = to[d.node];
+  std::erase_if(due_entries_, [](const auto& d) { return d.node == nfa::kDroppedNode; });
+  dead_nodes_ = 0;
+  return to;
+}
+
 void Engine::rebuild_routes() {
   for (size_t n = 0; n < state_.size(); ++n) state_[n].max_dur = automaton_.nodes[n].max_dur;
   streams_.clear();
@@ -305,7 +347,6 @@ void Engine::rebuild_routes() {
   routes_.clear();
   outs_.clear();
   first_out_.clear();
-  index_.assign(automaton_.streams.size(), index::StreamIndex());
   delta_.clear();
   delta_first_emit_.clear();
   keyed_readers_.clear();
@@ -314,6 +355,9 @@ void Engine::rebuild_routes() {
   for (uint32_t s = 0; s < automaton_.streams.size(); ++s)
     if (!automaton_.streams[s].readers.empty())
       readers.emplace_back(s, automaton_.streams[s].readers);
+  // An index up to the last stream with readers (every query publishes a stream, which most
+  // often nothing reads: an index each would be 160 bytes per query).
+  index_.assign(readers.empty() ? 0 : readers.back().first + 1, index::StreamIndex());
   build_routes([&](uint32_t s) -> index::StreamIndex& { return index_[s]; }, readers, 0);
   for (size_t n = 0; n < automaton_.nodes.size(); ++n) add_keyed_reader(static_cast<uint32_t>(n));
   base_routes_ = routes_.size();
@@ -403,8 +447,10 @@ bool Engine::extend_routes(size_t old_streams, size_t old_nodes, const nfa::Buil
     state_[n].max_dur = automaton_.nodes[n].max_dur;
   for (size_t s = old_streams; s < automaton_.streams.size(); ++s)
     streams_.push_back(StreamUse::of(automaton_.streams[s]));
-  index_.resize(automaton_.streams.size());
-  for (size_t s = old_streams; s < index_.size(); ++s) index_[s].prepare();
+  // (match() looks at the delta only for a stream that has an index: an empty one will do.)
+  const size_t indexed = index_.size();
+  if (!readers.empty()) index_.resize(std::max(indexed, size_t{readers.back().first} + 1));
+  for (size_t s = indexed; s < index_.size(); ++s) index_[s].prepare();
   keyed_count_.resize(automaton_.streams.size(), 0);
   for (size_t n = old_nodes; n < automaton_.nodes.size(); ++n)
     add_keyed_reader(static_cast<uint32_t>(n));

@@ -529,6 +529,15 @@ class Engine {
 
   // The routes and the index, built anew from the whole automaton.
   void rebuild_routes();
+  // rebuild_routes(), after dropping the nodes that removed queries left (dead_nodes_): their
+  // ids go to the nodes after them, so that a service whose queries come and go does not grow.
+  // The nodes from `first_new` on (those a build just added, none of them dead) keep their
+  // order; returns where they start now, and renumbers the nodes `changes` names.
+  size_t rebuild(size_t first_new, nfa::BuildChanges* changes);
+  // Drops the dead nodes from the automaton and from every structure of the engine that holds
+  // node ids (states, keyed buckets, the expiry wheel, the epoch's touched buckets); returns
+  // each old id's new one (nfa::drop_dead_nodes). The routes must be rebuilt after it.
+  std::vector<uint32_t> drop_dead_nodes();
   // After a build that only added nodes and START edges (`changes`; the streams and nodes
   // before it were `old_streams` and `old_nodes`): routes for what is new, appended after those
   // of the last full build and found through delta_, rebuilt with every route added since
@@ -773,6 +782,7 @@ class Engine {
   size_t base_routes_ = 0, base_outs_ = 0;
   uint32_t base_nodes_ = 0;
   size_t retired_routes_ = 0;          // of queries removed since the full build (retire_routes())
+  size_t dead_nodes_ = 0;              // dead nodes in automaton_ (rebuild() drops them)
   // What retire_routes() looks up in the last full build's routes and outs, so that a removal
   // reads the query's own and not every route (those added since are few, and are scanned):
   // lists threaded through arrays, each ended by kNoLink. owned[q]: the first of query q's

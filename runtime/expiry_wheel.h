@@ -86,6 +86,22 @@ class ExpiryWheel {
 
   size_t size() const { return size_; }
 
+  // Gives every entry's node its new number, `to(node)`, and drops the entries for which that
+  // is kDrop (a node that went). Visits every entry: for rare changes of the node numbering.
+  static constexpr uint32_t kDrop = UINT32_MAX;
+  template <typename To>
+  void renumber(To to) {
+    const auto level = [&](auto& l) {
+      for (size_t i = 0; i < l.slots.size(); ++i) {
+        if (l.slots[i].entries.empty()) continue;
+        size_ -= l.sift(i, [&](const Entry& e) { return to(e.node) == kDrop; });
+        for (Entry& e : l.slots[i].entries) e.node = to(e.node);
+      }
+    };
+    level(fine_);
+    level(coarse_);
+  }
+
  private:
   // Fine: 128 time units per slot, 1,024 slots (a round of 131,072 units, which covers the two
   // coarse periods the level holds). Coarse: 32,768 units per slot (33 seconds in

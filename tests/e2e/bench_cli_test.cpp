@@ -174,6 +174,20 @@ TEST_F(BenchCli, ChurnAddsAndRemovesQueriesAfterTheRun) {
   ASSERT_EQ(all.exit, 0) << all.err;
   EXPECT_NE(all.out.find("; 25 removed: mean "), std::string::npos) << all.out;
   EXPECT_NE(bench("--help").out.find("--removals N"), std::string::npos);
+  // --cycles: that many rounds of adds and removals, the live heap each one leaves.
+  const Result cycles = bench(
+      "--queries 100 --workload walk --events 2000 --jit off --churn 25 --removals 25 --cycles 3");
+  ASSERT_EQ(cycles.exit, 0) << cycles.err;
+  const std::vector<std::string> line = last_row(cycles.out);
+  ASSERT_GE(line.size(), 3u) << cycles.out;
+  EXPECT_EQ(line[0] + " " + line[1] + " " + line[2], "churn: 75 queries");
+  EXPECT_NE(cycles.out.find("; 75 removed: mean "), std::string::npos) << cycles.out;
+  const size_t heap = cycles.out.find("; live heap ");
+  ASSERT_NE(heap, std::string::npos) << cycles.out;
+  const std::string rest = cycles.out.substr(heap);
+  EXPECT_EQ(std::count(rest.begin(), rest.end(), ','), 2) << rest;  // three numbers
+  EXPECT_NE(rest.find(" MB (by cycle)\n"), std::string::npos) << rest;
+  EXPECT_NE(bench("--help").out.find("--cycles N"), std::string::npos);
 }
 
 // --scaled gives each query count the walk that keeps the work per event constant, and says

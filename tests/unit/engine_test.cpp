@@ -1187,13 +1187,60 @@ TEST(Engine, NodesRemovedEarlierAreNotVisitedThrough) {
 }
 
 // Makes `engine` build every route again: a query that reads, for the first time, a stream
-// published earlier (Dummy<n>, n from `dummies`, on a Stock stream) does.
+// published earlier (Dummy<n>, n from `dummies`, on a Stock stream) does. The full build also
+// drops the nodes of removed queries.
 void force_full_build(Engine& engine, int& dummies) {
   const std::string name = "Dummy" + std::to_string(dummies++);
   EXPECT_TRUE(
       engine.add_script("SELECT * FROM FILTER{Volume < -1}(Stock) PUBLISH " + name + ";").empty());
   EXPECT_TRUE(engine.add_script("SELECT * FROM " + name + " PUBLISH " + name + "R;").empty());
   EXPECT_EQ(engine.added_routes(), 0u);
+  const auto& nodes = engine.automaton().nodes;
+  EXPECT_EQ(std::count_if(nodes.begin(), nodes.end(), [](const auto& n) { return n.dead; }), 0);
+}
+
+// A full build after removals drops the removed queries' nodes and renumbers the others,
+// between events, while they hold partial matches: those go on to match and to expire, and a
+// query added afterwards still shares every node with a live query of its shape (signatures
+// name a node's sources by Node::serial, which renumbering keeps).
+TEST(Engine, DeadNodesGoAtTheNextFullBuild) {
+  constexpr const char* kTwoSteps =
+      "SELECT * FROM FILTER{DUR <= 10}(FILTER{Volume > 20}(Stock) NEXT{$2.Price > $1.Price} "
+      "Stock NEXT{$2.Price > $1.Price} Stock) PUBLISH ";
+  for (JitMode jit : {JitMode::Off, JitMode::Auto}) {
+    Harness h(std::string(kStock) +
+                  "SELECT Name, Price FROM FILTER{Volume > 10}(Stock) NEXT{$2.Price > $1.Price} "
+                  "Stock PUBLISH A;\n" +
+                  kTwoSteps + "B;\n",
+              options(jit, 1));
+    const auto& nodes = h.engine.automaton().nodes;
+    const size_t before = nodes.size();  // START, A's NEXT, B's two NEXTs
+    EXPECT_EQ(before, 4u);
+    h.stock("X", 1, 30, 1);  // begins A and B
+    h.stock("X", 2, 5, 2);   // A's output; B's second step
+    ASSERT_TRUE(h.engine.remove_query(0));
+    int dummies = 0;
+    force_full_build(h.engine, dummies);  // (its queries add no node: a START node and edges)
+    EXPECT_EQ(nodes.size(), before);      // A's node went, Dummy0R's START node came
+    EXPECT_EQ(std::count_if(nodes.begin(), nodes.end(),
+                            [](const nfa::Node& n) { return n.kind == nfa::NodeKind::Next; }),
+              2);
+    ASSERT_TRUE(h.engine.add_script(std::string(kTwoSteps) + "C;").empty());
+    EXPECT_EQ(nodes.size(), before);  // C shares B's nodes
+    h.stock("X", 3, 5, 3);            // B's match begun at 1 (before C was added: not C's)
+    h.stock("X", 1, 30, 4);           // begins B and C
+    h.stock("X", 2, 5, 5);
+    h.stock("X", 3, 5, 6);    // B's and C's match
+    h.stock("X", 5, 30, 20);  // begins again: expires at 31
+    EXPECT_EQ(h.engine.stats().instances, 1u);
+    h.engine.advance_to(40);
+    EXPECT_EQ(h.engine.stats().instances, 0u);
+    h.engine.finish();
+    EXPECT_EQ(h.outputs,
+              (std::vector<std::string>{"A[1,2] X 2", "B[1,3] X 1 30 X 2 5 X 3 5",
+                                        "B[4,6] X 1 30 X 2 5 X 3 5", "C[4,6] X 1 30 X 2 5 X 3 5"}))
+        << to_string(jit);
+  }
 }
 
 // A script that brings only new nodes and START edges extends the routes (a second index, of
@@ -1296,6 +1343,11 @@ TEST(Engine, QueriesAddedAndRemovedRouteAsIfRebuilt) {
       }
       h.engine.finish();
       std::sort(h.outputs.begin(), h.outputs.end());  // (the order within an epoch may differ)
+      // And the instances, which expire alike (a rebuild renumbers the nodes of their deadlines).
+      const EngineStats& st = h.engine.stats();
+      h.outputs.push_back("instances " + std::to_string(st.instances) + ", peak " +
+                          std::to_string(st.peak_instances) + ", expired " +
+                          std::to_string(st.expired));
       return h.outputs;
     };
     size_t most_added = 0;
@@ -1304,8 +1356,11 @@ TEST(Engine, QueriesAddedAndRemovedRouteAsIfRebuilt) {
     EXPECT_EQ(run(true, false, 1, nullptr), extended) << "seed " << seed;
     EXPECT_EQ(run(false, true, 1, nullptr), extended) << "seed " << seed;
     EXPECT_EQ(run(false, false, 4, nullptr), extended) << "seed " << seed;
-    // The background JIT compiles while queries come and go (and events run).
+    // The background JIT compiles while queries come and go (and events run), also while
+    // rebuilds move the nodes.
     EXPECT_EQ(run(false, true, 1, nullptr, JitMode::Auto), extended) << "seed " << seed;
+    EXPECT_EQ(run(true, true, 1, nullptr, JitMode::Auto), extended) << "seed " << seed;
+    EXPECT_EQ(run(true, false, 4, nullptr), extended) << "seed " << seed;
     for (const char* stream : {"Q", "Both["}) {  // not vacuous
       EXPECT_TRUE(std::any_of(extended.begin(), extended.end(),
                               [&](const std::string& o) { return o.starts_with(stream); }))

@@ -43,6 +43,27 @@ TEST(ExpiryWheel, HandsOutPassedDeadlinesOnly) {
   EXPECT_EQ(w.size(), 1u);
 }
 
+// Renumbering the nodes (the engine drops dead ones) renumbers the entries in both levels
+// and drops those of the nodes that went; the others come out when due, as before.
+TEST(ExpiryWheel, RenumberedNodesKeepTheirDeadlines) {
+  ExpiryWheel w;
+  std::vector<ExpiryWheel::Entry> due;
+  w.take_until(0, due);
+  w.add(10, 1, 0);      // fine level
+  w.add(20, 2, 5);      // node 2 goes
+  w.add(200000, 3, 7);  // coarse level
+  w.add(300000, 2, 0);  // coarse level, node 2 goes
+  w.add(300000, 4, 1);
+  w.renumber([](uint32_t n) { return n == 2 ? ExpiryWheel::kDrop : n - (n > 2); });
+  EXPECT_EQ(w.size(), 3u);
+  w.take_until(100, due);
+  EXPECT_EQ(sorted(due), (std::vector<Key>{{10, 1, 0}}));
+  due.clear();
+  w.take_until(400000, due);
+  EXPECT_EQ(sorted(due), (std::vector<Key>{{200000, 2, 7}, {300000, 3, 1}}));
+  EXPECT_EQ(w.size(), 0u);
+}
+
 TEST(ExpiryWheel, NegativeTimesAndAddsBeforeTheFirstTake) {
   ExpiryWheel w;
   w.add(-3000, 1, 1);
