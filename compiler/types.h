@@ -17,7 +17,6 @@
 #include <span>
 #include <string>
 #include <string_view>
-#include <unordered_map>
 #include <utility>
 #include <vector>
 
@@ -108,24 +107,32 @@ struct Schema {
 };
 
 // Append-only string table. Ids are dense, stable for the process lifetime, and id 0 is "".
-// Thread-safe: intern() takes a lock; view() of an id the caller obtained is lock-free (strings
-// live in fixed-size chunks that never move, published with release/acquire).
+// Thread-safe: intern() takes a lock; view() of an id the caller obtained is lock-free (entries
+// and texts live in blocks that never move, published with release/acquire).
+//
+// A string costs its entry (16 bytes, with the text in place up to 15 bytes, else a pointer to
+// it) and its share of the lookup table (8 bytes a slot, at most half of them used): about 40
+// bytes for a short string, where a std::string and an unordered_map node took about 90. Input
+// strings that keep changing (request ids, client addresses) are all kept (docs/architecture.md,
+// "What is not there yet"), so what each costs matters.
 class Interner {
  public:
   Interner();
   ~Interner();
+  Interner(const Interner&) = delete;
+  Interner& operator=(const Interner&) = delete;
   uint64_t intern(std::string_view s);
   std::string_view view(uint64_t id) const {
-    const std::string* chunk = chunks_[(id >> kChunkBits) & (kMaxChunks - 1)].load(
-        std::memory_order_acquire);
-    return id < size_.load(std::memory_order_acquire) ? std::string_view(chunk[id & kChunkMask])
-                                                       : std::string_view();
+    const Entry* chunk =
+        chunks_[(id >> kChunkBits) & (kMaxChunks - 1)].load(std::memory_order_acquire);
+    return id < size_.load(std::memory_order_acquire) ? chunk[id & kChunkMask].view()
+                                                      : std::string_view();
   }
   size_t size() const { return size_.load(std::memory_order_acquire); }
-  // Asks the caches for the string of an id the caller obtained, which view() reads (a string
-  // longer than std::string keeps inline has its text elsewhere).
+  // Asks the caches for the entry of an id the caller obtained, which view() reads (a string
+  // longer than an entry keeps in place has its text elsewhere).
   void prefetch(uint64_t id) const {
-    const std::string* chunk =
+    const Entry* chunk =
         chunks_[(id >> kChunkBits) & (kMaxChunks - 1)].load(std::memory_order_relaxed);
     if (chunk) __builtin_prefetch(chunk + (id & kChunkMask));
   }
@@ -136,12 +143,37 @@ class Interner {
  private:
   static constexpr unsigned kChunkBits = 14;
   static constexpr uint64_t kChunkMask = (uint64_t{1} << kChunkBits) - 1;
-  static constexpr size_t kMaxChunks = size_t{1} << 18;  // 4G strings
+  static constexpr size_t kMaxChunks = size_t{1} << 18;  // 4G strings (ids fit 32 bits)
+
+  // One string: bytes[15] <= kInline is the length of a text held in bytes[0, 15); otherwise
+  // (kFar) the first 8 bytes point to the text and the next 4 hold its length.
+  struct Entry {
+    static constexpr uint8_t kInline = 15, kFar = 255;
+    char bytes[16];
+    std::string_view view() const {
+      const uint8_t tag = static_cast<uint8_t>(bytes[15]);
+      if (tag <= kInline) return std::string_view(bytes, tag);
+      const char* text;
+      uint32_t size;
+      std::memcpy(&text, bytes, sizeof text);
+      std::memcpy(&size, bytes + sizeof text, sizeof size);
+      return std::string_view(text, size);
+    }
+  };
+  static_assert(sizeof(Entry) == 16);
+  // Copies `s` where it stays: into the current block of texts, or a block of its own.
+  const char* store_text(std::string_view s);
+  // The lookup table: open addressing over (hash's high 32 bits << 32 | id + 1), 0 = empty.
+  static uint64_t hash(std::string_view s);
+  void grow_table();
 
   std::mutex mu_;
-  std::unique_ptr<std::atomic<std::string*>[]> chunks_;
+  std::unique_ptr<std::atomic<Entry*>[]> chunks_;
   std::atomic<uint64_t> size_{0};
-  std::unordered_map<std::string_view, uint64_t> ids_;
+  std::vector<uint64_t> table_;
+  std::vector<std::unique_ptr<char[]>> texts_;  // blocks of the texts kept out of place
+  char* text_next_ = nullptr;                   // where the next short one goes
+  size_t text_free_ = 0;                        // bytes left after text_next_
 };
 
 inline uint64_t intern(std::string_view s) { return Interner::global().intern(s); }
