@@ -142,10 +142,10 @@ struct Result {
 // --churn: adds `script`'s queries (after its CREATE STREAM line) one script each, then removes
 // up to `removals` of them, the last added first, timing each call.
 void churn(Engine& engine, const std::string& script, size_t removals, Result& r) {
+  const double heap_before = live_heap_bytes();
   const auto ms_since = [](Clock::time_point a) {
     return std::chrono::duration<double, std::milli>(Clock::now() - a).count();
   };
-  const double heap_before = live_heap_bytes();
   std::istringstream lines(script);
   std::string line;
   std::getline(lines, line);  // CREATE STREAM
@@ -300,9 +300,13 @@ int main(int argc, char** argv) {
       churn_queries = number<size_t>(a, value());
     else if (a == "--removals")
       removals = number<size_t>(a, value());
-    else if (a == "--cycles")
+    else if (a == "--cycles") {
       cycles = number<size_t>(a, value());
-    else if (a == "--repeat") {
+      if (cycles == 0) {
+        std::cerr << "--cycles must be at least 1\n";
+        return 2;
+      }
+    } else if (a == "--repeat") {
       repeat = number<size_t>(a, value());
       if (repeat == 0) {
         std::cerr << "--repeat must be at least 1\n";

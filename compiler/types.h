@@ -111,10 +111,10 @@ struct Schema {
 // and texts live in blocks that never move, published with release/acquire).
 //
 // A string costs its entry (16 bytes, with the text in place up to 15 bytes, else a pointer to
-// it) and its share of the lookup table (8 bytes a slot, at most half of them used): about 40
-// bytes for a short string, where a std::string and an unordered_map node took about 90. Input
-// strings that keep changing (request ids, client addresses) are all kept (docs/architecture.md,
-// "What is not there yet"), so what each costs matters.
+// it) and its share of the lookup table (8-byte slots, a quarter to a half of them used): 32 to
+// 48 bytes for a short string, where a std::string and an unordered_map node took about 90.
+// Input strings that keep changing (request ids, client addresses) are all kept
+// (docs/architecture.md, "What is not there yet"), so what each costs matters.
 class Interner {
  public:
   Interner();

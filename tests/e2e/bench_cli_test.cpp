@@ -188,6 +188,7 @@ TEST_F(BenchCli, ChurnAddsAndRemovesQueriesAfterTheRun) {
   EXPECT_EQ(std::count(rest.begin(), rest.end(), ','), 2) << rest;  // three numbers
   EXPECT_NE(rest.find(" MB (by cycle)\n"), std::string::npos) << rest;
   EXPECT_NE(bench("--help").out.find("--cycles N"), std::string::npos);
+  EXPECT_EQ(bench("--queries 100 --churn 5 --cycles 0").exit, 2);
 }
 
 // --scaled gives each query count the walk that keeps the work per event constant, and says
