@@ -149,7 +149,7 @@ void churn(Engine& engine, const std::string& script, size_t removals, Result& r
   std::istringstream lines(script);
   std::string line;
   std::getline(lines, line);  // CREATE STREAM
-  size_t added = 0;
+  const size_t added_before = r.add_ms.size();  // (earlier cycles')
   while (std::getline(lines, line)) {
     // (Each its own output stream: unnamed, every one would be `q1` of its script.)
     line.insert(line.rfind(';'), " PUBLISH Churn" + std::to_string(r.add_ms.size()));
@@ -159,10 +159,9 @@ void churn(Engine& engine, const std::string& script, size_t removals, Result& r
       std::exit(1);
     }
     r.add_ms.push_back(ms_since(a));
-    ++added;
   }
   const size_t total = engine.automaton().queries.size();
-  for (size_t k = 0; k < std::min(removals, added); ++k) {
+  for (size_t k = 0; k < std::min(removals, r.add_ms.size() - added_before); ++k) {
     const auto a = Clock::now();
     engine.remove_query(static_cast<uint32_t>(total - 1 - k));
     r.remove_ms.push_back(ms_since(a));
