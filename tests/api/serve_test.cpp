@@ -383,6 +383,85 @@ TEST(Serve, TcpIngest) {
   EXPECT_NE(sub.next_line().find("\"Name\":\"C\""), std::string::npos);
 }
 
+// The engine thread pushes each ingested batch with the engine's lookahead (every event
+// announced a few pushes ahead of its own): the rows are those of the same events pushed one by
+// one through the API, in the same order.
+TEST(Serve, TcpIngestRowsAreThoseOfEventsPushedOneByOne) {
+  const std::string script =
+      "CREATE STREAM Stock (Name STRING, Price FLOAT, Volume INT);\n"
+      "SELECT Name, Price_1 AS First, Price AS Second FROM FILTER{DUR < 30}("
+      "FILTER{Volume > 3}(Stock) NEXT{$1.Name = $2.Name AND $2.Price > $1.Price} Stock) "
+      "PUBLISH Up;\n"
+      "SELECT Name, Price_1 AS Start, Price AS Last FROM FILTER{DUR < 60}("
+      "FILTER{Name = 'S1'}(Stock) FOLD{$2.Name = $.Name, $2.Price > $.Price,} Stock) "
+      "PUBLISH Run;\n";
+  // 900 events of 7 symbols, three to a time, each price a step of a walk.
+  std::string lines;
+  std::vector<std::vector<cayuga::api::Value>> values;
+  std::vector<int64_t> times;
+  int price[7] = {50, 50, 50, 50, 50, 50, 50};
+  const std::string names[7] = {"S0", "S1", "S2", "S3", "S4", "S5", "S6"};  // (Values view them)
+  for (int k = 0; k < 900; ++k) {
+    const int s = (k * 5) % 7;
+    price[s] += (k * 37) % 5 - 2;
+    const std::string& name = names[s];
+    values.push_back({name, double(price[s]), k % 10});
+    times.push_back(k / 3);
+    lines += name + "," + std::to_string(price[s]) + "," + std::to_string(k % 10) + ",Stock," +
+             std::to_string(k / 3) + "," + std::to_string(k / 3) + "\n";
+  }
+
+  ServeConfig cfg;
+  cfg.ingest_port = 0;
+  auto srv = start(cfg);
+  const uint16_t port = srv->http_port();
+  ASSERT_EQ(post(port, "/v1/scripts", script).status, 200);
+  Subscription up(port, "Up"), run(port, "Run");
+  net::io_context ioc;
+  tcp::socket s(ioc);
+  s.connect(tcp::endpoint(net::ip::make_address("127.0.0.1"), srv->ingest_port()));
+  net::write(s, net::buffer(lines));
+  s.shutdown(tcp::socket::shutdown_send);
+  std::string reply;
+  boost::system::error_code ec;
+  net::read(s, net::dynamic_buffer(reply), ec);
+  EXPECT_EQ(reply, "");
+  for (int i = 0; i < 500 && stat(port, "events_accepted") != 900; ++i)
+    std::this_thread::sleep_for(std::chrono::milliseconds(10));
+  srv->stop();  // closes the last epoch and ends the streams
+  const auto rest = [](Subscription& sub) {
+    std::vector<std::string> rows;
+    for (std::string line = sub.next_line(); !line.empty(); line = sub.next_line())
+      rows.push_back(line);
+    EXPECT_EQ(rows.empty() ? "" : rows.back(), R"({"end":"server shutting down"})");
+    if (!rows.empty()) rows.pop_back();
+    return rows;
+  };
+  const std::vector<std::string> served_up = rest(up), served_run = rest(run);
+
+  cayuga::api::Engine one_by_one;
+  ASSERT_TRUE(one_by_one.add_script(script).ok());
+  std::vector<std::string> want_up, want_run;
+  ASSERT_TRUE(
+      one_by_one
+          .subscribe("Up", [&](const cayuga::api::Output& o) { want_up.push_back(o.to_json()); })
+          .ok());
+  ASSERT_TRUE(
+      one_by_one
+          .subscribe("Run", [&](const cayuga::api::Output& o) { want_run.push_back(o.to_json()); })
+          .ok());
+  const uint32_t stock = *one_by_one.stream_id("Stock");
+  for (size_t k = 0; k < values.size(); ++k)
+    ASSERT_TRUE(one_by_one.push(cayuga::api::Event{stock, times[k], values[k]}).ok());
+  ASSERT_TRUE(one_by_one.finish().ok());
+
+  ASSERT_EQ(want_up.size(), 266u);
+  ASSERT_EQ(want_run.size(), 78u);
+  EXPECT_EQ(want_up[0], R"({"stream":"Up","t0":1,"t1":4,"Name":"S4","First":48,"Second":50})");
+  EXPECT_EQ(served_up, want_up);
+  EXPECT_EQ(served_run, want_run);
+}
+
 TEST(Serve, ArrivalTimeAndHeartbeat) {
   ServeConfig cfg;
   cfg.heartbeat_ms = 20;
