@@ -153,6 +153,32 @@ class Engine {
     else
       index_[stream].prefetch_entries(values);
   }
+  // match() of a batch of `n` events, for a thread that looks them up ahead of the engine's
+  // (`cayuga run`'s parsing threads, the service's connection threads): each lookup is two
+  // dependent cache misses (an index entry, then its postings), asked for with
+  // prefetch_match() eight and four events ahead. `event(i)` returns event i's stream and
+  // values (values null: not an event, skipped); its candidates are appended to `out`, and
+  // `matched(i, first, count)` is told where. Const, as match() is.
+  template <class EventOf, class Matched>
+  void match_batch(size_t n, EventOf event, std::vector<uint32_t>& out, Matched matched) const {
+    constexpr size_t kEntriesAhead = 8, kPostingsAhead = 4;
+    const auto ahead = [&](size_t i, bool postings) {
+      if (i >= n) return;
+      const auto [stream, values] = event(i);
+      if (values) prefetch_match(stream, values, postings);
+    };
+    for (size_t i = 0; i < kEntriesAhead; ++i) ahead(i, false);
+    for (size_t i = 0; i < kPostingsAhead; ++i) ahead(i, true);
+    for (size_t i = 0; i < n; ++i) {
+      ahead(i + kEntriesAhead, false);
+      ahead(i + kPostingsAhead, true);
+      const auto [stream, values] = event(i);
+      if (!values) continue;
+      const size_t first = out.size();
+      match(stream, values, out);
+      matched(i, first, out.size() - first);
+    }
+  }
   // Changes whenever the automaton does (add_script, remove_query), and with it the candidates.
   uint64_t generation() const { return generation_; }
   // Routes added since the routes and the index were last built whole: add_script extends them

@@ -20,13 +20,14 @@ if [ "${CAYUGA_SKIP_SANITIZE:-0}" != 1 ]; then
   ./scripts/build.sh sanitize
   ctest --test-dir build-sanitize --output-on-failure --timeout 900 -j "$jobs"
 
-  # ThreadSanitizer: the engine, the string table, the embedding API and the whole end-to-end
+  # ThreadSanitizer: the engine, the string table, the embedding API, the service (whose
+  # connection threads look up candidates beside the engine thread) and the whole end-to-end
   # suite with four workers and every batch split into tasks.
   cmake --preset tsan >/dev/null
   cmake --build --preset tsan --target engine_test expiry_wheel_test interner_test api_test \
-    cayuga e2e_runner
+    serve_test cayuga e2e_runner
   ctest --test-dir build-tsan --output-on-failure --timeout 900 -j "$jobs" \
-    -R '^(Engine|Api|ExpiryWheel|Interner)[.]|[.]threads4$'
+    -R '^(Engine|Api|Serve|ExpiryWheel|Interner)[.]|[.]threads4$'
 fi
 
 fuzz_seconds="${CAYUGA_FUZZ_SECONDS:-60}"

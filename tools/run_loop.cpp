@@ -127,26 +127,18 @@ constexpr size_t kBatchBytes = size_t{256} << 10;
 // Each event's candidates (Engine::match), for Engine::hint.
 void match_batch(const Engine& engine, EventBatch& batch) {
   batch.candidates.clear();
-  // Each lookup is two dependent cache misses (an index entry, then its postings): they are
-  // asked for eight and four events ahead.
-  constexpr size_t kEntriesAhead = 8, kPostingsAhead = 4;
-  const auto ahead = [&](size_t i, bool postings) {
-    if (i >= batch.items.size()) return;
-    const EventBatch::Item& item = batch.items[i];
-    if (item.status == EventReader::Status::Event)
-      engine.prefetch_match(item.stream, batch.values.data() + item.first, postings);
-  };
-  for (size_t i = 0; i < kEntriesAhead; ++i) ahead(i, false);
-  for (size_t i = 0; i < kPostingsAhead; ++i) ahead(i, true);
-  for (size_t i = 0; i < batch.items.size(); ++i) {
-    ahead(i + kEntriesAhead, false);
-    ahead(i + kPostingsAhead, true);
-    EventBatch::Item& item = batch.items[i];
-    if (item.status != EventReader::Status::Event) continue;
-    item.cand_first = static_cast<uint32_t>(batch.candidates.size());
-    engine.match(item.stream, batch.values.data() + item.first, batch.candidates);
-    item.cand_count = static_cast<uint32_t>(batch.candidates.size() - item.cand_first);
-  }
+  auto& items = batch.items;
+  engine.match_batch(
+      items.size(),
+      [&](size_t i) {
+        const bool event = items[i].status == EventReader::Status::Event;
+        return std::pair(items[i].stream, event ? batch.values.data() + items[i].first : nullptr);
+      },
+      batch.candidates,
+      [&](size_t i, size_t first, size_t count) {
+        items[i].cand_first = static_cast<uint32_t>(first);
+        items[i].cand_count = static_cast<uint32_t>(count);
+      });
   batch.generation = engine.generation();
   batch.matched = true;
 }

@@ -118,6 +118,7 @@ void EngineImpl::refresh_streams() {
   const auto& streams = engine_.automaton().streams;
   subs_.resize(streams.size());
   live_publishers_.resize(streams.size());
+  row_bits_.resize((streams.size() + 31) / 32);
   while (fields_.size() < streams.size()) {
     const Schema& s = streams[fields_.size()].schema;
     std::vector<Field> f;
@@ -154,7 +155,11 @@ ScriptResult EngineImpl::add_script(std::string_view text) {
   }
   std::lock_guard<std::recursive_mutex> lock(mu_);
   const size_t before = engine_.automaton().queries.size();
-  Diagnostics ds = engine_.add_script(text);
+  Diagnostics ds;
+  {
+    IndexWriter writer(*this);
+    ds = engine_.add_script(text);
+  }
   if (!ds.empty()) {
     for (auto& d : ds) r.errors.push_back(Error{d.line, d.column, std::move(d.message)});
     return r;
@@ -174,6 +179,7 @@ ScriptResult EngineImpl::add_script(std::string_view text) {
     info.stream_id = q.stream;
     queries_.push_back(QueryRec{info, index});
     ++live_publishers_[q.stream];
+    update_row_bits(q.stream);
     r.queries.push_back(info);
   }
   return r;
@@ -187,6 +193,8 @@ Status EngineImpl::remove_query(uint32_t id) {
   if (q.removed) return {Code::NotFound, "query " + std::to_string(id) + " was already removed"};
   q.removed = true;
   --live_publishers_[q.stream_id];
+  update_row_bits(q.stream_id);
+  IndexWriter writer(*this);
   engine_.remove_query(queries_[id - 1].automaton_index);
   return {};
 }
@@ -263,14 +271,38 @@ Status EngineImpl::push_slots(uint32_t stream, int64_t t0, int64_t t1, const Slo
   return push_locked(stream, t0, t1, values);
 }
 
+void EngineImpl::match_batch(std::span<const SlotEvent> events, const Slot* slots,
+                             Matched& out) const {
+  out.candidates.clear();
+  out.first.clear();
+  if (index_writers_.load(std::memory_order_acquire) > 0) return;  // (see the header)
+  std::shared_lock<std::shared_mutex> lock(index_mu_);
+  engine_.match_batch(
+      events.size(),
+      [&](size_t i) { return std::pair(events[i].stream, slots + events[i].offset); },
+      out.candidates,
+      [&](size_t, size_t first, size_t) { out.first.push_back(static_cast<uint32_t>(first)); });
+  out.first.push_back(static_cast<uint32_t>(out.candidates.size()));
+  out.generation = engine_.generation();
+}
+
 void EngineImpl::push_slot_batch(std::span<const SlotEvent> events, const Slot* slots,
-                                 uint64_t* late) {
+                                 uint64_t* late, const Matched* matched) {
+  const bool given = matched && matched->first.size() == events.size() + 1;
   std::lock_guard<std::recursive_mutex> lock(mu_);
   const uint64_t before = engine_.stats().late_events;
   {
     CallbackScope scope(this);
     push_with_lookahead(
-        events.size(), [&](size_t i) { engine_.hint(events[i].stream, slots + events[i].offset); },
+        events.size(),
+        [&](size_t i) {
+          const Slot* values = slots + events[i].offset;
+          if (!given) return engine_.hint(events[i].stream, values);
+          const uint32_t at = matched->first[i], count = matched->first[i + 1] - at;
+          engine_.hint(events[i].stream, values,
+                       std::span<const uint32_t>(matched->candidates.data() + at, count),
+                       matched->generation);
+        },
         [&](size_t i) {
           if (closed_) return false;
           const SlotEvent& e = events[i];
@@ -431,10 +463,21 @@ Stats EngineImpl::stats() const {
   return s;
 }
 
+void EngineImpl::update_row_bits(uint32_t stream) {
+  const uint64_t bits =
+      (live_publishers_[stream] > 0 ? kDelivering : 0) | (subs_[stream].empty() ? 0 : kSubscribed);
+  const unsigned shift = stream % 32 * 2;
+  uint64_t& word = row_bits_[stream / 32];
+  word = (word & ~(uint64_t{3} << shift)) | bits << shift;
+}
+
 void EngineImpl::on_row(uint32_t stream, const RowView& row) {
-  if (stream >= live_publishers_.size() || live_publishers_[stream] == 0) return;
+  if (stream / 32 >= row_bits_.size()) return;
+  const uint64_t bits = row_bits(stream);
+  if (!(bits & kDelivering)) return;
   ++outputs_;
-  for (const Sub& s : subs_[stream]) s.cb(stream, row);
+  if (bits & kSubscribed)
+    for (const Sub& s : subs_[stream]) s.cb(stream, row);
 }
 
 Result<uint64_t> EngineImpl::subscribe_rows(std::string_view stream, RowCallback cb) {
@@ -445,6 +488,7 @@ Result<uint64_t> EngineImpl::subscribe_rows(std::string_view stream, RowCallback
     return {{Code::NotFound, "no published stream " + std::string(stream)}, 0};
   const uint64_t sub = next_sub_++;
   subs_[id].push_back(Sub{sub, std::move(cb), {}});
+  update_row_bits(static_cast<uint32_t>(id));
   ++sub_count_;
   return {{}, sub};
 }
@@ -456,6 +500,7 @@ Status EngineImpl::unsubscribe(uint64_t id) {
     for (auto it = list.begin(); it != list.end(); ++it)
       if (it->id == id) {
         list.erase(it);
+        update_row_bits(static_cast<uint32_t>(&list - subs_.data()));
         --sub_count_;
         return {};
       }

@@ -12,11 +12,14 @@
 // same EngineImpl from a callback returns Code::WouldDeadlock (detected per thread).
 #pragma once
 
+#include <atomic>
 #include <cstdint>
 #include <deque>
 #include <functional>
 #include <memory>
 #include <mutex>
+#include <shared_mutex>
+#include <span>
 #include <string>
 #include <string_view>
 #include <vector>
@@ -63,7 +66,23 @@ struct EngineImpl {
     int64_t t0, t1;
     size_t offset;  // into the slot array
   };
-  void push_slot_batch(std::span<const SlotEvent> events, const Slot* slots, uint64_t* late);
+  // The candidates of a batch's events (cayuga::Engine::match: the edges and nodes the global
+  // index sends each to), looked up on the calling thread ahead of push_slot_batch, which then
+  // hands them to the engine's lookahead and the engine thread skips the index. For the
+  // service's connection threads: it takes no engine lock, only a shared one against
+  // add_script and remove_query, which change the index. The candidates carry the engine's
+  // generation, and the engine ignores those of an older one (a script added since). While
+  // one of those waits for the lock, nothing is looked up (`out` is left empty, and the engine
+  // thread looks the events up itself), so that a stream of batches never holds it off.
+  struct Matched {
+    std::vector<uint32_t> candidates;
+    std::vector<uint32_t> first;  // event i's are [first[i], first[i + 1])
+    uint64_t generation = 0;
+  };
+  void match_batch(std::span<const SlotEvent> events, const Slot* slots, Matched& out) const;
+  // `matched`: match_batch() of these events (if it looked them up), or null.
+  void push_slot_batch(std::span<const SlotEvent> events, const Slot* slots, uint64_t* late,
+                       const Matched* matched = nullptr);
   // Checks and converts public values, then pushes (the public push / push_batch).
   Status push_values(const Event& e);
   BatchResult push_value_batch(std::span<const Event> events);
@@ -109,10 +128,36 @@ struct EngineImpl {
   void refresh_streams();  // after add_script, mu_ held
 
   mutable std::recursive_mutex mu_;  // recursive: read-only calls from callbacks are fine
+  // Held exclusively (inside mu_) while add_script or remove_query changes the engine's index,
+  // shared by match_batch(), which holds nothing else.
+  mutable std::shared_mutex index_mu_;
+  std::atomic<int> index_writers_{0};  // add_script or remove_query waiting for or in index_mu_
+  // index_mu_ held exclusively, counted in index_writers_ from before it is waited for.
+  struct IndexWriter {
+    explicit IndexWriter(EngineImpl& e) : engine(e) {
+      engine.index_writers_.fetch_add(1, std::memory_order_acq_rel);
+      engine.index_mu_.lock();
+    }
+    ~IndexWriter() {
+      engine.index_mu_.unlock();
+      engine.index_writers_.fetch_sub(1, std::memory_order_acq_rel);
+    }
+    EngineImpl& engine;
+  };
   cayuga::Engine engine_;
   std::vector<QueryRec> queries_;
   std::vector<std::vector<Sub>> subs_;     // by stream id
   std::vector<uint32_t> live_publishers_;  // by stream id
+  // What on_row() reads of each stream, two bits (32 streams a word), kept from
+  // live_publishers_ and subs_ (update_row_bits): whether a live query publishes it, and
+  // whether it has subscribers. With a query per stream, a service of 100k queries reads a
+  // 25 KB array that stays cached, not a count and a list that are cold at every output.
+  static constexpr uint64_t kDelivering = 1, kSubscribed = 2;
+  std::vector<uint64_t> row_bits_;
+  uint64_t row_bits(uint32_t stream) const {
+    return row_bits_[stream / 32] >> (stream % 32 * 2) & 3;
+  }
+  void update_row_bits(uint32_t stream);
   std::deque<std::vector<Field>> fields_;  // by stream id (deque: stable references)
   uint64_t next_sub_ = 1;
   uint64_t sub_count_ = 0;

@@ -462,6 +462,52 @@ TEST(Serve, TcpIngestRowsAreThoseOfEventsPushedOneByOne) {
   EXPECT_EQ(served_run, want_run);
 }
 
+// A connection thread looks up a batch's candidates as it parses it; a script added before the
+// engine thread pushes the batch changes the index, and those candidates are then not used (the
+// engine's generation): the new query's rows are there.
+TEST(Serve, CandidatesLookedUpBeforeAScriptIsAddedAreNotUsed) {
+  cayuga::api::Engine engine;
+  cayuga::api::detail::EngineImpl& core = *engine.impl();
+  ASSERT_TRUE(engine
+                  .add_script("CREATE STREAM Stock (Name STRING, Price FLOAT, Volume INT);\n"
+                              "SELECT Name, Price FROM FILTER{Price > 10}(Stock) PUBLISH A;")
+                  .ok());
+  std::vector<std::string> rows;
+  const auto collect = [&](const cayuga::api::Output& o) { rows.push_back(o.to_json()); };
+  ASSERT_TRUE(engine.subscribe("A", collect).ok());
+  cayuga::serve::Batch b;
+  std::vector<cayuga::serve::LineError> errors;
+  // Eight events: the first three are pushed with the candidates looked up ahead (the last
+  // few of a batch have nothing to announce after them, and are looked up as they are pushed).
+  std::string text;
+  const int prices[8] = {15, 25, 5, 30, 12, 22, 8, 40};
+  for (int t = 1; t <= 8; ++t)
+    text += "IBM," + std::to_string(prices[t - 1]) + ",1,Stock," + std::to_string(t) + "," +
+            std::to_string(t) + "\n";
+  cayuga::serve::parse_lines(text, *core.snapshot(), cayuga::EngineUnit::Ms, 1, b, errors, 10,
+                             nullptr);
+  ASSERT_EQ(errors.size(), 0u);
+  core.match_batch(b.events, b.slots.data(), b.matched);
+  ASSERT_EQ(b.matched.first, (std::vector<uint32_t>{0, 1, 2, 3, 4, 5, 6, 7, 8}));  // A's edge
+  ASSERT_TRUE(
+      engine.add_script("SELECT Name, Price FROM FILTER{Price > 20}(Stock) PUBLISH B;").ok());
+  ASSERT_TRUE(engine.subscribe("B", collect).ok());
+  core.push_slot_batch(b.events, b.slots.data(), nullptr, &b.matched);
+  ASSERT_TRUE(engine.finish().ok());
+  EXPECT_EQ(rows, (std::vector<std::string>{
+                      R"({"stream":"A","t0":1,"t1":1,"Name":"IBM","Price":15})",
+                      R"({"stream":"A","t0":2,"t1":2,"Name":"IBM","Price":25})",
+                      R"({"stream":"B","t0":2,"t1":2,"Name":"IBM","Price":25})",
+                      R"({"stream":"A","t0":4,"t1":4,"Name":"IBM","Price":30})",
+                      R"({"stream":"B","t0":4,"t1":4,"Name":"IBM","Price":30})",
+                      R"({"stream":"A","t0":5,"t1":5,"Name":"IBM","Price":12})",
+                      R"({"stream":"A","t0":6,"t1":6,"Name":"IBM","Price":22})",
+                      R"({"stream":"B","t0":6,"t1":6,"Name":"IBM","Price":22})",
+                      R"({"stream":"A","t0":8,"t1":8,"Name":"IBM","Price":40})",
+                      R"({"stream":"B","t0":8,"t1":8,"Name":"IBM","Price":40})",
+                  }));
+}
+
 TEST(Serve, ArrivalTimeAndHeartbeat) {
   ServeConfig cfg;
   cfg.heartbeat_ms = 20;

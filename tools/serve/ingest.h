@@ -39,6 +39,7 @@ struct Batch {
   std::vector<EngineImpl::SlotEvent> events;
   std::vector<Slot> slots;
   std::vector<uint32_t> arrival;  // indexes of events whose time is the arrival time
+  EngineImpl::Matched matched;    // the events' candidates, looked up as they were parsed
   // A heartbeat request (POST /v1/advance): after the events, advance the engine to this time.
   int64_t advance = INT64_MIN;
   size_t size() const { return events.size(); }

@@ -142,6 +142,15 @@ struct Server::Impl {
   void run_connection(tcp::socket sock, uint64_t id, bool ingest);
   void http_session(tcp::socket& sock, uint64_t id);
   void ingest_session(tcp::socket& sock);
+  // Parses `text` into `b` (parse_lines) and looks up its events' candidates in the engine's
+  // index (EngineImpl::match_batch): both on the calling connection thread, so that the engine
+  // thread only pushes.
+  void parse(std::string_view text, uint64_t first_line, Batch& b, std::vector<LineError>& errors,
+             uint64_t* error_count) {
+    parse_lines(text, *core->snapshot(), unit, first_line, b, errors, kMaxListedErrors,
+                error_count);
+    core->match_batch(b.events, b.slots.data(), b.matched);
+  }
   void subscribe_session(tcp::socket& sock, uint64_t id, const Request& req,
                          std::string_view stream);
   Response handle(const Request& req);
@@ -333,7 +342,7 @@ void Server::Impl::engine_loop() {
     for (Batch& b : batches) {
       if (!b.events.empty()) {
         uint64_t late = 0;
-        core->push_slot_batch(b.events, b.slots.data(), &late);
+        core->push_slot_batch(b.events, b.slots.data(), &late, &b.matched);
         late_in_queue += late;
       }
       if (b.advance != INT64_MIN) core->advance_to(b.advance);
@@ -549,7 +558,7 @@ Response Server::Impl::handle(const Request& req) {
     Batch b;
     std::vector<LineError> errors;
     uint64_t error_count = 0;
-    parse_lines(req.body(), *core->snapshot(), unit, 1, b, errors, kMaxListedErrors, &error_count);
+    parse(req.body(), 1, b, errors, &error_count);
     bad_lines += error_count;
     const size_t n = b.size();
     if (n > 0 && !queue.try_push(std::move(b))) {
@@ -743,7 +752,7 @@ void Server::Impl::ingest_session(tcp::socket& sock) {
       Batch b;
       std::vector<LineError> errors;
       uint64_t error_count = 0;
-      parse_lines(chunk, *core->snapshot(), unit, line, b, errors, kMaxListedErrors, &error_count);
+      parse(chunk, line, b, errors, &error_count);
       bad_lines += error_count;
       line += static_cast<uint64_t>(std::count(chunk.begin(), chunk.end(), '\n'));
       if (b.size() > 0 && !queue.push_wait(std::move(b))) return;  // shutting down
