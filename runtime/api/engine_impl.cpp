@@ -105,9 +105,10 @@ EngineImpl::~EngineImpl() {
 
 void EngineImpl::on_destroy(uint64_t id, std::function<void()> closer) {
   std::lock_guard<std::recursive_mutex> lock(mu_);
-  for (auto& list : subs_)
-    for (auto& s : list)
-      if (s.id == id) s.closer = std::move(closer);
+  const auto it = sub_stream_.find(id);
+  if (it == sub_stream_.end()) return;
+  for (auto& s : subs_[it->second])
+    if (s.id == id) s.closer = std::move(closer);
 }
 
 bool EngineImpl::in_callback() const {
@@ -454,7 +455,7 @@ Stats EngineImpl::stats() const {
   s.expired = es.expired;
   s.div_by_zero = es.div_by_zero;
   for (const auto& q : queries_) (q.info.removed ? s.removed_queries : s.queries) += 1;
-  s.subscriptions = sub_count_;
+  s.subscriptions = sub_stream_.size();
   // Per instance: its slots plus t0, t1 and a consumed flag (runtime/engine.h NodeState).
   s.memory_bytes = es.instances * (uint64_t{max_width_} * sizeof(Slot) + 17);
   s.memory_budget = options.memory_budget;
@@ -489,22 +490,20 @@ Result<uint64_t> EngineImpl::subscribe_rows(std::string_view stream, RowCallback
   const uint64_t sub = next_sub_++;
   subs_[id].push_back(Sub{sub, std::move(cb), {}});
   update_row_bits(static_cast<uint32_t>(id));
-  ++sub_count_;
+  sub_stream_.emplace(sub, static_cast<uint32_t>(id));
   return {{}, sub};
 }
 
 Status EngineImpl::unsubscribe(uint64_t id) {
   if (in_callback()) return deadlock();
   std::lock_guard<std::recursive_mutex> lock(mu_);
-  for (auto& list : subs_)
-    for (auto it = list.begin(); it != list.end(); ++it)
-      if (it->id == id) {
-        list.erase(it);
-        update_row_bits(static_cast<uint32_t>(&list - subs_.data()));
-        --sub_count_;
-        return {};
-      }
-  return {Code::NotFound, "no subscription " + std::to_string(id)};
+  const auto found = sub_stream_.find(id);
+  if (found == sub_stream_.end()) return {Code::NotFound, "no subscription " + std::to_string(id)};
+  const uint32_t stream = found->second;
+  sub_stream_.erase(found);
+  std::erase_if(subs_[stream], [&](const Sub& s) { return s.id == id; });
+  update_row_bits(stream);
+  return {};
 }
 
 }  // namespace cayuga::api::detail

@@ -261,11 +261,14 @@ TEST(Api, UnsubscribeAndQueueLifetime) {
   auto q = e->subscribe_queue("All", 10).value;
   uint32_t s = *e->stream_id("Stock");
   e->push(s, 1, {"A", 1.0, 1});
+  EXPECT_EQ(e->stats().subscriptions, 2u);
   EXPECT_TRUE(e->unsubscribe(id).ok());
   EXPECT_EQ(e->unsubscribe(id).code, cep::Code::NotFound);
+  EXPECT_EQ(e->unsubscribe(12345).code, cep::Code::NotFound);
+  EXPECT_EQ(e->stats().subscriptions, 1u);
   e->push(s, 2, {"A", 1.0, 1});
   EXPECT_EQ(c.rows.size(), 1u);
-  EXPECT_EQ(q->size(), 2u);
+  EXPECT_EQ(q->size(), 2u);  // the stream's other subscriber still gets its rows
   e.reset();  // the queue outlives the engine
   EXPECT_TRUE(q->closed());
   EXPECT_EQ(q->close_reason(), "the engine was destroyed");
