@@ -1,7 +1,7 @@
 // cayuga-serve-bench: sustained event rate through the service, end to end over loopback.
 //
 //   cayuga-serve-bench [--seconds N] [--batch N] [--clients N] [--queries N] [--symbols N]
-//                      [--phase http|tcp|both] [--jit on|off|auto]
+//                      [--phase http|tcp|both] [--jit on|off|auto] [--threads N]
 //
 // Starts a server in-process on ephemeral ports and runs two phases: HTTP (N clients POSTing
 // JSON Lines batches, arrival time, retrying on 503) and TCP ingest (one connection streaming
@@ -77,7 +77,8 @@ struct Events {
 };
 
 Events make_events(const Options& o) {
-  constexpr size_t kPool = 1 << 18;  // (4 events a tick of 100 ms, as cayuga-bench's walk)
+  // 262,144 events, 4 every 100 ms as in cayuga-bench's walk (its seed too).
+  constexpr size_t kPool = 1 << 18;
   const std::vector<std::string> symbols = cayuga::bench::synthetic_symbols(o.symbols);
   const auto walk = cayuga::bench::random_walk(kPool, symbols, 4, 100, 7);
   Events ev;
@@ -257,7 +258,10 @@ Phase run_tcp(const Options& o, const Events& ev) {
     for (int n = 0; n < 1000; ++n) {
       const int64_t t = ev.times[i] + static_cast<int64_t>(round) * ev.span;
       const std::string_view at(time, std::to_chars(time, time + sizeof time, t).ptr);
-      (((chunk += ev.line_heads[i]) += at) += ',') += at;
+      chunk += ev.line_heads[i];
+      chunk += at;
+      chunk += ',';
+      chunk += at;
       chunk += '\n';
       if (++i == ev.times.size()) i = 0, ++round;
     }
