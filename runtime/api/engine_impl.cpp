@@ -193,6 +193,7 @@ Status EngineImpl::remove_query(uint32_t id) {
   QueryInfo& q = queries_[id - 1].info;
   if (q.removed) return {Code::NotFound, "query " + std::to_string(id) + " was already removed"};
   q.removed = true;
+  ++removed_queries_;
   --live_publishers_[q.stream_id];
   update_row_bits(q.stream_id);
   IndexWriter writer(*this);
@@ -454,7 +455,8 @@ Stats EngineImpl::stats() const {
   s.peak_instances = es.peak_instances;
   s.expired = es.expired;
   s.div_by_zero = es.div_by_zero;
-  for (const auto& q : queries_) (q.info.removed ? s.removed_queries : s.queries) += 1;
+  s.removed_queries = removed_queries_;
+  s.queries = queries_.size() - removed_queries_;
   s.subscriptions = sub_stream_.size();
   // Per instance: its slots plus t0, t1 and a consumed flag (runtime/engine.h NodeState).
   s.memory_bytes = es.instances * (uint64_t{max_width_} * sizeof(Slot) + 17);

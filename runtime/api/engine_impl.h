@@ -147,6 +147,7 @@ struct EngineImpl {
   };
   cayuga::Engine engine_;
   std::vector<QueryRec> queries_;
+  uint64_t removed_queries_ = 0;  // of queries_ (stats() reads no list: the service polls it)
   std::vector<std::vector<Sub>> subs_;     // by stream id
   std::vector<uint32_t> live_publishers_;  // by stream id
   // What on_row() reads of each stream, two bits (32 streams a word), kept from
