@@ -135,10 +135,26 @@ bool StreamIndex::Posting::check(const Atom& a) {
 bool StreamIndex::add(uint32_t target, const std::vector<Atom>& guard) {
   for (const Atom& a : guard)
     if (a.cmp == Type::Float && std::isnan(a.value.f)) return true;  // can never hold
-  ++targets_;
   const Atom* best = nullptr;
   for (const Atom& a : guard)
     if (rank(a) < 2 && (!best || rank(a) < rank(*best))) best = &a;
+  return place(target, best, guard);
+}
+
+void StreamIndex::add_rider(uint32_t target, const Atom& key, const std::vector<Atom>& rider) {
+  place(target | kRides, &key, rider);
+}
+
+bool StreamIndex::checks_all(const std::vector<Atom>& guard) {
+  return std::all_of(guard.begin(), guard.end(), [](const Atom& a) {
+    return !is_string_range(a) && a.attr <= nfa::kMaxAtomAttr &&
+           !(a.cmp == Type::Float && std::isnan(a.value.f));
+  });
+}
+
+bool StreamIndex::place(uint32_t target, const Atom* best, const std::vector<Atom>& guard) {
+  ++targets_;
+  const uint32_t id = target & ~kRides;  // (more_at_ is by target)
   Posting p;
   p.target = target;
   bool whole = true;
@@ -157,11 +173,11 @@ bool StreamIndex::add(uint32_t target, const std::vector<Atom>& guard) {
     }
     if (!p.more) {
       p.more = true;
-      more_at_[target] = static_cast<uint32_t>(more_.size());
+      more_at_[id] = static_cast<uint32_t>(more_.size());
       more_.push_back(Posting{});  // the count, in bound.i
     }
     more_.push_back(c);
-    ++more_[more_at_[target]].bound.i;
+    ++more_[more_at_[id]].bound.i;
   }
   if (!best) {
     always_.push_back(p);
@@ -253,14 +269,15 @@ std::vector<std::pair<uint32_t, uint32_t>> StreamIndex::renumber() {
     for (auto& [c, p] : t.by_int) seq.push_back(&p);
   }
   std::vector<uint32_t> numbers;
-  for (const Posting* p : seq) numbers.push_back(p->target);
+  for (const Posting* p : seq) numbers.push_back(p->target & ~kRides);
   std::sort(numbers.begin(), numbers.end());
   std::vector<std::pair<uint32_t, uint32_t>> moves;
   std::unordered_map<uint32_t, uint32_t> more_at;
   for (size_t k = 0; k < seq.size(); ++k) {
-    moves.emplace_back(seq[k]->target, numbers[k]);
-    if (seq[k]->more) more_at[numbers[k]] = more_at_.at(seq[k]->target);
-    seq[k]->target = numbers[k];
+    const uint32_t old = seq[k]->target & ~kRides;
+    moves.emplace_back(old, numbers[k]);
+    if (seq[k]->more) more_at[numbers[k]] = more_at_.at(old);
+    seq[k]->target = numbers[k] | (seq[k]->target & kRides);
   }
   more_at_ = std::move(more_at);
   return moves;
@@ -270,14 +287,15 @@ std::vector<std::pair<uint32_t, uint32_t>> StreamIndex::renumber() {
                                                           const Slot* event) const {
   bool ok = p.holds(event);
   if (p.more) {
-    const Posting* more = more_.data() + more_at_.at(p.target);
+    const Posting* more = more_.data() + more_at_.at(p.target & ~kRides);
     for (int64_t i = 1; i <= more[0].bound.i; ++i) ok &= more[i].holds(event);
   }
   return ok;
 }
 
 // Every target is written, and kept by the count alone: whether a posting holds changes from
-// one posting to the next, which no branch predictor learns.
+// one posting to the next, which no branch predictor learns. A rider is always kept, with
+// kRides cleared when its atoms do not hold.
 template <typename It, typename PostingOf>
 [[gnu::always_inline]] inline void StreamIndex::take(It first, It last, PostingOf posting,
                                                      const Slot* event,
@@ -285,9 +303,11 @@ template <typename It, typename PostingOf>
   size_t kept = out.size();
   for (It it = first; it != last; ++it) {
     const Posting& p = posting(*it);
+    const bool holds = holds_all(p, event);
+    const uint32_t rides = p.target & kRides;
     out.push_back(p.target);  // (out.size() > kept from here on)
-    out[kept] = p.target;
-    kept += holds_all(p, event);
+    out[kept] = p.target & ~(rides & (uint32_t{holds} - 1));
+    kept += holds | (rides != 0);
   }
   out.erase(out.begin() + static_cast<ptrdiff_t>(kept), out.end());
 }

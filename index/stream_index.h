@@ -30,6 +30,16 @@ class StreamIndex {
   // some atom is a string range). A guard with an atom that can never hold (a NaN constant)
   // registers nothing: the target can never fire.
   bool add(uint32_t target, const std::vector<nfa::Atom>& guard);
+  // A target that stands for two: one whose guard is the equality `key` alone (a NEXT/FOLD
+  // node), and one whose guard is `key` and `rider` (the START edge that feeds the node). It is
+  // handed out whenever the event satisfies `key`, with kRides set when the event satisfies
+  // every atom of `rider` too. `key` must be an equality and every atom checked (checks_all()).
+  // Targets stay below kRides.
+  static constexpr uint32_t kRides = 1u << 31;
+  void add_rider(uint32_t target, const nfa::Atom& key, const std::vector<nfa::Atom>& rider);
+  // Whether match() checks every atom of `guard` and each can hold: no string range, no
+  // attribute beyond nfa::kMaxAtomAttr, no NaN constant.
+  static bool checks_all(const std::vector<nfa::Atom>& guard);
   // Builds the lookup tables; call once, after the last add() and before match().
   void prepare();
   // Renumbers the targets among themselves so that those one event meets together (one key's
@@ -68,7 +78,8 @@ class StreamIndex {
     IntAsFloatLe,
     IntAsFloatEq,
   };
-  // A target and one atom of its guard that the table it sits in does not decide, in 16 bytes
+  // A target (with kRides for a rider) and one atom of its guard that the table it sits in does
+  // not decide, in 16 bytes
   // (four to a cache line: a key's postings are an event's first dependent reads). Further
   // atoms are postings in `more_` (their targets unused), at more_at_[target]: a count (in
   // bound.i), then the checks.
@@ -124,6 +135,10 @@ class StreamIndex {
     std::vector<std::pair<int64_t, Posting>> by_int;    // cmp INT
   };
 
+  // Registers posting target `target` (a target, with kRides for a rider) under `key` (null:
+  // always a candidate), checking the atoms of `guard` other than `key` itself; returns whether
+  // it checks every one.
+  bool place(uint32_t target, const nfa::Atom* key, const std::vector<nfa::Atom>& guard);
   // Whether `event` satisfies the atoms stored with `p`.
   bool holds_all(const Posting& p, const Slot* event) const;
   // Appends the targets of the postings [first, last) (posting(*it) of each) whose atoms

@@ -253,7 +253,9 @@ bool Engine::retire_routes(uint32_t id, std::span<const uint32_t> dead,
   for (uint32_t n : dead) {
     if (n >= l.into.size()) continue;
     retire_list(l.into[n]);
-    retired_routes_ += l.route_of[n] != kNoLink;
+    if (l.route_of[n] == kNoLink) continue;
+    ++retired_routes_;
+    routes_[l.route_of[n]].feeds = false;  // (its riding edge went with it)
   }
   for (size_t k = base_routes_; k < routes_.size(); ++k) {
     Route& r = routes_[k];
@@ -262,7 +264,9 @@ bool Engine::retire_routes(uint32_t id, std::span<const uint32_t> dead,
       const Out& out = outs_[o];
       if (out.kind == Emit::Kind::ToStream ? out.owner == id : is_dead(out.target)) retire(o, k);
     }
-    retired_routes_ += !r.edge && is_dead(r.node);
+    if (r.edge || !is_dead(r.node)) continue;
+    ++retired_routes_;
+    r.feeds = false;
   }
   // Nodes that visited through a dead one (see visit_node()) visit through one of them that
   // is alive, in the full build's routes and in those added since (whose nodes visit through
@@ -469,6 +473,45 @@ bool Engine::extend_routes(size_t old_streams, size_t old_nodes, const nfa::Buil
   return true;
 }
 
+std::vector<const Emit*> Engine::find_riders(
+    std::span<const std::pair<uint32_t, std::span<const uint32_t>>> readers, uint32_t first_node,
+    const std::function<size_t(uint32_t)>& first_emit) const {
+  if (!options_.index) return {};  // (without an index, every route is a candidate anyway)
+  // The emits whose routes get built: a START node's from first_emit(), another node's if it
+  // is new. Every emit into a node that gets a route is among them (a node of an earlier
+  // build never gains an emit into a new one: extend_routes()).
+  const auto each_emit = [&](auto fn) {
+    for (const auto& [s, nodes] : readers)
+      for (uint32_t n : nodes) {
+        const Node& node = automaton_.nodes[n];
+        if (node.dead || (node.kind != NodeKind::Start && n < first_node)) continue;
+        for (size_t k = node.kind == NodeKind::Start ? first_emit(n) : 0; k < node.emits.size();
+             ++k)
+          fn(s, node, node.emits[k]);
+      }
+  };
+  std::vector<uint8_t> ways_in(state_.size(), 0);  // 2: two or more
+  each_emit([&](uint32_t, const Node&, const Emit& e) {
+    if (e.kind == Emit::Kind::ToNode) ways_in[e.target] = std::min(ways_in[e.target] + 1, 2);
+  });
+  std::vector<const Emit*> riders(state_.size(), nullptr);
+  each_emit([&](uint32_t s, const Node& from, const Emit& e) {
+    if (from.kind != NodeKind::Start || e.kind != Emit::Kind::ToNode || ways_in[e.target] != 1)
+      return;
+    const Node& node = automaton_.nodes[e.target];
+    if (e.target < first_node || node.dead || node.stream != s || node.guard.size() != 1 ||
+        node.guard[0].op != nfa::Atom::Op::Eq || !index::StreamIndex::checks_all(node.guard) ||
+        !index::StreamIndex::checks_all(e.guard) ||
+        std::find(e.guard.begin(), e.guard.end(), node.guard[0]) == e.guard.end())
+      return;
+    // (With the whole guard checked, the index decides the exact stages.)
+    const Out o = flatten(e, e.exact_stages);
+    if (o.direct && o.period == streams_[s].width && o.max_dur == nfa::kNoDurBound)
+      riders[e.target] = &e;
+  });
+  return riders;
+}
+
 void Engine::build_routes(const std::function<index::StreamIndex&(uint32_t)>& into,
                           std::span<const std::pair<uint32_t, std::span<const uint32_t>>> readers,
                           uint32_t first_node) {
@@ -490,6 +533,7 @@ void Engine::build_routes(const std::function<index::StreamIndex&(uint32_t)>& in
   std::vector<Emits> emits;
   std::vector<std::pair<size_t, size_t>> stream_routes;  // per stream, its routes [first, last)
   static const std::vector<nfa::Atom> kNoGuard;
+  const std::vector<const Emit*> riders = find_riders(readers, first_node, first_emit);
   for (const auto& [s, nodes] : readers) {
     const size_t first = routes_.size();
     // Routes in four kinds, in this order: NEXT nodes, FOLD nodes, START edges to a node, other
@@ -512,6 +556,8 @@ void Engine::build_routes(const std::function<index::StreamIndex&(uint32_t)>& in
           for (size_t k = first_emit(n); k < node.emits.size(); ++k) {
             const Emit& e = node.emits[k];
             if (kind_of(node, &e) != kind) continue;
+            if (e.kind == Emit::Kind::ToNode && !riders.empty() && riders[e.target] == &e)
+              continue;  // (it rides on its node's route)
             // The leading FILTERs that only restate the guard need not run when the index
             // checks all of it.
             const size_t skip = add(e.guard) && options_.index ? e.exact_stages : 0;
@@ -522,8 +568,16 @@ void Engine::build_routes(const std::function<index::StreamIndex&(uint32_t)>& in
             emits.push_back({{&e, 1}, skip});
           }
         } else if (n >= first_node && kind_of(node, nullptr) == kind) {
-          add(node.guard);
           Route r;
+          if (const Emit* e = riders.empty() ? nullptr : riders[n]) {
+            // The edge's guard is the node's equality and more: the rest is what it adds.
+            std::vector<nfa::Atom> rest = e->guard;
+            rest.erase(std::find(rest.begin(), rest.end(), node.guard[0]));
+            into(s).add_rider(static_cast<uint32_t>(routes_.size()), node.guard[0], rest);
+            r.feeds = true;
+          } else {
+            add(node.guard);
+          }
           r.node = n;
           r.fold = node.kind == NodeKind::Fold;
           routes_.push_back(r);
@@ -882,6 +936,7 @@ Engine::PushResult Engine::push(uint32_t stream, int64_t t0, int64_t t1, const S
   bool matched;
   const std::vector<uint32_t>& candidates = find_candidates(main_, stream, values, matched);
   main_.candidates += candidates.size();
+  for (uint32_t c : candidates) main_.candidates += rides(c);  // (a riding edge counts too)
   if (candidates.empty()) return PushResult::Ok;
   const uint32_t e = static_cast<uint32_t>(batch_.size());
   batch_.push_back(BufferedEvent{stream, static_cast<uint32_t>(batch_slots_.size()), t0, t1});
@@ -909,7 +964,8 @@ void Engine::finish() {
 size_t Engine::expand(size_t begin, size_t end, std::vector<Work>& out) const {
   size_t total = 0;
   for (size_t i = begin; i < end; ++i) {
-    const auto [e, target] = cands_[i];
+    const auto [e, c] = cands_[i];
+    const uint32_t target = c & ~kRides;
     const Route& r = routes_[target];
     if (r.edge) {
       out.push_back(Work{e, target, 0, 0, 0});
@@ -917,10 +973,15 @@ size_t Engine::expand(size_t begin, size_t end, std::vector<Work>& out) const {
       continue;
     }
     uint32_t bucket;
-    if (!find_bucket(r.node, batch_slots_.data() + batch_[e].offset, &bucket)) continue;
-    const uint32_t count = static_cast<uint32_t>(this->bucket(r.node, bucket).count());
-    for (uint32_t k = 0; k < count; k += kSplitInstances) {
-      out.push_back(Work{e, target, bucket, k, std::min(count, k + kSplitInstances)});
+    if (find_bucket(r.node, batch_slots_.data() + batch_[e].offset, &bucket)) {
+      const uint32_t count = static_cast<uint32_t>(this->bucket(r.node, bucket).count());
+      for (uint32_t k = 0; k < count; k += kSplitInstances) {
+        out.push_back(Work{e, target, bucket, k, std::min(count, k + kSplitInstances)});
+        total += out.back().weight();
+      }
+    }
+    if (rides(c)) {  // the riding edge, after the visit
+      out.push_back(Work{e, c, 0, 0, 0});
       total += out.back().weight();
     }
   }
@@ -979,8 +1040,10 @@ void Engine::run_batch() {
 void Engine::run_work(Context& cx, const Work& w) {
   const BufferedEvent& ev = batch_[w.event];
   const Slot* row = batch_slots_.data() + ev.offset;
-  const Route& r = routes_[w.route];
-  if (r.edge)
+  const Route& r = routes_[w.route & ~kRides];
+  if (rides(w.route))
+    ride(cx, r, ev.stream, row, ev.t0, ev.t1);
+  else if (r.edge)
     fire(cx, r, row, ev.t0, ev.t1);
   else
     process(cx, r, w.bucket, w.begin, w.end, row, ev.t0, ev.t1);
@@ -1079,14 +1142,31 @@ void Engine::deliver(Context& cx, uint32_t stream, const Slot* row, int64_t t0, 
     prefetch_instances<kToL1>(candidates.begin(), candidates.end(), id);
   }
   cx.candidates += candidates.size();
-  for (uint32_t target : candidates) {
-    const Route& r = routes_[target];
+  for (uint32_t c : candidates) {
+    const Route& r = routes_[c & ~kRides];
     uint32_t bucket;
-    if (r.edge)
+    if (r.edge) {
       fire(cx, r, row, t0, t1);
-    else if (find_bucket(r.node, row, &bucket))
+      continue;
+    }
+    if (find_bucket(r.node, row, &bucket))
       process(cx, r, bucket, 0, this->bucket(r.node, bucket).count(), row, t0, t1);
+    if (rides(c)) {  // (after the visit, as the edge's own route came after the node's)
+      ++cx.candidates;
+      ride(cx, r, stream, row, t0, t1);
+    }
   }
+}
+
+[[gnu::always_inline]] inline void Engine::ride(Context& cx, const Route& r, uint32_t stream,
+                                                const Slot* row, int64_t t0, int64_t t1) {
+  if (!r.feeds) return;  // (its node died)
+  // The instance is the event repeated (the edge is direct, with the stream's width as its
+  // period) over the node's width, which the node it visits through shares.
+  const uint32_t period = streams_[stream].width, width = visit_node(r).width;
+  if (!cx.deferred) return add_repeated(r.node, row, t0, t1, period, width);
+  Slot* values = cx.defer(false, r.node, width, t0, t1);
+  for (uint32_t k = 0; k < width; ++k) values[k] = row[k % period];
 }
 
 // An event's candidates are cold (their queries' symbol was last seen long ago): ask for the
@@ -1130,9 +1210,12 @@ template <int Locality>
 template <int Locality, class It, class RouteOf>
 void Engine::prefetch_nodes(It first, It last, RouteOf route_of) const {
   for (It it = first; it != last; ++it) {
-    const Route& r = routes_[route_of(*it)];
+    const uint32_t c = route_of(*it);
+    const Route& r = routes_[c & ~kRides];
     if (r.bare) continue;
     const void* self = &r;
+    // A START edge that adds an instance, or a node's route with a riding edge that fires.
+    const bool adds = r.to_node | r.fed | rides(c);
     // (outs_ is only indexed when the route spills: otherwise `outs` is `visit`.)
     __builtin_prefetch(pick(r.spills, outs_.data() + (r.outs & -uint32_t{r.spills}), self), 0,
                        Locality);
@@ -1141,7 +1224,7 @@ void Engine::prefetch_nodes(It first, It last, RouteOf route_of) const {
     // stream reads state 0's line, which is cached.
     const char* state = reinterpret_cast<const char*>(&state_[r.node]);
     __builtin_prefetch(state, 0, Locality);
-    __builtin_prefetch(pick(r.to_node | r.fed, state + 64, self), 0, Locality);
+    __builtin_prefetch(pick(adds, state + 64, self), 0, Locality);
     __builtin_prefetch(pick(r.reads_node, &automaton_.nodes[r.node], self), 0, Locality);
   }
   // Prefetches are no side effect to GCC, which would otherwise find these functions pure and
@@ -1152,8 +1235,10 @@ void Engine::prefetch_nodes(It first, It last, RouteOf route_of) const {
 template <int Locality, class It, class RouteOf>
 void Engine::prefetch_instances(It first, It last, RouteOf route_of) const {
   for (It it = first; it != last; ++it) {
-    const Route& r = routes_[route_of(*it)];
+    const uint32_t c = route_of(*it);
+    const Route& r = routes_[c & ~kRides];
     if (r.bare) continue;
+    const bool adds = r.to_node | r.fed | rides(c);  // (as in prefetch_nodes())
     // The stages left in the first emit (an edge has one emit; most nodes too).
     if (r.staged) __builtin_prefetch(outs_[r.outs].stages, 0, Locality);
     const NodeState& ns = state_[r.node];
@@ -1169,10 +1254,10 @@ void Engine::prefetch_instances(It first, It last, RouteOf route_of) const {
     __builtin_prefetch(pick(visit & !keyed, state + 64, self), 0, Locality);
     // The records, read by a visit or added to by an edge (a keyed node's bucket is found by
     // key at the visit): on the heap, or inline in the state's third line.
-    const bool records = (visit | r.to_node | r.fed) & !keyed;
+    const bool records = (visit | adds) & !keyed;
     const bool heap = b.rows.on_heap();
     const char* data = reinterpret_cast<const char*>(b.rows.data());
-    const bool third = ns.third_line_used(r.edge | r.fed);
+    const bool third = ns.third_line_used(r.edge | r.fed | rides(c));
     __builtin_prefetch(pick(records & heap, data, pick(records & third, ns.third_line(), self)), 0,
                        Locality);
     prefetch_record_lines<Locality>(records & heap, data, b.rows.size() * sizeof(Slot), self);
@@ -1248,7 +1333,7 @@ void Engine::announce(uint32_t stream, const Slot* values, const std::span<const
       a.candidates.clear();
       match(a.stream, a.values.data(), a.candidates);
     }
-    for (uint32_t route : a.candidates) __builtin_prefetch(&routes_[route], 0, kToL2);
+    for (uint32_t c : a.candidates) __builtin_prefetch(&routes_[c & ~kRides], 0, kToL2);
   }
   if (ahead_count_ >= 1) {
     const Ahead& a = ago(1);

@@ -10,7 +10,8 @@
 // Where the time goes, and what keeps it proportional to the work an event really causes:
 //  - the global predicate index (index/) of each stream sends an event only to the START edges
 //    and NEXT/FOLD nodes whose guards it satisfies (all of each guard), and a START edge skips
-//    the FILTERs its guard already says (Route);
+//    the FILTERs its guard already says (Route); an edge that is its node's only way in rides
+//    on the node's route (Route::feeds);
 //  - a node with a dynamic equality (`$1.Name = $2.Name`) keeps its instances in buckets by that
 //    value, so an event visits one bucket;
 //  - a bucket is one array of instance records, compacted only when an epoch touched it;
@@ -134,9 +135,9 @@ class Engine {
   // another generation() than the engine's now are not used.
   void hint(uint32_t stream, const Slot* values, std::span<const uint32_t> candidates,
             uint64_t generation);
-  // The candidates of an event (the edges and nodes the global index sends it to), appended to
-  // `out`, for hint(). Const, and may run on other threads while the engine runs events, as long
-  // as no script is added and no query removed meanwhile.
+  // The candidates of an event (the edges and nodes the global index sends it to: route
+  // numbers, some with kRides), appended to `out`, for hint(). Const, and may run on other threads
+  // while the engine runs events, as long as no script is added and no query removed meanwhile.
   void match(uint32_t stream, const Slot* values, std::vector<uint32_t>& out) const {
     if (stream >= index_.size()) return;
     index_[stream].match(values, out);
@@ -469,6 +470,12 @@ class Engine {
     // A node route that fetches what a bare START edge into its node writes (the state's
     // second and third lines): the edge is a candidate only when the node is one too.
     bool fed : 1 = false;
+    // A node route that a START edge rides on: the edge is the node's only way in, adds the
+    // event as the instance (direct, with the stream's width as its period) and its guard is
+    // the node's equality and more. It has no route or posting of its own: the index hands
+    // out the node's route with kRides when the event passes the edge's guard too, and the
+    // instance is added after the node's visit (ride()). Cleared when the node dies.
+    bool feeds : 1 = false;
   };
   static_assert(sizeof(Route) == 32);
   // The node a visit of route `r`'s node reads its kind, width, programs and produced row from
@@ -478,11 +485,15 @@ class Engine {
   const nfa::Node& visit_node(const Route& r) const {
     return automaton_.nodes[r.spills ? r.node : r.visit];
   }
+  // A candidate with this bit set (index::StreamIndex::kRides) is a route that `feeds`, whose
+  // START edge fires for the event too.
+  static constexpr uint32_t kRides = index::StreamIndex::kRides;
+  static bool rides(uint32_t candidate) { return (candidate & kRides) != 0; }
   // One unit of a batch: a buffered event and one of its candidates (for a node: a range of
   // the instances of the bucket the event selects, so a large bucket spreads over tasks).
   struct Work {
     uint32_t event;  // index into batch_
-    uint32_t route;
+    uint32_t route;  // with kRides: the START edge that rides on the route, for the event
     uint32_t bucket;
     uint32_t begin, end;
     size_t weight() const { return size_t{1} + (end - begin); }  // its share of the batch
@@ -577,6 +588,11 @@ class Engine {
   void build_routes(const std::function<index::StreamIndex&(uint32_t)>& into,
                     std::span<const std::pair<uint32_t, std::span<const uint32_t>>> readers,
                     uint32_t first_node);
+  // For build_routes(): by node, the START edge that will ride on the node's route (see
+  // Route::feeds), or null; empty when none can.
+  std::vector<const nfa::Emit*> find_riders(
+      std::span<const std::pair<uint32_t, std::span<const uint32_t>>> readers, uint32_t first_node,
+      const std::function<size_t(uint32_t)>& first_emit) const;
   // Counts node `n` among the keyed readers of its stream (keyed_readers_), if it is one.
   void add_keyed_reader(uint32_t n);
   // After nfa::remove_query() of query `id` (the nodes that died, and the emits erased from
@@ -625,6 +641,9 @@ class Engine {
                const Slot* event, int64_t t0, int64_t t1);
   // Runs the emits of route `r` (a START edge, or a node that produced `row`).
   void fire(Context& cx, const Route& r, const Slot* row, int64_t t0, int64_t t1);
+  // Adds the instance of the START edge that rides on route `r` (see Route::feeds), for an
+  // event of `stream`.
+  void ride(Context& cx, const Route& r, uint32_t stream, const Slot* row, int64_t t0, int64_t t1);
   // Runs one emit over `row`: an instance at a node or a row on a stream. The DUR bound, a
   // direct emit and a publish_only one are decided inline from `e`, the emit (an Out) or a
   // route's copy of its first (a Route); the rest is fire_stages() of full(), the emit itself

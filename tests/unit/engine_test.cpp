@@ -1434,5 +1434,91 @@ TEST(Engine, RemovalsAmongNodesThatVisitAlikeRouteAsIfRebuilt) {
   }
 }
 
+// A START edge that is its NEXT or FOLD node's only way in, and whose guard is the node's
+// equality and more (`FILTER{Name = 'N1' AND Volume > 40}(Stock) NEXT{$1.Name = $2.Name ...}`),
+// rides on the node's route: one route and one index posting for both (Route::feeds). The
+// queries of the benchmark's mix are of this shape. Rows and instance counts must be those of
+// the engine without the global index (where every route is a candidate and nothing rides),
+// with and without the lookahead, on four threads, and while queries are removed between
+// events (the edges of a removed query's node must stop adding instances to it).
+TEST(Engine, StartEdgesRidingOnTheirNodesRunAsWithoutTheIndex) {
+  const char* shapes[] = {
+      "SELECT Name, Price_1 AS First, Price AS Second FROM FILTER{DUR <= %d}(FILTER{Name = "
+      "'N%d' AND Volume > %d}(Stock) NEXT{$1.Name = $2.Name AND $2.Price > $1.Price} Stock) "
+      "PUBLISH Q%d;",
+      "SELECT Name, Price_1 AS Start, Price AS Last FROM FILTER{DUR <= %d}(FILTER{Name = 'N%d' "
+      "AND Volume > %d}(Stock) FOLD{$2.Name = $.Name, $2.Price > $.Price,} Stock) PUBLISH Q%d;",
+      "SELECT Name, Price FROM FILTER{Name = 'N%d' AND Volume > %d}(Stock) PUBLISH Q%d;",
+  };
+  // One rider query after a full build: its one route (two without riding).
+  {
+    Harness h(std::string(kStock) + "SELECT * FROM FILTER{Volume < 0}(Stock) PUBLISH L;",
+              options(JitMode::Off, 1));
+    char text[512];
+    std::snprintf(text, sizeof text, shapes[0], 10, 1, 40, 1);
+    EXPECT_TRUE(h.engine.add_script(text).empty());
+    EXPECT_EQ(h.engine.added_routes(), 1u);
+    EngineOptions no_index = options(JitMode::Off, 1);
+    no_index.index = false;
+    Harness n(std::string(kStock) + "SELECT * FROM FILTER{Volume < 0}(Stock) PUBLISH L;", no_index);
+    EXPECT_TRUE(n.engine.add_script(text).empty());
+    EXPECT_EQ(n.engine.added_routes(), 2u);
+  }
+  for (uint64_t seed = 0; seed < 4; ++seed) {
+    std::mt19937_64 rng(seed);
+    std::string script(kStock);
+    for (int q = 0; q < 40; ++q) {
+      const size_t shape = rng() % std::size(shapes);
+      const int dur = 10 + int(rng() % 4) * 10, name = int(rng() % 3), volume = int(rng() % 8) * 10;
+      char text[512];
+      if (shape == 2)
+        std::snprintf(text, sizeof text, shapes[shape], name, volume, q);
+      else
+        std::snprintf(text, sizeof text, shapes[shape], dur, name, volume, q);
+      script += text;  // (queries that repeat share their nodes and edges)
+    }
+    std::vector<uint32_t> removed(40);  // every other query, one every 15 events
+    std::iota(removed.begin(), removed.end(), 0u);
+    std::shuffle(removed.begin(), removed.end(), rng);
+    removed.resize(20);
+    std::vector<std::array<Slot, 3>> events;
+    std::vector<int64_t> times;
+    int64_t t = 0;
+    for (int i = 0; i < 400; ++i) {
+      t += rng() % 3 == 0 ? 0 : 1 + static_cast<int64_t>(rng() % 4);
+      events.push_back({string_slot(intern("N" + std::to_string(rng() % 4))),
+                        float_slot(100.0 + static_cast<double>(rng() % 11)),
+                        int_slot(static_cast<int64_t>(rng() % 100))});
+      times.push_back(t);
+    }
+    const auto run = [&](EngineOptions opts, bool hints) {
+      Harness h(script, opts);
+      const uint32_t stock = h.stream("Stock");
+      for (size_t i = 0; i < events.size(); ++i) {
+        if (i % 15 == 14 && i / 15 < removed.size()) {
+          EXPECT_TRUE(h.engine.remove_query(removed[i / 15]));
+        }
+        if (hints && i + Engine::kHintDistance < events.size())
+          h.engine.hint(stock, events[i + Engine::kHintDistance].data());
+        h.engine.push(stock, times[i], times[i], events[i].data());
+      }
+      h.engine.finish();
+      std::sort(h.outputs.begin(), h.outputs.end());  // (the order within an epoch may differ)
+      const EngineStats& st = h.engine.stats();
+      h.outputs.push_back("instances " + std::to_string(st.instances) + ", peak " +
+                          std::to_string(st.peak_instances) + ", expired " +
+                          std::to_string(st.expired));
+      return h.outputs;
+    };
+    EngineOptions no_index = options(JitMode::Off, 1);
+    no_index.index = false;
+    const std::vector<std::string> want = run(no_index, false);
+    EXPECT_GT(want.size(), 200u) << "seed " << seed;
+    EXPECT_EQ(run(options(JitMode::Off, 1), false), want) << "seed " << seed;
+    EXPECT_EQ(run(options(JitMode::Off, 1), true), want) << "seed " << seed;
+    EXPECT_EQ(run(batched(4), false), want) << "seed " << seed;
+  }
+}
+
 }  // namespace
 }  // namespace cayuga

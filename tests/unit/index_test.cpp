@@ -296,6 +296,61 @@ TEST(IndexRenumber, OneEventsCandidatesBecomeNeighbours) {
   }
 }
 
+// Riders (add_rider) among ordinary targets: a rider is handed out exactly when the event has
+// its key, with kRides exactly when every atom of its rider guard holds too; ordinary targets
+// are unaffected, and both survive renumber().
+TEST(IndexRiders, HandedOutByTheirKeyAndFlaggedByTheirGuard) {
+  Random r(44);
+  StreamIndex idx;
+  std::vector<std::vector<Atom>> guards;  // an ordinary target's guard
+  std::vector<Atom> keys;                 // a rider's key
+  std::vector<std::vector<Atom>> riders;  // a rider's other atoms
+  std::vector<bool> is_rider;
+  for (uint32_t t = 0; t < 2000; ++t) {
+    std::vector<Atom> g = r.guard();
+    const bool rider = t % 2 == 0 && StreamIndex::checks_all(g);
+    is_rider.push_back(rider);
+    if (rider) {
+      keys.push_back(name_is(symbol(r.below(4))));
+      idx.add_rider(t, keys.back(), g);
+    } else {
+      idx.add(t, g);
+      keys.emplace_back();
+    }
+    guards.push_back(rider ? std::vector<Atom>{} : g);
+    riders.push_back(rider ? g : std::vector<Atom>{});
+  }
+  EXPECT_GT(std::count(is_rider.begin(), is_rider.end(), true), 500);
+  idx.prepare();
+  const auto holds_all = [](const std::vector<Atom>& g, const Event& e) {
+    return std::all_of(g.begin(), g.end(),
+                       [&](const Atom& a) { return index::holds(a, e.data()); });
+  };
+  std::vector<uint32_t> number(guards.size());
+  for (uint32_t t = 0; t < number.size(); ++t) number[t] = t;
+  for (int round = 0; round < 2; ++round) {
+    Random er(9);
+    size_t flagged = 0, unflagged = 0;
+    for (int i = 0; i < 2000; ++i) {
+      const Event e = er.event();
+      std::vector<uint32_t> want;
+      for (uint32_t t = 0; t < guards.size(); ++t) {
+        if (is_rider[t] ? !index::holds(keys[t], e.data()) : !holds_all(guards[t], e)) continue;
+        if (!is_rider[t] && has_nan(guards[t])) continue;
+        const bool rides = is_rider[t] && holds_all(riders[t], e);
+        (rides ? flagged : unflagged) += is_rider[t];
+        want.push_back(number[t] | (rides ? StreamIndex::kRides : 0));
+      }
+      std::sort(want.begin(), want.end());
+      ASSERT_EQ(matched(idx, e), want) << "round " << round << ", event " << i;
+    }
+    EXPECT_GT(flagged, 100u);  // both outcomes occur
+    EXPECT_GT(unflagged, 100u);
+    if (round == 0)
+      for (auto [from, to] : idx.renumber()) number[from] = to;
+  }
+}
+
 constexpr const char* kS = "CREATE STREAM S (Name STRING, Price FLOAT, Volume INT);\n";
 
 // The START edge of stream S in the automaton of one query over S.
