@@ -79,10 +79,9 @@ class StreamIndex {
     IntAsFloatEq,
   };
   // A target (with kRides for a rider) and one atom of its guard that the table it sits in does
-  // not decide, in 16 bytes
-  // (four to a cache line: a key's postings are an event's first dependent reads). Further
-  // atoms are postings in `more_` (their targets unused), at more_at_[target]: a count (in
-  // bound.i), then the checks.
+  // not decide, in 16 bytes (four to a cache line: a key's postings are an event's first
+  // dependent reads). Further atoms are postings in `more_` (their targets unused), at
+  // more_at_[target]: a count (in bound.i), then the checks.
   struct Posting {
     Slot bound{};
     uint32_t target = 0;
