@@ -490,16 +490,21 @@ std::vector<const Emit*> Engine::find_riders(
           fn(s, node, node.emits[k]);
       }
   };
-  std::vector<uint8_t> ways_in(state_.size(), 0);  // 2: two or more
+  // (By node from first_node on: only those get routes here.)
+  const size_t new_nodes = automaton_.nodes.size() - first_node;
+  std::vector<uint8_t> ways_in(new_nodes, 0);  // 2: two or more
   each_emit([&](uint32_t, const Node&, const Emit& e) {
-    if (e.kind == Emit::Kind::ToNode) ways_in[e.target] = std::min(ways_in[e.target] + 1, 2);
+    if (e.kind != Emit::Kind::ToNode || e.target < first_node) return;
+    uint8_t& ways = ways_in[e.target - first_node];
+    ways = std::min(ways + 1, 2);
   });
-  std::vector<const Emit*> riders(state_.size(), nullptr);
+  std::vector<const Emit*> riders(new_nodes, nullptr);
   each_emit([&](uint32_t s, const Node& from, const Emit& e) {
-    if (from.kind != NodeKind::Start || e.kind != Emit::Kind::ToNode || ways_in[e.target] != 1)
+    if (from.kind != NodeKind::Start || e.kind != Emit::Kind::ToNode || e.target < first_node ||
+        ways_in[e.target - first_node] != 1)
       return;
     const Node& node = automaton_.nodes[e.target];
-    if (e.target < first_node || node.dead || node.stream != s || node.guard.size() != 1 ||
+    if (node.dead || node.stream != s || node.guard.size() != 1 ||
         node.guard[0].op != nfa::Atom::Op::Eq || !index::StreamIndex::checks_all(node.guard) ||
         !index::StreamIndex::checks_all(e.guard) ||
         std::find(e.guard.begin(), e.guard.end(), node.guard[0]) == e.guard.end())
@@ -507,7 +512,7 @@ std::vector<const Emit*> Engine::find_riders(
     // (With the whole guard checked, the index decides the exact stages.)
     const Out o = flatten(e, e.exact_stages);
     if (o.direct && o.period == streams_[s].width && o.max_dur == nfa::kNoDurBound)
-      riders[e.target] = &e;
+      riders[e.target - first_node] = &e;
   });
   return riders;
 }
@@ -534,6 +539,9 @@ void Engine::build_routes(const std::function<index::StreamIndex&(uint32_t)>& in
   std::vector<std::pair<size_t, size_t>> stream_routes;  // per stream, its routes [first, last)
   static const std::vector<nfa::Atom> kNoGuard;
   const std::vector<const Emit*> riders = find_riders(readers, first_node, first_emit);
+  const auto rider_of = [&](uint32_t n) {  // (null: none)
+    return riders.empty() || n < first_node ? nullptr : riders[n - first_node];
+  };
   for (const auto& [s, nodes] : readers) {
     const size_t first = routes_.size();
     // Routes in four kinds, in this order: NEXT nodes, FOLD nodes, START edges to a node, other
@@ -556,7 +564,7 @@ void Engine::build_routes(const std::function<index::StreamIndex&(uint32_t)>& in
           for (size_t k = first_emit(n); k < node.emits.size(); ++k) {
             const Emit& e = node.emits[k];
             if (kind_of(node, &e) != kind) continue;
-            if (e.kind == Emit::Kind::ToNode && !riders.empty() && riders[e.target] == &e)
+            if (e.kind == Emit::Kind::ToNode && rider_of(e.target) == &e)
               continue;  // (it rides on its node's route)
             // The leading FILTERs that only restate the guard need not run when the index
             // checks all of it.
@@ -569,7 +577,7 @@ void Engine::build_routes(const std::function<index::StreamIndex&(uint32_t)>& in
           }
         } else if (n >= first_node && kind_of(node, nullptr) == kind) {
           Route r;
-          if (const Emit* e = riders.empty() ? nullptr : riders[n]) {
+          if (const Emit* e = rider_of(n)) {
             // The edge's guard is the node's equality and more: the rest is what it adds.
             std::vector<nfa::Atom> rest = e->guard;
             rest.erase(std::find(rest.begin(), rest.end(), node.guard[0]));

@@ -588,8 +588,8 @@ class Engine {
   void build_routes(const std::function<index::StreamIndex&(uint32_t)>& into,
                     std::span<const std::pair<uint32_t, std::span<const uint32_t>>> readers,
                     uint32_t first_node);
-  // For build_routes(): by node, the START edge that will ride on the node's route (see
-  // Route::feeds), or null; empty when none can.
+  // For build_routes(): by node from `first_node` on, the START edge that will ride on the
+  // node's route (see Route::feeds), or null; empty when none can.
   std::vector<const nfa::Emit*> find_riders(
       std::span<const std::pair<uint32_t, std::span<const uint32_t>>> readers, uint32_t first_node,
       const std::function<size_t(uint32_t)>& first_emit) const;
