@@ -1367,6 +1367,23 @@ TEST(Engine, QueriesAddedAndRemovedRouteAsIfRebuilt) {
   }
 }
 
+// `n` Stock events of symbols N0..N3 (prices 100..110, volumes 0..99) and their times, which
+// advance by 0 (a third of the time) or by 1..max_step.
+std::pair<std::vector<std::array<Slot, 3>>, std::vector<int64_t>> random_stocks(
+    std::mt19937_64& rng, int n, int max_step) {
+  std::vector<std::array<Slot, 3>> events;
+  std::vector<int64_t> times;
+  int64_t t = 0;
+  for (int i = 0; i < n; ++i) {
+    t += rng() % 3 == 0 ? 0 : 1 + static_cast<int64_t>(rng() % max_step);
+    events.push_back({string_slot(intern("N" + std::to_string(rng() % 4))),
+                      float_slot(100.0 + static_cast<double>(rng() % 11)),
+                      int_slot(static_cast<int64_t>(rng() % 100))});
+    times.push_back(t);
+  }
+  return {events, times};
+}
+
 // Removals among many queries whose nodes visit alike (three shapes, each differing only in
 // its START filter; some filters repeat, so those nodes are shared): all but four removed one
 // at a time in a random order, between events, with the routes left in place (retire_routes)
@@ -1394,16 +1411,7 @@ TEST(Engine, RemovalsAmongNodesThatVisitAlikeRouteAsIfRebuilt) {
     std::iota(order.begin(), order.end(), 1u);    // (query 0 is the harness's)
     std::shuffle(order.begin(), order.end(), rng);
     order.resize(queries.size() - 4);
-    std::vector<std::array<Slot, 3>> events;
-    std::vector<int64_t> times;
-    int64_t t = 0;
-    for (int i = 0; i < 10 * int(order.size()) + 40; ++i) {
-      t += rng() % 3 == 0 ? 0 : 1 + static_cast<int64_t>(rng() % 5);
-      events.push_back({string_slot(intern("N" + std::to_string(rng() % 4))),
-                        float_slot(100.0 + static_cast<double>(rng() % 11)),
-                        int_slot(static_cast<int64_t>(rng() % 100))});
-      times.push_back(t);
-    }
+    const auto [events, times] = random_stocks(rng, 10 * int(order.size()) + 40, 5);
     // `base`: the queries' routes are the full build's (else added since); `rebuild`: the
     // routes are built again after every removal.
     const auto run = [&](bool base, bool rebuild) {
@@ -1481,16 +1489,7 @@ TEST(Engine, StartEdgesRidingOnTheirNodesRunAsWithoutTheIndex) {
     std::iota(removed.begin(), removed.end(), 0u);
     std::shuffle(removed.begin(), removed.end(), rng);
     removed.resize(20);
-    std::vector<std::array<Slot, 3>> events;
-    std::vector<int64_t> times;
-    int64_t t = 0;
-    for (int i = 0; i < 400; ++i) {
-      t += rng() % 3 == 0 ? 0 : 1 + static_cast<int64_t>(rng() % 4);
-      events.push_back({string_slot(intern("N" + std::to_string(rng() % 4))),
-                        float_slot(100.0 + static_cast<double>(rng() % 11)),
-                        int_slot(static_cast<int64_t>(rng() % 100))});
-      times.push_back(t);
-    }
+    const auto [events, times] = random_stocks(rng, 400, 4);
     const auto run = [&](EngineOptions opts, bool hints) {
       Harness h(script, opts);
       const uint32_t stock = h.stream("Stock");
