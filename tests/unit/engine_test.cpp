@@ -1187,6 +1187,18 @@ TEST(Engine, NodesRemovedEarlierAreNotVisitedThrough) {
 // Makes `engine` build every route again: a query that reads, for the first time, a stream
 // published earlier (Dummy<n>, n from `dummies`, on a Stock stream) does. The full build also
 // drops the nodes of removed queries.
+// Ends the input of `h` and returns its rows, sorted (the order within an epoch may differ),
+// then a line of its instance counts.
+std::vector<std::string> finished_rows_and_counts(Harness& h) {
+  h.engine.finish();
+  std::sort(h.outputs.begin(), h.outputs.end());
+  const EngineStats& st = h.engine.stats();
+  h.outputs.push_back("instances " + std::to_string(st.instances) + ", peak " +
+                      std::to_string(st.peak_instances) + ", expired " +
+                      std::to_string(st.expired));
+  return h.outputs;
+}
+
 void force_full_build(Engine& engine, int& dummies) {
   const std::string name = "Dummy" + std::to_string(dummies++);
   EXPECT_TRUE(
@@ -1339,14 +1351,8 @@ TEST(Engine, QueriesAddedAndRemovedRouteAsIfRebuilt) {
         const int64_t s = h.engine.automaton().find_stream(events[i].first);
         if (s >= 0) h.engine.push(id_of(s), times[i], times[i], events[i].second.data());
       }
-      h.engine.finish();
-      std::sort(h.outputs.begin(), h.outputs.end());  // (the order within an epoch may differ)
-      // And the instances, which expire alike (a rebuild renumbers the nodes of their deadlines).
-      const EngineStats& st = h.engine.stats();
-      h.outputs.push_back("instances " + std::to_string(st.instances) + ", peak " +
-                          std::to_string(st.peak_instances) + ", expired " +
-                          std::to_string(st.expired));
-      return h.outputs;
+      // (The instances expire alike too: a rebuild renumbers the nodes of their deadlines.)
+      return finished_rows_and_counts(h);
     };
     size_t most_added = 0;
     const std::vector<std::string> extended = run(false, false, 1, &most_added);
@@ -1501,13 +1507,7 @@ TEST(Engine, StartEdgesRidingOnTheirNodesRunAsWithoutTheIndex) {
           h.engine.hint(stock, events[i + Engine::kHintDistance].data());
         h.engine.push(stock, times[i], times[i], events[i].data());
       }
-      h.engine.finish();
-      std::sort(h.outputs.begin(), h.outputs.end());  // (the order within an epoch may differ)
-      const EngineStats& st = h.engine.stats();
-      h.outputs.push_back("instances " + std::to_string(st.instances) + ", peak " +
-                          std::to_string(st.peak_instances) + ", expired " +
-                          std::to_string(st.expired));
-      return h.outputs;
+      return finished_rows_and_counts(h);
     };
     EngineOptions no_index = options(JitMode::Off, 1);
     no_index.index = false;
