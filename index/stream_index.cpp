@@ -51,6 +51,11 @@ bool is_string_range(const Atom& a) {
   return a.cmp == Type::String && a.op != Atom::Op::Eq;
 }
 
+// A constant that no value compares with: the atom can never hold.
+bool never_holds(const Atom& a) {
+  return a.cmp == Type::Float && std::isnan(a.value.f);
+}
+
 int rank(const Atom& a) {
   if (a.op == Atom::Op::Eq) return 0;
   if (is_string_range(a)) return 2;  // string ranges are not indexed
@@ -133,8 +138,7 @@ bool StreamIndex::Posting::check(const Atom& a) {
 }
 
 bool StreamIndex::add(uint32_t target, const std::vector<Atom>& guard) {
-  for (const Atom& a : guard)
-    if (a.cmp == Type::Float && std::isnan(a.value.f)) return true;  // can never hold
+  if (std::any_of(guard.begin(), guard.end(), never_holds)) return true;
   const Atom* best = nullptr;
   for (const Atom& a : guard)
     if (rank(a) < 2 && (!best || rank(a) < rank(*best))) best = &a;
@@ -147,8 +151,7 @@ void StreamIndex::add_rider(uint32_t target, const Atom& key, const std::vector<
 
 bool StreamIndex::checks_all(const std::vector<Atom>& guard) {
   return std::all_of(guard.begin(), guard.end(), [](const Atom& a) {
-    return !is_string_range(a) && a.attr <= nfa::kMaxAtomAttr &&
-           !(a.cmp == Type::Float && std::isnan(a.value.f));
+    return !is_string_range(a) && a.attr <= nfa::kMaxAtomAttr && !never_holds(a);
   });
 }
 

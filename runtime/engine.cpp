@@ -944,12 +944,14 @@ Engine::PushResult Engine::push(uint32_t stream, int64_t t0, int64_t t1, const S
   bool matched;
   const std::vector<uint32_t>& candidates = find_candidates(main_, stream, values, matched);
   main_.candidates += candidates.size();
-  for (uint32_t c : candidates) main_.candidates += rides(c);  // (a riding edge counts too)
   if (candidates.empty()) return PushResult::Ok;
   const uint32_t e = static_cast<uint32_t>(batch_.size());
   batch_.push_back(BufferedEvent{stream, static_cast<uint32_t>(batch_slots_.size()), t0, t1});
   batch_slots_.insert(batch_slots_.end(), values, values + streams_[stream].width);
-  for (uint32_t target : candidates) cands_.emplace_back(e, target);
+  for (uint32_t c : candidates) {
+    cands_.emplace_back(e, c);
+    main_.candidates += rides(c);  // (a riding edge counts too, as in deliver())
+  }
   if (batch_.size() >= kMaxBatchEvents) run_batch();
   return PushResult::Ok;
 }
