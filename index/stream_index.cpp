@@ -191,7 +191,7 @@ bool StreamIndex::place(uint32_t target, const Atom* best, const std::vector<Ato
       return t.attr == best->attr && t.attr_type == best->attr_type && t.cmp == best->cmp;
     });
     if (it == eq_.end()) {
-      eq_.push_back(EqTable{best->attr, best->attr_type, best->cmp, {}, {}, {}});
+      eq_.push_back(EqTable{.attr = best->attr, .attr_type = best->attr_type, .cmp = best->cmp});
       it = eq_.end() - 1;
     }
     uint64_t key;
@@ -227,16 +227,61 @@ size_t slot_of(uint64_t key, size_t mask) {
   return equality_key(as_cmp(event[attr], attr_type, cmp), cmp, key);
 }
 
-[[gnu::always_inline]] inline const StreamIndex::EqTable::Entry* StreamIndex::EqTable::find(
+[[gnu::always_inline]] inline std::pair<uint32_t, uint32_t> StreamIndex::EqTable::find(
     const Slot* event) const {
   uint64_t key;
-  if (!key_of(event, key)) return nullptr;
+  if (!key_of(event, key)) return {0, 0};
+  if (!starts.empty()) {
+    const uint64_t k = key - first;  // (a key below `first` wraps past the span)
+    if (k >= starts.size() - 1) return {0, 0};
+    return {starts[k], starts[k + 1]};
+  }
   const size_t mask = table.size() - 1;
   for (size_t i = slot_of(key, mask);; i = (i + 1) & mask) {
     const Entry& e = table[i];
-    if (e.end == 0) return nullptr;
-    if (e.key == key) return &e;
+    if (e.end == 0) return {0, 0};
+    if (e.key == key) return {e.begin, e.end};
   }
+}
+
+const void* StreamIndex::EqTable::lookup_of(uint64_t key) const {
+  if (starts.empty()) return &table[slot_of(key, table.size() - 1)];
+  const uint64_t k = key - first;
+  return starts.data() + std::min<uint64_t>(k, starts.size() - 1);
+}
+
+void StreamIndex::EqTable::prepare() {
+  uint64_t lo = UINT64_MAX, hi = 0;
+  for (const auto& [key, list] : staged) {
+    lo = std::min(lo, key);
+    hi = std::max(hi, key);
+  }
+  // An array when it takes at most 32 bytes per key (the hash table takes 32 to 64).
+  const size_t keys = staged.size();
+  if (keys > 0 && hi - lo < 8 * keys + 64) {
+    first = lo;
+    std::vector<const std::vector<Posting>*> by_key(hi - lo + 1, nullptr);
+    for (const auto& [key, list] : staged) by_key[key - lo] = &list;
+    starts.reserve(by_key.size() + 1);
+    for (const auto* list : by_key) {
+      starts.push_back(static_cast<uint32_t>(postings.size()));
+      if (list) postings.insert(postings.end(), list->begin(), list->end());
+    }
+    starts.push_back(static_cast<uint32_t>(postings.size()));
+  } else {
+    size_t size = 8;
+    while (size < 2 * keys) size *= 2;  // at most half full
+    table.assign(size, Entry{0, 0, 0});
+    for (auto& [key, list] : staged) {
+      size_t i = slot_of(key, size - 1);
+      while (table[i].end != 0) i = (i + 1) & (size - 1);
+      table[i].key = key;
+      table[i].begin = static_cast<uint32_t>(postings.size());
+      postings.insert(postings.end(), list.begin(), list.end());
+      table[i].end = static_cast<uint32_t>(postings.size());
+    }
+  }
+  staged = {};
 }
 
 void StreamIndex::prepare() {
@@ -246,20 +291,11 @@ void StreamIndex::prepare() {
     std::stable_sort(t.by_double.begin(), t.by_double.end(), by_constant);
     std::stable_sort(t.by_int.begin(), t.by_int.end(), by_constant);
   }
-  for (auto& t : eq_) {
-    size_t size = 8;
-    while (size < 2 * t.staged.size()) size *= 2;  // at most half full
-    t.table.assign(size, EqTable::Entry{0, 0, 0});
-    for (auto& [key, list] : t.staged) {
-      size_t i = slot_of(key, size - 1);
-      while (t.table[i].end != 0) i = (i + 1) & (size - 1);
-      t.table[i].key = key;
-      t.table[i].begin = static_cast<uint32_t>(t.postings.size());
-      t.postings.insert(t.postings.end(), list.begin(), list.end());
-      t.table[i].end = static_cast<uint32_t>(t.postings.size());
-    }
-    t.staged = {};
-  }
+  for (auto& t : eq_) t.prepare();
+}
+
+size_t StreamIndex::array_tables() const {
+  return std::count_if(eq_.begin(), eq_.end(), [](const EqTable& t) { return !t.starts.empty(); });
 }
 
 std::vector<std::pair<uint32_t, uint32_t>> StreamIndex::renumber() {
@@ -349,7 +385,7 @@ void StreamIndex::select_range(const std::vector<std::pair<T, Posting>>& table, 
 void StreamIndex::prefetch_entries(const Slot* event) const {
   for (const auto& t : eq_) {
     uint64_t key;
-    if (t.key_of(event, key)) __builtin_prefetch(&t.table[slot_of(key, t.table.size() - 1)], 0, 2);
+    if (t.key_of(event, key)) __builtin_prefetch(t.lookup_of(key), 0, 2);
   }
   // Prefetches are no side effect to GCC, which would otherwise drop calls to this function.
   asm volatile("" ::: "memory");
@@ -358,10 +394,10 @@ void StreamIndex::prefetch_entries(const Slot* event) const {
 void StreamIndex::prefetch_postings(const Slot* event) const {
   constexpr uint32_t kPerLine = 64 / sizeof(Posting);
   for (const auto& t : eq_) {
-    const EqTable::Entry* e = t.find(event);
-    if (!e) continue;
-    for (uint32_t i = e->begin; i < e->end; i += kPerLine) __builtin_prefetch(&t.postings[i], 0, 2);
-    __builtin_prefetch(&t.postings[e->end - 1], 0, 2);
+    const auto [begin, end] = t.find(event);
+    if (begin == end) continue;
+    for (uint32_t i = begin; i < end; i += kPerLine) __builtin_prefetch(&t.postings[i], 0, 2);
+    __builtin_prefetch(&t.postings[end - 1], 0, 2);
   }
   asm volatile("" ::: "memory");
 }
@@ -370,9 +406,8 @@ void StreamIndex::match(const Slot* event, std::vector<uint32_t>& out) const {
   const auto self = [](const Posting& p) -> const Posting& { return p; };
   take(always_.begin(), always_.end(), self, event, out);
   for (const auto& t : eq_) {
-    const EqTable::Entry* e = t.find(event);
-    if (!e) continue;
-    take(t.postings.begin() + e->begin, t.postings.begin() + e->end, self, event, out);
+    const auto [begin, end] = t.find(event);
+    take(t.postings.begin() + begin, t.postings.begin() + end, self, event, out);
   }
   for (const auto& t : ranges_) {
     Slot v = as_cmp(event[t.attr], t.attr_type, t.cmp);

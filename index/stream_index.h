@@ -18,6 +18,7 @@
 
 #include <cstdint>
 #include <unordered_map>
+#include <utility>
 #include <vector>
 
 #include "nfa/automaton.h"
@@ -57,6 +58,9 @@ class StreamIndex {
 
   size_t targets() const { return targets_; }
   size_t always_count() const { return always_.size(); }
+  // Equality tables looked up by an array over their keys' range, and by hashing (for tests).
+  size_t array_tables() const;
+  size_t hash_tables() const { return eq_.size() - array_tables(); }
 
  private:
   // An atom as a one-sided test of one attribute: `x >= bound`, `x <= bound` or `x == bound`,
@@ -109,8 +113,12 @@ class StreamIndex {
     }
   };
   static_assert(sizeof(Posting) == 16);
-  // Postings by key value, in an open-addressing table built by prepare(): an event's postings
-  // are one probe and one contiguous run away.
+  // Postings by key value, built by prepare(): an event's postings are one lookup and one
+  // contiguous run away. Keys that fill most of a range [first, first + span) (interned strings,
+  // which are dense ids, or small ints) are looked up in an array over the range, 4 bytes per
+  // key, which stays cached where a hash table of 16-byte entries at most half full would not:
+  // an event then reads no cold line before its postings. Other keys go to an open-addressing
+  // hash table.
   struct EqTable {
     uint32_t attr;
     Type attr_type, cmp;
@@ -119,12 +127,19 @@ class StreamIndex {
       uint64_t key;
       uint32_t begin, end;  // postings [begin, end); end == 0: an empty entry
     };
-    std::vector<Entry> table;  // a power of two in size
+    std::vector<Entry> table;  // a power of two in size; empty when `starts` is used
+    // Key k's postings are [starts[k - first], starts[k - first + 1]) (span + 1 of them).
+    uint64_t first = 0;
+    std::vector<uint32_t> starts;
     std::vector<Posting> postings;
     // The hash key of the event's value of `attr` as this table compares it; false for NaN.
     bool key_of(const Slot* event, uint64_t& key) const;
-    // The entry of the event's key, or null: no posting.
-    const Entry* find(const Slot* event) const;
+    // The postings of the event's key: [begin, end), empty if there are none.
+    std::pair<uint32_t, uint32_t> find(const Slot* event) const;
+    // What find() reads first for `key` (for prefetching).
+    const void* lookup_of(uint64_t key) const;
+    // Builds `starts` or `table` from `staged`.
+    void prepare();
   };
   struct RangeTable {
     uint32_t attr;

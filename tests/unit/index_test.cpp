@@ -210,6 +210,10 @@ TEST(IndexDifferential, MatchIsExactlyTheGuardsThatHold) {
   EXPECT_GT(always, 0u);
   EXPECT_EQ(idx.targets(), guards.size() - nans);  // a NaN guard registers nothing
   EXPECT_EQ(idx.always_count(), always);
+  // Names (interned ids, dense) are looked up by array; INT and FLOAT constants from both ends
+  // of their ranges by hashing.
+  EXPECT_EQ(idx.array_tables(), 1u);
+  EXPECT_GT(idx.hash_tables(), 0u);
 
   Random r(7);
   size_t total = 0;
@@ -222,6 +226,39 @@ TEST(IndexDifferential, MatchIsExactlyTheGuardsThatHold) {
     total += got.size();
   }
   EXPECT_GT(total, 3000u);  // events do match: the comparison is not of empty sets
+}
+
+// An equality table looked up by array: keys at both ends of its range, a key missing inside
+// it, and events below, above, one past either end and far outside (a value below the range
+// wraps past it as an unsigned offset). The same keys spread wide go to a hash table, with the
+// same results.
+TEST(IndexEqualityTables, ArrayAndHashFindTheSameKeys) {
+  const int64_t events[] = {kMinInt, -1, 0, 4, 5, 6, 7, 8, 11, 12, 13, kMaxInt};
+  for (const int64_t spread : {int64_t{1}, int64_t{1000}}) {
+    std::vector<std::vector<Atom>> guards;
+    StreamIndex idx;
+    for (const int64_t k : {5, 6, 6, 8, 12}) {  // (7 and 9 to 11 missing; 6 twice)
+      const int64_t key = k == 5 ? k : k * spread;
+      guards.push_back({atom(kVolume, Op::Eq, Type::Int, Type::Int, int_slot(key))});
+      idx.add(static_cast<uint32_t>(guards.size() - 1), guards.back());
+    }
+    idx.prepare();
+    EXPECT_EQ(idx.array_tables(), spread == 1 ? 1u : 0u);
+    EXPECT_EQ(idx.hash_tables(), spread == 1 ? 0u : 1u);
+    size_t total = 0;
+    for (const int64_t v : events) {
+      const int64_t scaled = v == kMinInt || v == kMaxInt ? v : v * spread;
+      for (const int64_t value : {v, scaled}) {
+        const Event e{string_slot(intern("S10")), float_slot(1.0), int_slot(value)};
+        const std::vector<uint32_t> got = matched(idx, e);
+        ASSERT_EQ(got, expected(guards, e)) << "spread " << spread << ", Volume " << value;
+        total += got.size();
+      }
+    }
+    // 5, 8 and 12 match one target, 6 two, each found twice with a spread of 1 and once with
+    // a spread of 1000 (5 by its own value, the others by theirs times 1000).
+    EXPECT_EQ(total, spread == 1 ? 10u : 5u);
+  }
 }
 
 // After renumber() every registered number is moved exactly once, onto the same set of numbers,
