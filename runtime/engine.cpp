@@ -1573,6 +1573,16 @@ void Engine::Keyed::release(uint32_t id) {
   }
 }
 
+size_t Engine::heap_buckets() const {
+  size_t n = 0;
+  for (size_t k = 0; k < state_.size(); ++k) {
+    if (!state_[k].keyed()) n += state_[k].single.rows.on_heap();
+    if (k < keyed_.size() && keyed_[k])
+      for (uint32_t id = 0; id < keyed_[k]->size(); ++id) n += keyed_[k]->at(id).rows.on_heap();
+  }
+  return n;
+}
+
 size_t Engine::instance_buckets() const {
   size_t n = 0;
   for (const auto& k : keyed_)
@@ -1674,6 +1684,7 @@ void Engine::Records::grow(size_t need) {
   --delta;
   b.records = 0;
   b.rows.shrink(0);
+  b.rows.fit();
   b.expires = INT64_MAX;
 }
 
@@ -1732,6 +1743,7 @@ uint64_t Engine::compact_slow(Bucket& b, int64_t max_dur, int64_t next_time) {
       keep = run.template operator()<0>();
   }
   b.rows.shrink(keep * stride);
+  b.rows.fit();
   b.records = static_cast<uint32_t>(keep);
   b.expires = keep ? expiry_of(min_t0, max_dur) : INT64_MAX;
   return expired;

@@ -189,6 +189,9 @@ class Engine {
   // Instance-index buckets held (by every node with a key), for tests and diagnostics: as
   // many as keys with instances when the last epoch closed (plus those added since).
   size_t instance_buckets() const;
+  // Buckets whose records are on the heap now (they outgrew the slots kept in place, and
+  // have not been compacted back into them), for tests and diagnostics.
+  size_t heap_buckets() const;
   // Closes every epoch before `t` (heartbeat: frees expired instances on quiet streams).
   void advance_to(int64_t t);
   // Closes the current epoch (end of input).
@@ -245,6 +248,17 @@ class Engine {
       return at;
     }
     void shrink(size_t n) { size_ = static_cast<uint32_t>(n); }
+    // Moves the records back in place when they fit there again (after a compaction), freeing
+    // the heap: a bucket that outgrew its slots once (a FOLD's rebound and a new instance
+    // behind the one they replace) would otherwise keep reading cold heap lines after its
+    // state's first line, where in place its next visit reads the state's next lines.
+    void fit() {
+      if (!on_heap() || size_ > kInline) return;
+      std::copy_n(data_, size_, inline_);
+      std::free(data_);
+      data_ = inline_;
+      cap_ = kInline;
+    }
 
    private:
     void grow(size_t need);

@@ -381,6 +381,40 @@ TEST(Engine, ExpiryAtTheEndsOfTime) {
   EXPECT_TRUE(h.outputs.empty());
 }
 
+// A bucket whose records outgrew the slots in its node's state (three records of a 3-value
+// NEXT) moves to the heap, and back into its state once the close of an epoch leaves few
+// enough: the records kept survive the move (later events consume them, in order), with and
+// without an instance-index key, on one thread and in batches.
+TEST(Engine, RecordsReturnToTheirStateWhenTheyFitAgain) {
+  for (const char* key : {"", "$1.Name = $2.Name AND "}) {
+    for (unsigned threads : {1u, 4u}) {
+      Harness h(std::string(kStock) + "SELECT * FROM FILTER{Volume > 0}(Stock) NEXT{" + key +
+                    "$2.Price > $1.Price} Stock PUBLISH Up;",
+                threads == 1 ? options(JitMode::Off, 1) : batched(threads));
+      // Four instances, each below the one before (so that none consumes another).
+      for (int64_t t = 1; t <= 4; ++t) h.stock("IBM", 50.0 - 10.0 * t, 1, t);
+      h.engine.advance_to(5);
+      EXPECT_EQ(h.engine.heap_buckets(), 1u) << key << threads;
+      h.stock("IBM", 25, 0, 5);  // consumes the last two
+      h.engine.advance_to(6);
+      EXPECT_EQ(h.engine.heap_buckets(), 0u) << key << threads;
+      EXPECT_EQ(h.engine.stats().instances, 2u);
+      h.stock("IBM", 35, 0, 6);
+      h.stock("IBM", 50, 0, 7);
+      h.engine.finish();
+      EXPECT_EQ(h.outputs, (std::vector<std::string>{
+                               "Up[3,5] IBM 20 1 IBM 25 0",
+                               "Up[4,5] IBM 10 1 IBM 25 0",
+                               "Up[2,6] IBM 30 1 IBM 35 0",
+                               "Up[1,7] IBM 40 1 IBM 50 0",
+                           }))
+          << key << threads;
+      EXPECT_EQ(h.engine.stats().instances, 0u);
+      EXPECT_EQ(h.engine.heap_buckets(), 0u);
+    }
+  }
+}
+
 // A keyed node removed while its buckets' expiries are queued: the wheel still names them, and
 // the epochs that reach those deadlines (opening, closing, a heartbeat) skip them; the other
 // query's instances still expire. With hints, whose keyed steps must not read the removed node.
