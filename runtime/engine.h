@@ -253,15 +253,12 @@ class Engine {
     // behind the one they replace) would otherwise keep reading cold heap lines after its
     // state's first line, where in place its next visit reads the state's next lines.
     void fit() {
-      if (!on_heap() || size_ > kInline) return;
-      std::copy_n(data_, size_, inline_);
-      std::free(data_);
-      data_ = inline_;
-      cap_ = kInline;
+      if (on_heap() && size_ <= kInline) move_in();
     }
 
    private:
     void grow(size_t need);
+    void move_in();
     void release() {
       if (on_heap()) std::free(data_);
     }

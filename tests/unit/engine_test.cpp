@@ -383,8 +383,9 @@ TEST(Engine, ExpiryAtTheEndsOfTime) {
 
 // A bucket whose records outgrew the slots in its node's state (three records of a 3-value
 // NEXT) moves to the heap, and back into its state once the close of an epoch leaves few
-// enough: the records kept survive the move (later events consume them, in order), with and
-// without an instance-index key, on one thread and in batches.
+// enough: the records kept survive the move (later events consume them, in order), and so do
+// those of the next time it outgrows them (in the heap block given back, on one thread), with
+// and without an instance-index key, on one thread and in batches.
 TEST(Engine, RecordsReturnToTheirStateWhenTheyFitAgain) {
   for (const char* key : {"", "$1.Name = $2.Name AND "}) {
     for (unsigned threads : {1u, 4u}) {
@@ -401,12 +402,21 @@ TEST(Engine, RecordsReturnToTheirStateWhenTheyFitAgain) {
       EXPECT_EQ(h.engine.stats().instances, 2u);
       h.stock("IBM", 35, 0, 6);
       h.stock("IBM", 50, 0, 7);
+      // Four more, on the heap again (in the block given back, when the same thread took it).
+      for (int64_t t = 8; t <= 11; ++t) h.stock("IBM", 53.0 - t, 1, t);
+      h.engine.advance_to(12);
+      EXPECT_EQ(h.engine.heap_buckets(), 1u) << key << threads;
+      h.stock("IBM", 100, 0, 12);
       h.engine.finish();
       EXPECT_EQ(h.outputs, (std::vector<std::string>{
                                "Up[3,5] IBM 20 1 IBM 25 0",
                                "Up[4,5] IBM 10 1 IBM 25 0",
                                "Up[2,6] IBM 30 1 IBM 35 0",
                                "Up[1,7] IBM 40 1 IBM 50 0",
+                               "Up[8,12] IBM 45 1 IBM 100 0",
+                               "Up[9,12] IBM 44 1 IBM 100 0",
+                               "Up[10,12] IBM 43 1 IBM 100 0",
+                               "Up[11,12] IBM 42 1 IBM 100 0",
                            }))
           << key << threads;
       EXPECT_EQ(h.engine.stats().instances, 0u);
