@@ -1270,7 +1270,10 @@ void Engine::prefetch_instances(It first, It last, RouteOf route_of) const {
     const bool third = ns.third_line_used(r.edge | r.fed | rides(c));
     __builtin_prefetch(pick(records & heap, data, pick(records & third, ns.third_line(), self)), 0,
                        Locality);
-    prefetch_record_lines<Locality>(records & heap, data, b.rows.size() * sizeof(Slot), self);
+    // (A branch: records are on the heap only in a bucket that outgrew its slots until the
+    // epoch's close, a few visits in a hundred, so it is predicted.)
+    if (records & heap) [[unlikely]]
+      prefetch_record_lines<Locality>(true, data, b.rows.size() * sizeof(Slot), self);
   }
   asm volatile("" ::: "memory");
 }
