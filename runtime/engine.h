@@ -221,7 +221,8 @@ class Engine {
   //
   // `rows` keeps its first slots in place (a bucket of one or two instances, the common case, is
   // read with its header: one dependent cache miss less), then grows on the heap by doubling,
-  // without zero-filling (a new record is written at once).
+  // without zero-filling (a new record is written at once), and returns in place when a
+  // compaction leaves few enough (fit()).
   class Records {
    public:
     // Two NEXT or FOLD records over a 3-attribute stream (6 and 9 slots).
