@@ -1660,10 +1660,11 @@ void Engine::add_from_row(Context& cx, uint32_t n, const Slot* row, int64_t t0, 
 namespace {
 
 // Heap blocks of records of the first size past the slots in place (2 * kInline), given back by
-// Records::move_in() and taken by the next grow() on the same thread. A FOLD bucket outgrows its
-// slots at about a third of its visits (a rebound and a new instance behind the one they
-// replace) and moves back at the epoch's close: an epoch frees and takes many blocks of that
-// size, more than the allocator's own per-thread cache keeps (seven a size in glibc).
+// Records::move_in() and taken by the next grow() on the same thread. In the 100k walk a bucket
+// outgrows its slots about once every two events, mostly a FOLD's (a rebound and a new instance
+// behind the one they replace), and moves back at the epoch's close: an epoch frees and takes
+// many blocks of that size, more than the allocator's own per-thread cache keeps (seven a size
+// in glibc).
 struct SpareBlocks {
   static constexpr size_t kMax = 4096;  // (1.1 MiB of 3-attribute FOLD blocks)
   std::vector<Slot*> blocks;
