@@ -1724,7 +1724,6 @@ void Engine::Records::move_in() {
   --delta;
   b.records = 0;
   b.rows.shrink(0);
-  b.rows.fit();
   b.expires = INT64_MAX;
 }
 
@@ -1783,7 +1782,6 @@ uint64_t Engine::compact_slow(Bucket& b, int64_t max_dur, int64_t next_time) {
       keep = run.template operator()<0>();
   }
   b.rows.shrink(keep * stride);
-  b.rows.fit();
   b.records = static_cast<uint32_t>(keep);
   b.expires = keep ? expiry_of(min_t0, max_dur) : INT64_MAX;
   return expired;

@@ -222,7 +222,7 @@ class Engine {
   // `rows` keeps its first slots in place (a bucket of one or two instances, the common case, is
   // read with its header: one dependent cache miss less), then grows on the heap by doubling,
   // without zero-filling (a new record is written at once), and returns in place when a
-  // compaction leaves few enough (fit()).
+  // compaction leaves few enough (shrink()).
   class Records {
    public:
     // Two NEXT or FOLD records over a 3-attribute stream (6 and 9 slots).
@@ -248,12 +248,12 @@ class Engine {
       size_ += static_cast<uint32_t>(n);
       return at;
     }
-    void shrink(size_t n) { size_ = static_cast<uint32_t>(n); }
-    // Moves the records back in place when they fit there again (after a compaction), freeing
-    // the heap: a bucket that outgrew its slots once (a FOLD's rebound and a new instance
-    // behind the one they replace) would otherwise keep reading cold heap lines after its
-    // state's first line, where in place its next visit reads the state's next lines.
-    void fit() {
+    // Keeps the first `n` slots (a compaction's), and moves them back in place when they fit
+    // there again, freeing the heap: a bucket that outgrew its slots once (a FOLD's rebound and
+    // a new instance behind the one they replace) would otherwise keep reading cold heap lines
+    // after its state's first line, where in place its next visit reads the state's next lines.
+    void shrink(size_t n) {
+      size_ = static_cast<uint32_t>(n);
       if (on_heap() && size_ <= kInline) move_in();
     }
 
