@@ -1659,47 +1659,80 @@ void Engine::add_from_row(Context& cx, uint32_t n, const Slot* row, int64_t t0, 
 
 namespace {
 
-// Heap blocks of records of the first size past the slots in place (2 * kInline), given back by
-// Records::move_in() and taken by the next grow() on the same thread. In the 100k walk a bucket
+// Heap blocks of records, kept per thread by size for the next grow() on the same thread:
+// Records::move_in() and a grow from one heap block to a larger one give theirs back. Capacities
+// double from 2 * kInline, so the first kClasses of them are classes. In the 100k walk a bucket
 // outgrows its slots about once every two events, mostly a FOLD's (a rebound and a new instance
 // behind the one they replace), and moves back at the epoch's close: an epoch frees and takes
-// many blocks of that size, more than the allocator's own per-thread cache keeps (seven a size
-// in glibc).
+// many blocks, more than the allocator's own per-thread cache keeps (seven a size in glibc).
+// Some grow further (about one grow in seven): kept only for the first size, their larger
+// blocks went back to the allocator and took the first size's with them, until the list ran dry
+// and one grow in three called malloc.
 struct SpareBlocks {
-  static constexpr size_t kMax = 4096;  // (1.1 MiB of 3-attribute FOLD blocks)
-  std::vector<Slot*> blocks;
-  ~SpareBlocks() {
-    for (Slot* b : blocks) std::free(b);
+  static constexpr size_t kFirst = 36;  // slots: 2 * Records::kInline (asserted in grow())
+  static constexpr size_t kClasses = 4;
+  static constexpr size_t kMaxBytes = size_t{1} << 20;  // per class
+  std::vector<Slot*> blocks[kClasses];
+  ~SpareBlocks() { free_all(); }
+  void free_all() {
+    for (auto& list : blocks) {
+      for (Slot* b : list) std::free(b);
+      list.clear();
+    }
+  }
+  // The class of a block of `cap` slots, or kClasses if it has none.
+  static size_t class_of(size_t cap) {
+    const size_t k = std::countr_zero(cap / kFirst);
+    return k < kClasses && cap == kFirst << k ? k : kClasses;
+  }
+  Slot* take(size_t cap) {
+    const size_t k = class_of(cap);
+    if (k < kClasses && !blocks[k].empty()) {
+      Slot* b = blocks[k].back();
+      blocks[k].pop_back();
+      return b;
+    }
+    Slot* b = static_cast<Slot*>(std::malloc(cap * sizeof(Slot)));
+    if (!b) throw std::bad_alloc();
+    return b;
+  }
+  void give(Slot* b, size_t cap) {
+    const size_t k = class_of(cap);
+    if (k < kClasses && blocks[k].size() * cap * sizeof(Slot) < kMaxBytes)
+      blocks[k].push_back(b);
+    else
+      std::free(b);
   }
 };
 thread_local SpareBlocks spare_blocks;
 
 }  // namespace
 
+std::array<size_t, 4> Engine::spare_heap_blocks() {
+  static_assert(SpareBlocks::kClasses == 4);
+  std::array<size_t, 4> n;
+  for (size_t k = 0; k < n.size(); ++k) n[k] = spare_blocks.blocks[k].size();
+  return n;
+}
+
+void Engine::free_spare_heap_blocks() {
+  spare_blocks.free_all();
+}
+
 void Engine::Records::grow(size_t need) {
-  const size_t cap = std::max<size_t>(need, 2 * size_t{cap_});
-  const bool inline_now = !on_heap();
-  std::vector<Slot*>& spare = spare_blocks.blocks;
-  Slot* heap;
-  if (inline_now && cap == 2 * kInline && !spare.empty()) {
-    heap = spare.back();
-    spare.pop_back();
-  } else {
-    heap = static_cast<Slot*>(std::realloc(inline_now ? nullptr : data_, cap * sizeof(Slot)));
-    if (!heap) throw std::bad_alloc();
-  }
-  if (inline_now) std::copy_n(inline_, size_, heap);
+  static_assert(SpareBlocks::kFirst == 2 * kInline);
+  size_t cap = 2 * size_t{cap_};
+  while (cap < need) cap *= 2;
+  Slot* heap = spare_blocks.take(cap);
+  std::copy_n(data_, size_, heap);
+  if (on_heap()) spare_blocks.give(data_, cap_);
   data_ = heap;
   cap_ = static_cast<uint32_t>(cap);
 }
 
 void Engine::Records::move_in() {
   std::copy_n(data_, size_, inline_);
-  std::vector<Slot*>& spare = spare_blocks.blocks;
-  if (cap_ == 2 * kInline && spare.size() < SpareBlocks::kMax)
-    spare.push_back(data_);
-  else
-    std::free(data_);
+  spare_blocks.give(data_, cap_);
   data_ = inline_;
   cap_ = kInline;
 }

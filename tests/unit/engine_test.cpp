@@ -425,6 +425,40 @@ TEST(Engine, RecordsReturnToTheirStateWhenTheyFitAgain) {
   }
 }
 
+// A bucket that grows through every size of heap block the thread keeps (36 to 288 slots: 30
+// records of six), is consumed whole and moves back in place, twice. Each grow gives the block
+// it leaves to the thread's spares, and the move back gives the last: one block of each size.
+// The second time round takes them again instead of allocating, so one of each is left, not
+// two. Outputs are compared exactly both times.
+TEST(Engine, HeapBlocksOfEverySizeAreReused) {
+  Harness h(std::string(kStock) +
+                "SELECT * FROM FILTER{Volume > 0}(Stock) NEXT{$2.Price > $1.Price} Stock "
+                "PUBLISH Up;",
+            options(JitMode::Off, 1));
+  Engine::free_spare_heap_blocks();
+  std::vector<std::string> want;
+  for (int64_t round = 0, t = 1; round < 2; ++round) {
+    // Thirty instances, each below the one before (so that none consumes another).
+    const int64_t first = t;
+    for (int64_t k = 0; k < 30; ++k, ++t) h.stock("IBM", 100 - k, 1, t);
+    h.engine.advance_to(t);
+    EXPECT_EQ(h.engine.heap_buckets(), 1u) << round;
+    EXPECT_EQ(Engine::spare_heap_blocks(), (std::array<size_t, 4>{1, 1, 1, 0})) << round;
+    h.stock("IBM", 1000, 0, t);  // consumes all thirty
+    for (int64_t k = 0; k < 30; ++k)
+      want.push_back("Up[" + std::to_string(first + k) + "," + std::to_string(t) + "] IBM " +
+                     std::to_string(100 - k) + " 1 IBM 1000 0");
+    h.engine.advance_to(++t);
+    EXPECT_EQ(h.engine.heap_buckets(), 0u) << round;
+    EXPECT_EQ(Engine::spare_heap_blocks(), (std::array<size_t, 4>{1, 1, 1, 1})) << round;
+  }
+  h.engine.finish();
+  EXPECT_EQ(h.outputs, want);
+  EXPECT_EQ(h.engine.stats().instances, 0u);
+  Engine::free_spare_heap_blocks();
+  EXPECT_EQ(Engine::spare_heap_blocks(), (std::array<size_t, 4>{0, 0, 0, 0}));
+}
+
 // A keyed node removed while its buckets' expiries are queued: the wheel still names them, and
 // the epochs that reach those deadlines (opening, closing, a heartbeat) skip them; the other
 // query's instances still expire. With hints, whose keyed steps must not read the removed node.
