@@ -1665,9 +1665,9 @@ namespace {
 // outgrows its slots about once every two events, mostly a FOLD's (a rebound and a new instance
 // behind the one they replace), and moves back at the epoch's close: an epoch frees and takes
 // many blocks, more than the allocator's own per-thread cache keeps (seven a size in glibc).
-// Some grow further (about one grow in seven): kept only for the first size, their larger
+// Some grow further (about one grow in eight): with only the first size kept, their larger
 // blocks went back to the allocator and took the first size's with them, until the list ran dry
-// and one grow in three called malloc.
+// and one grow in four called the allocator.
 struct SpareBlocks {
   static constexpr size_t kFirst = 36;  // slots: 2 * Records::kInline (asserted in grow())
   static constexpr size_t kClasses = 4;
