@@ -1670,7 +1670,7 @@ namespace {
 // and one grow in four called the allocator.
 struct SpareBlocks {
   static constexpr size_t kFirst = 36;  // slots: 2 * Records::kInline (asserted in grow())
-  static constexpr size_t kClasses = 4;
+  static constexpr size_t kClasses = Engine::kSpareSizes;
   static constexpr size_t kMaxBytes = size_t{1} << 20;  // per class
   std::vector<Slot*> blocks[kClasses];
   ~SpareBlocks() { free_all(); }
@@ -1708,9 +1708,8 @@ thread_local SpareBlocks spare_blocks;
 
 }  // namespace
 
-std::array<size_t, 4> Engine::spare_heap_blocks() {
-  static_assert(SpareBlocks::kClasses == 4);
-  std::array<size_t, 4> n;
+std::array<size_t, Engine::kSpareSizes> Engine::spare_heap_blocks() {
+  std::array<size_t, kSpareSizes> n;
   for (size_t k = 0; k < n.size(); ++k) n[k] = spare_blocks.blocks[k].size();
   return n;
 }

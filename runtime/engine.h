@@ -195,7 +195,8 @@ class Engine {
   // Heap blocks of records that buckets gave back, kept on the calling thread for the next
   // bucket that outgrows its slots there: how many of each size (36, 72, 144 and 288 slots);
   // and freeing them. For tests and diagnostics.
-  static std::array<size_t, 4> spare_heap_blocks();
+  static constexpr size_t kSpareSizes = 4;
+  static std::array<size_t, kSpareSizes> spare_heap_blocks();
   static void free_spare_heap_blocks();
   // Closes every epoch before `t` (heartbeat: frees expired instances on quiet streams).
   void advance_to(int64_t t);
