@@ -372,8 +372,8 @@ int main(int argc, char** argv) {
     if (!write_dir.empty()) {
       std::ofstream out(write_dir + "/" + w + ".txt");
       for (const auto& e : stream)
-        out << interned(e.values[0].s) << ',' << e.values[1].f << ',' << e.values[2].i
-            << ",Stock," << e.t << ',' << e.t << '\n';
+        out << interned(e.values[0].s) << ',' << price_text(e) << ',' << e.values[2].i << ",Stock,"
+            << e.t << ',' << e.t << '\n';
       if (!write_file_ok(out, write_dir + "/" + w + ".txt")) return 1;
       std::printf("wrote %s/%s.txt (%zu events)\n", write_dir.c_str(), w.c_str(), stream.size());
     }

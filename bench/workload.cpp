@@ -1,12 +1,19 @@
 #include "bench/workload.h"
 
 #include <algorithm>
+#include <charconv>
 #include <cstdio>
 #include <unordered_map>
 
 #include "runtime/io.h"
 
 namespace cayuga::bench {
+
+std::string price_text(const StockEvent& e) {
+  char text[32];
+  const auto end = std::to_chars(text, text + sizeof text, e.values[1].f).ptr;
+  return std::string(text, end);
+}
 
 namespace {
 

@@ -37,6 +37,10 @@ struct StockEvent {
   Slot values[3];  // Name (interned), Price, Volume
 };
 
+// An event's price as text: its shortest decimal that reads back as the same double, so that
+// events written for `cayuga run` or sent to the service are the in-memory run's own.
+std::string price_text(const StockEvent& e);
+
 // Symbol names S0000, S0001, ... (or the real tickers relabelled per copy).
 std::vector<std::string> synthetic_symbols(size_t n);
 

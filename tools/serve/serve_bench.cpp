@@ -82,11 +82,9 @@ Events make_events(const Options& o) {
   const std::vector<std::string> symbols = cayuga::bench::synthetic_symbols(o.symbols);
   const auto walk = cayuga::bench::random_walk(kPool, symbols, 4, 100, 7);
   Events ev;
-  char price[32];
   for (const auto& e : walk) {
     const std::string_view name = cayuga::interned(e.values[0].s);
-    const auto end = std::to_chars(price, price + sizeof price, e.values[1].f).ptr;
-    const std::string p(price, end), v = std::to_string(e.values[2].i);
+    const std::string p = cayuga::bench::price_text(e), v = std::to_string(e.values[2].i);
     ev.line_heads.push_back(std::string(name) + "," + p + "," + v + ",Stock,");
     ev.json.push_back("{\"stream\":\"Stock\",\"Name\":\"" + std::string(name) +
                       "\",\"Price\":" + p + ",\"Volume\":" + v + "}\n");
