@@ -77,7 +77,8 @@ constexpr const char* kUsage =
     "  --repeat N         run each configuration N times and print the run with the median\n"
     "                     events/s (default 1; on a shared host, 5 makes numbers repeatable)\n"
     "  --write DIR        instead of running: write DIR/<load>_<queries>.cel and DIR/<load>.txt\n"
-    "                     (Cayuga format) for end-to-end runs through `cayuga run --stats`\n"
+    "                     (Cayuga format) for end-to-end runs through `cayuga run --stats`:\n"
+    "                     the same events (prices in full), so the same outputs\n"
     "  --data FILE        stock bars CSV (default "
     "tests/data/stocks/bars_1min_2024_head5000.csv.gz)\n";
 
