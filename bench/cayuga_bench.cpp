@@ -256,7 +256,13 @@ int main(int argc, char** argv) {
       workloads_set = true;
       workloads.clear();
       std::stringstream ss(value());
-      for (std::string w; std::getline(ss, w, ',');) workloads.push_back(w);
+      for (std::string w; std::getline(ss, w, ',');) {
+        if (w != "walk" && w != "stock") {
+          std::cerr << "unknown workload '" << w << "' (walk or stock)\n";
+          return 2;
+        }
+        workloads.push_back(w);
+      }
     } else if (a == "--events")
       events = number<size_t>(a, value());
     else if (a == "--symbols") {
@@ -359,16 +365,13 @@ int main(int argc, char** argv) {
     };
     if (w == "walk") {
       if (!scaled) walk(symbols, tick_ms);  // (else per query count, below)
-    } else if (w == "stock") {
+    } else {                                // stock (the only other name --workload takes)
       std::string error;
       stream = bench::replay_bars(data, events, copies, universe, error);
       if (stream.empty()) {
         std::cerr << "cannot load stock bars: " << error << "\n";
         return 1;
       }
-    } else {
-      std::cerr << "unknown workload " << w << " (walk or stock)\n";
-      return 2;
     }
     if (!write_dir.empty()) {
       std::ofstream out(write_dir + "/" + w + ".txt");

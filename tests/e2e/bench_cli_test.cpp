@@ -82,6 +82,15 @@ TEST_F(BenchCli, HelpAndBadOptions) {
   Result list = bench("--queries 10,x");
   EXPECT_EQ(list.exit, 2);
   EXPECT_EQ(list.err, "bad value 'x' for --queries\n");
+  // Before any output: the table's header is not printed for a sweep that cannot run.
+  Result workload = bench("--workload walk,nope");
+  EXPECT_EQ(workload.exit, 2);
+  EXPECT_EQ(workload.out, "");
+  EXPECT_EQ(workload.err, "unknown workload 'nope' (walk or stock)\n");
+  Result jit = bench("--jit fast");
+  EXPECT_EQ(jit.exit, 2);
+  EXPECT_EQ(jit.out, "");
+  EXPECT_EQ(jit.err, "--jit takes on, off, auto\n");
   Result zero = bench("--repeat 0");
   EXPECT_EQ(zero.exit, 2);
   EXPECT_EQ(zero.err, "--repeat must be at least 1\n");
