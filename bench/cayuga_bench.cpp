@@ -374,12 +374,13 @@ int main(int argc, char** argv) {
       }
     }
     if (!write_dir.empty()) {
-      std::ofstream out(write_dir + "/" + w + ".txt");
+      const std::string path = write_dir + "/" + w + ".txt";
+      std::ofstream out(path);
       for (const auto& e : stream)
         out << interned(e.values[0].s) << ',' << price_text(e) << ',' << e.values[2].i << ",Stock,"
             << e.t << ',' << e.t << '\n';
-      if (!write_file_ok(out, write_dir + "/" + w + ".txt")) return 1;
-      std::printf("wrote %s/%s.txt (%zu events)\n", write_dir.c_str(), w.c_str(), stream.size());
+      if (!write_file_ok(out, path)) return 1;
+      std::printf("wrote %s (%zu events)\n", path.c_str(), stream.size());
     }
     for (size_t q : queries) {
       if (scaled) {
